@@ -1,0 +1,53 @@
+# Ferrum's verbs. `make run` starts a local cluster, `make test` is what CI runs.
+CARGO ?= cargo
+DATA ?= $(CURDIR)/.data
+NAMESRV_PORT ?= 9876
+
+.PHONY: all build run test lint fmt fmt-check clippy compat e2e bench fuzz-smoke crds ci clean
+
+all: build
+
+build:
+	$(CARGO) build --workspace --release
+
+## run: a local NameServer (later: NameServer + broker) with data under .data/
+run:
+	$(CARGO) build --release -p ferrum-namesrv
+	@mkdir -p $(DATA)
+	./target/release/ferrum-namesrv --listen 127.0.0.1:$(NAMESRV_PORT)
+
+## test: every unit, property and process-level test over real TCP
+test:
+	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --doc
+
+## lint: formatting and clippy, warnings are errors
+lint: fmt-check clippy
+
+fmt:
+	$(CARGO) fmt --all
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## compat: real RocketMQ clients (Apache Java tools/client, Go, Rust) against Ferrum
+compat:
+	bash hack/compat/run.sh
+
+## fuzz-smoke: a short cargo-fuzz run of every target (FUZZ_SECONDS each)
+fuzz-smoke:
+	bash hack/fuzz-smoke.sh
+
+## bench: side-by-side performance against the peers (never part of `make test`)
+bench:
+	bash hack/bench/run.sh
+
+e2e:
+	bash hack/e2e/run.sh
+
+clean:
+	$(CARGO) clean
+	rm -rf $(DATA)

@@ -1,0 +1,7 @@
+//! ferrum-broker owns a RocketMQ-compatible broker: the remoting server on listenPort and the VIP
+//! port, the request processors (send, pull with long polling, offsets, topics, subscription
+//! groups, client management), NameServer registration, master–slave replication, Raft mode,
+//! and the metrics and health endpoints.
+//!
+//! Persistence belongs to ferrum-store and the wire format to ferrum-protocol; this crate wires
+//! them to the network and must not reach around either.

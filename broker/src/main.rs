@@ -1,0 +1,5 @@
+//! `ferrum-broker` binary.
+
+fn main() -> anyhow::Result<()> {
+    anyhow::bail!("the broker is not built yet")
+}

@@ -1,0 +1,7 @@
+//! ferrum-client speaks RocketMQ remoting as a client: a connection that multiplexes requests by
+//! `opaque`, NameServer route look-ups, a producer with queue selection and retry on another
+//! broker, a pull consumer and admin calls. `ferrumctl` is built on it, and so are the tests and
+//! the operator.
+//!
+//! It talks only the wire protocol, so it can drive any RocketMQ broker; it never links the
+//! broker or the store.

@@ -1,0 +1,5 @@
+//! `ferrum-namesrv` binary.
+
+fn main() -> anyhow::Result<()> {
+    anyhow::bail!("the NameServer is not built yet")
+}
