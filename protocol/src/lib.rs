@@ -10,6 +10,7 @@ pub mod code;
 pub mod codec;
 pub mod command;
 pub mod header;
+pub mod route;
 
 pub use code::{LanguageCode, RequestCode, ResponseCode};
 pub use codec::{FrameError, MAX_FRAME_LENGTH, RemotingCodec};

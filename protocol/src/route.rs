@@ -1,0 +1,328 @@
+//! Route and cluster JSON bodies exchanged with the NameServer, with RocketMQ's field names.
+//!
+//! Maps with numeric keys (`brokerAddrs`: brokerId → address) are written with quoted keys, which
+//! every client reads. Plain fastjson writes them bare (`{0:"addr"}`), which is not JSON, so
+//! [`from_json`] quotes bare numeric object keys before handing the text to serde_json.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// `MixAll.MASTER_ID`: the brokerId of a group's master.
+pub const MASTER_ID: i64 = 0;
+
+/// KV namespace whose entries become a topic's `orderTopicConf` (`NamesrvUtil`).
+pub const NAMESPACE_ORDER_TOPIC_CONFIG: &str = "ORDER_TOPIC_CONFIG";
+
+/// Why a route body could not be read; the message is fit for a response remark.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    #[error("the body is not valid {what} JSON: {source}")]
+    Json {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(
+        "compressed RegisterBrokerBody is not supported by this NameServer; set compressedRegister=false on the broker"
+    )]
+    CompressedUnsupported,
+}
+
+/// `TopicRouteData`: which broker groups hold a topic and where they listen.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicRouteData {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_topic_conf: Option<String>,
+    #[serde(default)]
+    pub queue_datas: Vec<QueueData>,
+    #[serde(default)]
+    pub broker_datas: Vec<BrokerData>,
+    #[serde(default)]
+    pub filter_server_table: BTreeMap<String, Vec<String>>,
+    /// Static-topic mapping; carried through untouched because Ferrum does not create them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic_queue_mapping_by_broker: Option<serde_json::Value>,
+}
+
+/// `QueueData`: one broker group's queues of a topic.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueData {
+    pub broker_name: String,
+    pub read_queue_nums: i32,
+    pub write_queue_nums: i32,
+    pub perm: i32,
+    #[serde(default)]
+    pub topic_sys_flag: i32,
+}
+
+/// `BrokerData`: one broker group, its cluster and the address of each member by brokerId.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BrokerData {
+    pub cluster: String,
+    pub broker_name: String,
+    #[serde(default)]
+    pub broker_addrs: BTreeMap<i64, String>,
+    #[serde(default)]
+    pub enable_acting_master: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone_name: Option<String>,
+}
+
+impl BrokerData {
+    /// The master's address, if the master is registered.
+    pub fn master_addr(&self) -> Option<&str> {
+        self.broker_addrs.get(&MASTER_ID).map(String::as_str)
+    }
+}
+
+/// `ClusterInfo`: every broker group and which cluster each belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterInfo {
+    #[serde(default)]
+    pub broker_addr_table: BTreeMap<String, BrokerData>,
+    #[serde(default)]
+    pub cluster_addr_table: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// `DataVersion`: the broker bumps it whenever its topic configuration changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DataVersion {
+    #[serde(default)]
+    pub timestamp: i64,
+    #[serde(default)]
+    pub counter: i64,
+    /// 5.x only; 4.x brokers omit it, which reads as 0.
+    #[serde(default)]
+    pub state_version: i64,
+}
+
+/// `TopicConfig` as a broker reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicConfig {
+    pub topic_name: String,
+    #[serde(default = "default_queue_nums")]
+    pub read_queue_nums: i32,
+    #[serde(default = "default_queue_nums")]
+    pub write_queue_nums: i32,
+    #[serde(default = "default_perm")]
+    pub perm: i32,
+    #[serde(default = "default_filter_type")]
+    pub topic_filter_type: String,
+    #[serde(default)]
+    pub topic_sys_flag: i32,
+    #[serde(default)]
+    pub order: bool,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+// Defaults of `TopicConfig.java`'s fields.
+fn default_queue_nums() -> i32 {
+    16
+}
+fn default_perm() -> i32 {
+    PERM_READ | PERM_WRITE
+}
+fn default_filter_type() -> String {
+    "SINGLE_TAG".to_owned()
+}
+
+/// `PermName`: the topic / broker permission bits.
+pub const PERM_PRIORITY: i32 = 0x8;
+pub const PERM_READ: i32 = 0x4;
+pub const PERM_WRITE: i32 = 0x2;
+pub const PERM_INHERIT: i32 = 0x1;
+
+impl TopicConfig {
+    /// A topic with RocketMQ's defaults and the given queue counts.
+    pub fn new(topic_name: impl Into<String>, queues: i32) -> Self {
+        TopicConfig {
+            topic_name: topic_name.into(),
+            read_queue_nums: queues,
+            write_queue_nums: queues,
+            perm: default_perm(),
+            topic_filter_type: default_filter_type(),
+            topic_sys_flag: 0,
+            order: false,
+            attributes: BTreeMap::new(),
+        }
+    }
+}
+
+/// `TopicConfigSerializeWrapper` (5.x: `TopicConfigAndMappingSerializeWrapper`; the static-topic
+/// mapping fields are ignored on read).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicConfigSerializeWrapper {
+    #[serde(default)]
+    pub topic_config_table: BTreeMap<String, TopicConfig>,
+    #[serde(default)]
+    pub data_version: DataVersion,
+}
+
+/// `RegisterBrokerBody`: the body of REGISTER_BROKER.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegisterBrokerBody {
+    #[serde(default)]
+    pub topic_config_serialize_wrapper: TopicConfigSerializeWrapper,
+    #[serde(default)]
+    pub filter_server_list: Vec<String>,
+}
+
+impl RegisterBrokerBody {
+    /// Reads a REGISTER_BROKER body. `compressed` is the request header's flag.
+    ///
+    /// The compressed form is RocketMQ's own deflate framing (`RegisterBrokerBody.encode(true)`),
+    /// off by default on brokers (`compressedRegister=false`); it is refused with a clear error
+    /// rather than guessed at.
+    pub fn decode(body: &[u8], compressed: bool) -> Result<Self, RouteError> {
+        if compressed {
+            return Err(RouteError::CompressedUnsupported);
+        }
+        from_json(body, "RegisterBrokerBody")
+    }
+}
+
+/// `TopicList`: GET_ALL_TOPIC_LIST_FROM_NAMESERVER and friends.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicList {
+    #[serde(default)]
+    pub topic_list: BTreeSet<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker_addr: Option<String>,
+}
+
+/// `KVTable`: GET_KVLIST_BY_NAMESPACE and the REGISTER_BROKER answer.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct KVTable {
+    #[serde(default)]
+    pub table: BTreeMap<String, String>,
+}
+
+/// Serializes a body as standard JSON (quoted keys, fields in a fixed order).
+pub fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serializing these plain structs and string/integer-keyed maps cannot fail.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+/// Reads a body written either as standard JSON or by plain fastjson (bare numeric keys).
+pub fn from_json<T: DeserializeOwned>(body: &[u8], what: &'static str) -> Result<T, RouteError> {
+    let text = quote_numeric_keys(body);
+    serde_json::from_slice(&text).map_err(|source| RouteError::Json { what, source })
+}
+
+/// Quotes bare numeric object keys (`{0:"a",-1:"b"}` → `{"0":"a","-1":"b"}`) outside strings.
+///
+/// Anything else is left as is, so invalid JSON stays invalid and serde_json reports it.
+pub fn quote_numeric_keys(input: &[u8]) -> Cow<'_, [u8]> {
+    let Some(first) = find_bare_key(input, 0) else {
+        return Cow::Borrowed(input);
+    };
+    let mut out = Vec::with_capacity(input.len() + 16);
+    let mut copied = 0;
+    let mut next = Some(first);
+    while let Some((start, end)) = next {
+        out.extend_from_slice(&input[copied..start]);
+        out.push(b'"');
+        out.extend_from_slice(&input[start..end]);
+        out.push(b'"');
+        copied = end;
+        next = find_bare_key(input, end);
+    }
+    out.extend_from_slice(&input[copied..]);
+    Cow::Owned(out)
+}
+
+/// The next bare numeric key at or after `from`: its byte range. Scans from `from` assuming it is
+/// outside a string, which holds for 0 and for the end of a key found earlier.
+fn find_bare_key(input: &[u8], from: usize) -> Option<(usize, usize)> {
+    let mut i = from;
+    let mut in_string = false;
+    // True right after `{` or `,` (ignoring whitespace): where an object key may start.
+    let mut key_position = false;
+    while i < input.len() {
+        let c = input[i];
+        if in_string {
+            match c {
+                b'\\' => i += 1,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        match c {
+            b'"' => {
+                in_string = true;
+                key_position = false;
+            }
+            b'{' | b',' => key_position = true,
+            b' ' | b'\t' | b'\r' | b'\n' => {}
+            b'-' | b'0'..=b'9' if key_position => {
+                let start = i;
+                let mut end = i + 1;
+                while end < input.len() && input[end].is_ascii_digit() {
+                    end += 1;
+                }
+                let mut after = end;
+                while after < input.len() && input[after].is_ascii_whitespace() {
+                    after += 1;
+                }
+                if input.get(after) == Some(&b':') && end > start + usize::from(c == b'-') {
+                    return Some((start, end));
+                }
+                key_position = false;
+                i = end;
+                continue;
+            }
+            _ => key_position = false,
+        }
+        i += 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bare_keys_are_quoted_outside_strings_only() {
+        let raw = br#"{0:"a:1",1 : "b", "x":[1,2], "s":"{3:4}", -1:{2:"c"}}"#;
+        let quoted = quote_numeric_keys(raw);
+        assert_eq!(
+            std::str::from_utf8(&quoted).ok(),
+            Some(r#"{"0":"a:1","1" : "b", "x":[1,2], "s":"{3:4}", "-1":{"2":"c"}}"#)
+        );
+    }
+
+    #[test]
+    fn standard_json_is_untouched() {
+        let raw = br#"{"0":"a","list":[0,1],"esc":"\"{5:6}"}"#;
+        assert!(matches!(quote_numeric_keys(raw), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn invalid_input_stays_an_error() {
+        let err = from_json::<BrokerData>(b"{0:", "BrokerData").unwrap_err();
+        assert!(err.to_string().contains("BrokerData"), "{err}");
+        assert!(from_json::<BrokerData>(b"{-:1}", "BrokerData").is_err());
+    }
+
+    #[test]
+    fn compressed_register_body_is_refused() {
+        let err = RegisterBrokerBody::decode(b"\x00\x01", true).unwrap_err();
+        assert!(err.to_string().contains("compressedRegister"), "{err}");
+    }
+}
