@@ -5,3 +5,5 @@
 //!
 //! Persistence belongs to ferrum-store and the wire format to ferrum-protocol; this crate wires
 //! them to the network and must not reach around either.
+
+pub mod config;
