@@ -4,3 +4,13 @@
 //!
 //! NameServers never talk to each other and keep nothing on disk: routes are rebuilt from
 //! registrations.
+
+pub mod config;
+pub mod processor;
+pub mod route_info;
+pub mod server;
+
+pub use config::{ConfigError, PartialSettings, Settings};
+pub use processor::NameServer;
+pub use route_info::RouteInfoManager;
+pub use server::serve;

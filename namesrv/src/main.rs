@@ -1,5 +1,99 @@
 //! `ferrum-namesrv` binary.
 
-fn main() -> anyhow::Result<()> {
-    anyhow::bail!("the NameServer is not built yet")
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use ferrum_namesrv::config::{PartialSettings, parse_config, parse_millis};
+
+/// A RocketMQ-compatible NameServer.
+#[derive(Debug, Parser)]
+#[command(name = "ferrum-namesrv", version)]
+struct Args {
+    /// Address to listen on (port 0 picks a free port; the bound address is printed).
+    #[arg(long, env = "FERRUM_NAMESRV_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// How often to look for silent brokers, in milliseconds [default: 10000].
+    #[arg(long, env = "FERRUM_NAMESRV_SCAN_INTERVAL_MS", value_parser = millis)]
+    scan_interval_ms: Option<Duration>,
+    /// Silence after which a broker is dropped, in milliseconds [default: 120000].
+    #[arg(long, env = "FERRUM_NAMESRV_BROKER_EXPIRY_MS", value_parser = millis)]
+    broker_expiry_ms: Option<Duration>,
+    /// Drop a broker as soon as the connection it registered on closes [default: true].
+    #[arg(long, env = "FERRUM_NAMESRV_DROP_ON_CLOSE")]
+    drop_on_close: Option<bool>,
+    /// Optional config file (key=value lines: listen, scanIntervalMs, brokerExpiryMs,
+    /// dropOnClose). Flags and environment variables win over it.
+    #[arg(long, short = 'c', env = "FERRUM_NAMESRV_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+fn millis(value: &str) -> Result<Duration, String> {
+    parse_millis(value).map_err(str::to_owned)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    let file = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading config file {}", path.display()))?;
+            parse_config(&text).with_context(|| format!("in config file {}", path.display()))?
+        }
+        None => PartialSettings::default(),
+    };
+    let settings = PartialSettings {
+        listen: args.listen,
+        scan_interval: args.scan_interval_ms,
+        broker_expiry: args.broker_expiry_ms,
+        drop_on_close: args.drop_on_close,
+    }
+    .resolve(file);
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("binding {}", settings.listen))?;
+    let bound = listener.local_addr()?;
+    // Tests and scripts read this line to learn the port when asked for port 0.
+    println!("ferrum-namesrv listening on {bound}");
+    tracing::info!(
+        %bound,
+        scan_interval_ms = settings.scan_interval.as_millis() as u64,
+        broker_expiry_ms = settings.broker_expiry.as_millis() as u64,
+        drop_on_close = settings.drop_on_close,
+        "NameServer started"
+    );
+    ferrum_namesrv::serve(listener, settings, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
