@@ -10,6 +10,7 @@ pub mod code;
 pub mod codec;
 pub mod command;
 pub mod header;
+pub mod message;
 pub mod route;
 
 pub use code::{LanguageCode, RequestCode, ResponseCode};
