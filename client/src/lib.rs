@@ -5,3 +5,14 @@
 //!
 //! It talks only the wire protocol, so it can drive any RocketMQ broker; it never links the
 //! broker or the store.
+
+pub mod connection;
+pub mod error;
+pub mod namesrv;
+
+#[cfg(test)]
+mod testutil;
+
+pub use connection::{ConnectOptions, Connection, ConnectionPool, RequestHandler};
+pub use error::ClientError;
+pub use namesrv::NameServerClient;
