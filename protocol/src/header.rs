@@ -154,9 +154,12 @@ macro_rules! command_header {
 
         impl $crate::header::CommandHeader for $name {
             fn encode(&self, fields: &mut $crate::command::ExtFields) {
+                // Headers without fields leave the map unused.
+                let _ = &fields;
                 $( $crate::header::HeaderValue::put(&self.$field, fields, $wire); )*
             }
             fn decode(fields: &$crate::command::ExtFields) -> Result<Self, $crate::header::HeaderError> {
+                let _ = fields;
                 Ok(Self {
                     $( $field: $crate::header::HeaderValue::take(fields, $wire)?, )*
                 })

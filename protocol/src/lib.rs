@@ -6,10 +6,12 @@
 //! It is pure: no sockets, no files, no clocks. Every decoder takes untrusted bytes and answers
 //! with an error rather than a panic, and never allocates beyond the frame limit it is given.
 
+pub mod body;
 pub mod code;
 pub mod codec;
 pub mod command;
 pub mod header;
+pub mod headers;
 pub mod message;
 pub mod route;
 
