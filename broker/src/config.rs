@@ -109,7 +109,7 @@ pub struct BrokerConfig {
     pub broker_ip1: String,
     pub ha_listen_port: u16,
     pub store_path_root_dir: PathBuf,
-    store_path_commit_log: Option<PathBuf>,
+    pub store_path_commit_log_override: Option<PathBuf>,
     pub broker_role: BrokerRole,
     pub flush_disk_type: FlushDiskType,
     pub auto_create_topic_enable: bool,
@@ -152,7 +152,7 @@ impl Default for BrokerConfig {
             broker_ip1: "127.0.0.1".into(),
             ha_listen_port: 10912,
             store_path_root_dir: home.join("store"),
-            store_path_commit_log: None,
+            store_path_commit_log_override: None,
             broker_role: BrokerRole::AsyncMaster,
             flush_disk_type: FlushDiskType::AsyncFlush,
             auto_create_topic_enable: true,
@@ -263,7 +263,7 @@ fn check_host_port(key: &str, addr: &str) -> Result<(), ConfigError> {
 impl BrokerConfig {
     /// The commit log directory: `storePathCommitLog`, or `storePathRootDir/commitlog`.
     pub fn store_path_commit_log(&self) -> PathBuf {
-        self.store_path_commit_log
+        self.store_path_commit_log_override
             .clone()
             .unwrap_or_else(|| self.store_path_root_dir.join("commitlog"))
     }
@@ -309,7 +309,7 @@ impl BrokerConfig {
             "haListenPort" => self.ha_listen_port = parse_range(key, value, 1, u16::MAX)?,
             "storePathRootDir" => self.store_path_root_dir = PathBuf::from(non_empty(key, value)?),
             "storePathCommitLog" => {
-                self.store_path_commit_log = Some(PathBuf::from(non_empty(key, value)?));
+                self.store_path_commit_log_override = Some(PathBuf::from(non_empty(key, value)?));
             }
             "brokerRole" => {
                 self.broker_role = value.parse().map_err(|e| invalid(key, value, e))?;

@@ -7,3 +7,7 @@
 //! them to the network and must not reach around either.
 
 pub mod config;
+pub mod persist;
+pub mod server;
+pub mod subscription;
+pub mod topic;
