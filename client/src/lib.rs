@@ -16,3 +16,10 @@ mod testutil;
 pub use connection::{ConnectOptions, Connection, ConnectionPool, RequestHandler};
 pub use error::ClientError;
 pub use namesrv::NameServerClient;
+pub mod fault;
+pub mod message;
+pub mod producer;
+pub mod stats;
+
+pub use message::{Message, MessageQueue, SendResult, SendStatus};
+pub use producer::{Producer, ProducerConfig};
