@@ -48,6 +48,10 @@ bench:
 e2e:
 	bash hack/e2e/run.sh
 
+## crds: regenerate the checked-in CustomResourceDefinitions from the operator's types
+crds:
+	$(CARGO) run -q -p ferrum-operator -- crd > crds/ferrum.dev.yaml
+
 clean:
 	$(CARGO) clean
 	rm -rf $(DATA)

@@ -4,3 +4,5 @@
 //!
 //! It keeps no state outside the custom resources' status and the cluster, and it never links
 //! the broker: it reaches brokers over the wire through ferrum-client, like any client.
+
+pub mod crd;
