@@ -16,10 +16,12 @@ mod testutil;
 pub use connection::{ConnectOptions, Connection, ConnectionPool, RequestHandler};
 pub use error::ClientError;
 pub use namesrv::NameServerClient;
+pub mod consumer;
 pub mod fault;
 pub mod message;
 pub mod producer;
 pub mod stats;
 
+pub use consumer::{PullConsumer, PullResult, PullStatus};
 pub use message::{Message, MessageQueue, SendResult, SendStatus};
 pub use producer::{Producer, ProducerConfig};

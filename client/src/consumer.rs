@@ -1,0 +1,437 @@
+//! `PullConsumer`: pulls a queue from an offset, decodes the records and commits offsets on the
+//! broker, reading from the replica the master suggests.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ferrum_protocol::message::{self, MessageExt};
+use ferrum_protocol::route::{MASTER_ID, PERM_READ, TopicRouteData};
+use ferrum_protocol::{RequestCode, ResponseCode};
+
+use crate::connection::{ConnectionPool, DEFAULT_REQUEST_TIMEOUT, response_error};
+use crate::error::{ClientError, Result};
+use crate::message::MessageQueue;
+use crate::namesrv::{NameServerClient, header_field, request};
+
+/// `PullSysFlag` bits.
+const FLAG_SUSPEND: i32 = 0x2;
+const FLAG_SUBSCRIPTION: i32 = 0x4;
+
+/// Pull-consumer settings.
+#[derive(Debug, Clone)]
+pub struct PullConfig {
+    pub timeout: Duration,
+    /// When set, the broker holds a pull that finds nothing for up to this long.
+    pub long_poll: Option<Duration>,
+    pub route_ttl: Duration,
+    /// The tag expression sent as the subscription ("*" = all; "a || b").
+    pub subscription: String,
+}
+
+impl Default for PullConfig {
+    fn default() -> Self {
+        PullConfig {
+            timeout: DEFAULT_REQUEST_TIMEOUT,
+            long_poll: None,
+            route_ttl: Duration::from_secs(30),
+            subscription: "*".to_owned(),
+        }
+    }
+}
+
+/// The outcome of a pull (`PullStatus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullStatus {
+    Found,
+    NoNewMsg,
+    NoMatchedMsg,
+    OffsetIllegal,
+}
+
+/// What a pull returned.
+#[derive(Debug, Clone)]
+pub struct PullResult {
+    pub status: PullStatus,
+    pub next_begin_offset: i64,
+    pub min_offset: i64,
+    pub max_offset: i64,
+    pub messages: Vec<MessageExt>,
+}
+
+/// A pull consumer of one consumer group. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct PullConsumer {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    namesrv: NameServerClient,
+    pool: ConnectionPool,
+    group: String,
+    config: PullConfig,
+    routes: Mutex<HashMap<String, (Instant, Arc<TopicRouteData>)>>,
+    suggested: Mutex<HashMap<MessageQueue, i64>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The readable queues of a topic in a route.
+pub fn readable_queues(topic: &str, route: &TopicRouteData) -> Vec<MessageQueue> {
+    let mut queues: Vec<MessageQueue> = route
+        .queue_datas
+        .iter()
+        .filter(|qd| qd.perm & PERM_READ != 0)
+        .flat_map(|qd| {
+            (0..qd.read_queue_nums.max(0)).map(|queue_id| MessageQueue {
+                topic: topic.to_owned(),
+                broker_name: qd.broker_name.clone(),
+                queue_id,
+            })
+        })
+        .collect();
+    queues.sort();
+    queues
+}
+
+/// The address to pull from: the suggested broker if it is in the route, else the master, else
+/// any member of the group.
+pub fn pull_addr(route: &TopicRouteData, broker_name: &str, suggested: i64) -> Option<String> {
+    let broker = route
+        .broker_datas
+        .iter()
+        .find(|b| b.broker_name == broker_name)?;
+    broker
+        .broker_addrs
+        .get(&suggested)
+        .or_else(|| broker.broker_addrs.get(&MASTER_ID))
+        .or_else(|| broker.broker_addrs.values().next())
+        .cloned()
+}
+
+impl PullConsumer {
+    pub fn new<S: AsRef<str>>(namesrv_addrs: impl IntoIterator<Item = S>, group: &str) -> Self {
+        Self::with_config(namesrv_addrs, group, PullConfig::default())
+    }
+
+    pub fn with_config<S: AsRef<str>>(
+        namesrv_addrs: impl IntoIterator<Item = S>,
+        group: &str,
+        config: PullConfig,
+    ) -> Self {
+        let pool = ConnectionPool::default();
+        PullConsumer {
+            inner: Arc::new(Inner {
+                namesrv: NameServerClient::with_pool(namesrv_addrs, pool.clone()),
+                pool,
+                group: group.to_owned(),
+                config,
+                routes: Mutex::new(HashMap::new()),
+                suggested: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    pub fn group(&self) -> &str {
+        &self.inner.group
+    }
+
+    async fn route(&self, topic: &str) -> Result<Arc<TopicRouteData>> {
+        if let Some((at, route)) = lock(&self.inner.routes).get(topic)
+            && at.elapsed() < self.inner.config.route_ttl
+        {
+            return Ok(route.clone());
+        }
+        let route = Arc::new(self.inner.namesrv.topic_route(topic).await?);
+        lock(&self.inner.routes).insert(topic.to_owned(), (Instant::now(), route.clone()));
+        Ok(route)
+    }
+
+    /// The topic's readable queues, sorted by broker and queue id.
+    pub async fn queues(&self, topic: &str) -> Result<Vec<MessageQueue>> {
+        Ok(readable_queues(topic, &*self.route(topic).await?))
+    }
+
+    async fn master_addr(&self, mq: &MessageQueue) -> Result<String> {
+        let route = self.route(&mq.topic).await?;
+        route
+            .broker_datas
+            .iter()
+            .find(|b| b.broker_name == mq.broker_name)
+            .and_then(|b| b.master_addr().map(str::to_owned))
+            .ok_or_else(|| ClientError::BrokerNotFound(mq.broker_name.clone()))
+    }
+
+    /// Pulls up to `max_nums` messages of `mq` starting at `offset`.
+    pub async fn pull(&self, mq: &MessageQueue, offset: i64, max_nums: i32) -> Result<PullResult> {
+        let route = self.route(&mq.topic).await?;
+        let suggested = lock(&self.inner.suggested)
+            .get(mq)
+            .copied()
+            .unwrap_or(MASTER_ID);
+        let addr = pull_addr(&route, &mq.broker_name, suggested)
+            .ok_or_else(|| ClientError::BrokerNotFound(mq.broker_name.clone()))?;
+        let config = &self.inner.config;
+        let (sys_flag, suspend, timeout) = match config.long_poll {
+            Some(hold) => (
+                FLAG_SUBSCRIPTION | FLAG_SUSPEND,
+                hold,
+                config.timeout + hold,
+            ),
+            None => (FLAG_SUBSCRIPTION, Duration::ZERO, config.timeout),
+        };
+        let cmd = request(
+            RequestCode::PULL_MESSAGE,
+            &[
+                ("consumerGroup", self.inner.group.clone()),
+                ("topic", mq.topic.clone()),
+                ("queueId", mq.queue_id.to_string()),
+                ("queueOffset", offset.to_string()),
+                ("maxMsgNums", max_nums.to_string()),
+                ("sysFlag", sys_flag.to_string()),
+                ("commitOffset", "0".to_owned()),
+                ("suspendTimeoutMillis", suspend.as_millis().to_string()),
+                ("subscription", config.subscription.clone()),
+                ("subVersion", "0".to_owned()),
+                ("expressionType", "TAG".to_owned()),
+                ("bname", mq.broker_name.clone()),
+            ],
+        );
+        let answer = self.inner.pool.invoke(&addr, cmd, timeout).await?;
+        let status = match ResponseCode::from_code(answer.code) {
+            Some(ResponseCode::SUCCESS) => PullStatus::Found,
+            Some(ResponseCode::PULL_NOT_FOUND) => PullStatus::NoNewMsg,
+            Some(ResponseCode::PULL_RETRY_IMMEDIATELY) => PullStatus::NoMatchedMsg,
+            Some(ResponseCode::PULL_OFFSET_MOVED) => PullStatus::OffsetIllegal,
+            _ => return Err(response_error(&addr, &answer)),
+        };
+        let next = header_field::<i64>(&addr, &answer, "suggestWhichBrokerId")?;
+        lock(&self.inner.suggested).insert(mq.clone(), next);
+        let messages = if status == PullStatus::Found {
+            message::decode_all(&answer.body, false).map_err(|e| ClientError::BadResponse {
+                addr: addr.clone(),
+                reason: format!("undecodable pull body: {e}"),
+            })?
+        } else {
+            Vec::new()
+        };
+        Ok(PullResult {
+            status,
+            next_begin_offset: header_field(&addr, &answer, "nextBeginOffset")?,
+            min_offset: header_field(&addr, &answer, "minOffset")?,
+            max_offset: header_field(&addr, &answer, "maxOffset")?,
+            messages,
+        })
+    }
+
+    /// The group's committed offset of `mq`; `None` when the broker has none (QUERY_NOT_FOUND).
+    pub async fn committed_offset(&self, mq: &MessageQueue) -> Result<Option<i64>> {
+        let addr = self.master_addr(mq).await?;
+        query_consumer_offset(
+            &self.inner.pool,
+            &addr,
+            &self.inner.group,
+            mq,
+            self.inner.config.timeout,
+        )
+        .await
+    }
+
+    /// Commits `offset` (the next offset to consume) for `mq` on its master (UPDATE_CONSUMER_OFFSET).
+    pub async fn commit_offset(&self, mq: &MessageQueue, offset: i64) -> Result<()> {
+        let addr = self.master_addr(mq).await?;
+        let cmd = request(
+            RequestCode::UPDATE_CONSUMER_OFFSET,
+            &[
+                ("consumerGroup", self.inner.group.clone()),
+                ("topic", mq.topic.clone()),
+                ("queueId", mq.queue_id.to_string()),
+                ("commitOffset", offset.to_string()),
+                ("bname", mq.broker_name.clone()),
+            ],
+        );
+        self.inner
+            .pool
+            .invoke_ok(&addr, cmd, self.inner.config.timeout)
+            .await?;
+        Ok(())
+    }
+
+    /// The queue's max offset (one past the last message) on its master.
+    pub async fn max_offset(&self, mq: &MessageQueue) -> Result<i64> {
+        let addr = self.master_addr(mq).await?;
+        queue_offset(
+            &self.inner.pool,
+            &addr,
+            RequestCode::GET_MAX_OFFSET,
+            mq,
+            self.inner.config.timeout,
+        )
+        .await
+    }
+
+    /// The queue's min offset on its master.
+    pub async fn min_offset(&self, mq: &MessageQueue) -> Result<i64> {
+        let addr = self.master_addr(mq).await?;
+        queue_offset(
+            &self.inner.pool,
+            &addr,
+            RequestCode::GET_MIN_OFFSET,
+            mq,
+            self.inner.config.timeout,
+        )
+        .await
+    }
+}
+
+pub(crate) async fn queue_offset(
+    pool: &ConnectionPool,
+    addr: &str,
+    code: RequestCode,
+    mq: &MessageQueue,
+    timeout: Duration,
+) -> Result<i64> {
+    let cmd = request(
+        code,
+        &[
+            ("topic", mq.topic.clone()),
+            ("queueId", mq.queue_id.to_string()),
+            ("bname", mq.broker_name.clone()),
+        ],
+    );
+    let answer = pool.invoke_ok(addr, cmd, timeout).await?;
+    header_field(addr, &answer, "offset")
+}
+
+pub(crate) async fn query_consumer_offset(
+    pool: &ConnectionPool,
+    addr: &str,
+    group: &str,
+    mq: &MessageQueue,
+    timeout: Duration,
+) -> Result<Option<i64>> {
+    let cmd = request(
+        RequestCode::QUERY_CONSUMER_OFFSET,
+        &[
+            ("consumerGroup", group.to_owned()),
+            ("topic", mq.topic.clone()),
+            ("queueId", mq.queue_id.to_string()),
+            ("bname", mq.broker_name.clone()),
+        ],
+    );
+    let answer = pool.invoke(addr, cmd, timeout).await?;
+    if answer.code == ResponseCode::QUERY_NOT_FOUND.code() {
+        return Ok(None);
+    }
+    if answer.code != ResponseCode::SUCCESS.code() {
+        return Err(response_error(addr, &answer));
+    }
+    header_field(addr, &answer, "offset").map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::serve;
+    use ferrum_protocol::route::{BrokerData, QueueData};
+
+    fn route(master: &str, slave: &str) -> TopicRouteData {
+        TopicRouteData {
+            broker_datas: vec![BrokerData {
+                cluster: "c".into(),
+                broker_name: "a".into(),
+                broker_addrs: [(0, master.to_owned()), (1, slave.to_owned())].into(),
+                ..Default::default()
+            }],
+            queue_datas: vec![
+                QueueData {
+                    broker_name: "a".into(),
+                    read_queue_nums: 2,
+                    write_queue_nums: 2,
+                    perm: 6,
+                    topic_sys_flag: 0,
+                },
+                QueueData {
+                    broker_name: "wo".into(),
+                    read_queue_nums: 2,
+                    write_queue_nums: 2,
+                    perm: 2,
+                    topic_sys_flag: 0,
+                },
+            ],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn queues_and_pull_addresses_follow_the_route() {
+        let r = route("m:1", "s:1");
+        let qs = readable_queues("T", &r);
+        assert_eq!(qs.len(), 2);
+        assert!(qs.iter().all(|q| q.broker_name == "a"));
+        assert_eq!(pull_addr(&r, "a", 0).as_deref(), Some("m:1"));
+        assert_eq!(pull_addr(&r, "a", 1).as_deref(), Some("s:1"));
+        assert_eq!(pull_addr(&r, "a", 7).as_deref(), Some("m:1"));
+        assert_eq!(pull_addr(&r, "zz", 0), None);
+    }
+
+    fn pull_answer(req: &RemotingCommand, suggest: i64, who: &str) -> RemotingCommand {
+        let offset: i64 = req
+            .ext_fields
+            .get("queueOffset")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(-1);
+        let record = MessageExt {
+            topic: "T".into(),
+            queue_offset: offset,
+            body: bytes::Bytes::from(format!("{who}-{offset}")),
+            ..Default::default()
+        };
+        let mut answer = req.success_to().with_body(record.encode().expect("encode"));
+        for (k, v) in [
+            ("suggestWhichBrokerId", suggest.to_string()),
+            ("nextBeginOffset", (offset + 1).to_string()),
+            ("minOffset", "0".to_owned()),
+            ("maxOffset", "10".to_owned()),
+        ] {
+            answer.ext_fields.insert(k.into(), v);
+        }
+        answer
+    }
+
+    use ferrum_protocol::RemotingCommand;
+
+    #[tokio::test]
+    async fn pulls_decode_records_and_follow_the_suggested_broker() {
+        let master = serve(|req| {
+            if req.code == RequestCode::PULL_MESSAGE.code() {
+                assert_eq!(req.ext_fields.get("sysFlag").map(String::as_str), Some("4"));
+                vec![pull_answer(req, 1, "master")]
+            } else if req.code == RequestCode::QUERY_CONSUMER_OFFSET.code() {
+                vec![req.response_to(ResponseCode::QUERY_NOT_FOUND, Some("Not found".into()))]
+            } else {
+                vec![req.success_to()]
+            }
+        })
+        .await;
+        let slave = serve(|req| vec![pull_answer(req, 0, "slave")]).await;
+        let body = ferrum_protocol::route::to_json(&route(&master, &slave));
+        let namesrv = serve(move |req| vec![req.success_to().with_body(body.clone())]).await;
+        let consumer = PullConsumer::new([namesrv], "cg");
+        let qs = consumer.queues("T").await.expect("queues");
+        let first = consumer.pull(&qs[0], 3, 32).await.expect("pull");
+        assert_eq!(first.status, PullStatus::Found);
+        assert_eq!(&first.messages[0].body[..], b"master-3");
+        assert_eq!(first.next_begin_offset, 4);
+        let second = consumer.pull(&qs[0], 4, 32).await.expect("pull");
+        assert_eq!(&second.messages[0].body[..], b"slave-4");
+        assert_eq!(
+            consumer.committed_offset(&qs[0]).await.expect("query"),
+            None
+        );
+        consumer.commit_offset(&qs[0], 5).await.expect("commit");
+    }
+}
