@@ -16,12 +16,14 @@ mod testutil;
 pub use connection::{ConnectOptions, Connection, ConnectionPool, RequestHandler};
 pub use error::ClientError;
 pub use namesrv::NameServerClient;
+pub mod admin;
 pub mod consumer;
 pub mod fault;
 pub mod message;
 pub mod producer;
 pub mod stats;
 
+pub use admin::Admin;
 pub use consumer::{PullConsumer, PullResult, PullStatus};
 pub use message::{Message, MessageQueue, SendResult, SendStatus};
 pub use producer::{Producer, ProducerConfig};
