@@ -5,4 +5,6 @@
 //! It keeps no state outside the custom resources' status and the cluster, and it never links
 //! the broker: it reaches brokers over the wire through ferrum-client, like any client.
 
+pub mod build;
 pub mod crd;
+pub mod validate;
