@@ -105,6 +105,8 @@ pub struct BrokerConfig {
     pub broker_id: i64,
     pub namesrv_addr: Vec<String>,
     pub listen_port: u16,
+    /// The local interface the server binds (Ferrum key `bindAddress`; RocketMQ binds all).
+    pub bind_address: std::net::IpAddr,
     /// The address advertised to NameServers and clients; may be a DNS name.
     pub broker_ip1: String,
     pub ha_listen_port: u16,
@@ -149,6 +151,7 @@ impl Default for BrokerConfig {
             broker_id: 0,
             namesrv_addr: Vec::new(),
             listen_port: 10911,
+            bind_address: std::net::IpAddr::from([0, 0, 0, 0]),
             broker_ip1: "127.0.0.1".into(),
             ha_listen_port: 10912,
             store_path_root_dir: home.join("store"),
@@ -186,6 +189,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "brokerId",
     "namesrvAddr",
     "listenPort",
+    "bindAddress",
     "brokerIP1",
     "haListenPort",
     "storePathRootDir",
@@ -303,8 +307,24 @@ impl BrokerConfig {
                 }
                 self.namesrv_addr = addrs;
             }
-            // listenPort − 2 is the VIP port, so the port must leave room for it.
-            "listenPort" => self.listen_port = parse_range(key, value, 3, u16::MAX)?,
+            // listenPort − 2 is the VIP port, so the port must leave room for it; 0 asks for an
+            // ephemeral port (tests), the VIP port then being found next to it.
+            "listenPort" => {
+                let port: u16 = parse_num(key, value)?;
+                if (1..3).contains(&port) {
+                    return Err(invalid(
+                        key,
+                        value,
+                        "must be 0 (any) or between 3 and 65535",
+                    ));
+                }
+                self.listen_port = port;
+            }
+            "bindAddress" => {
+                self.bind_address = value
+                    .parse()
+                    .map_err(|_| invalid(key, value, "not an IP address"))?;
+            }
             "brokerIP1" => self.broker_ip1 = non_empty(key, value)?,
             "haListenPort" => self.ha_listen_port = parse_range(key, value, 1, u16::MAX)?,
             "storePathRootDir" => self.store_path_root_dir = PathBuf::from(non_empty(key, value)?),
@@ -330,7 +350,7 @@ impl BrokerConfig {
             }
             "mappedFileSizeConsumeQueue" => {
                 let v: u64 = parse_range(key, value, 20, 1 << 32)?;
-                if v % 20 != 0 {
+                if !v.is_multiple_of(20) {
                     return Err(invalid(
                         key,
                         value,

@@ -6,8 +6,13 @@
 //! Persistence belongs to ferrum-store and the wire format to ferrum-protocol; this crate wires
 //! them to the network and must not reach around either.
 
+pub mod client_manager;
 pub mod config;
+pub mod controller;
+pub mod headers;
 pub mod persist;
+pub mod processor;
+pub mod register;
 pub mod server;
 pub mod subscription;
 pub mod topic;

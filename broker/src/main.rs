@@ -1,5 +1,69 @@
-//! `ferrum-broker` binary.
+//! `ferrum-broker -c broker.conf [-n namesrv] [--set key=value]...`
 
-fn main() -> anyhow::Result<()> {
-    anyhow::bail!("the broker is not built yet")
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use ferrum_broker::{config, controller};
+
+/// A RocketMQ-compatible broker.
+#[derive(Debug, Parser)]
+#[command(name = "ferrum-broker", version)]
+struct Cli {
+    /// A RocketMQ broker.conf (Java properties).
+    #[arg(short = 'c', long = "config")]
+    config: Option<PathBuf>,
+    /// NameServer addresses, `host:port;host:port` (overrides namesrvAddr).
+    #[arg(short = 'n', long = "namesrv")]
+    namesrv: Option<String>,
+    /// Overrides one key, e.g. `--set listenPort=10911`; repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+#[tokio::main]
+async fn main() {
+    if let Err(error) = run().await {
+        // `{:#}` prints the whole cause chain on one line, e.g. the key and value refused.
+        eprintln!("ferrum-broker: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let loaded = config::load_from(cli.config.as_deref(), cli.namesrv, cli.set)
+        .context("invalid broker configuration")?;
+    let broker = controller::start(loaded.config)
+        .await
+        .context("broker failed to start")?;
+    println!(
+        "ferrum-broker {} listening on {} (VIP {}), advertised as {}",
+        broker.core.config.broker_name,
+        broker.listen_addr,
+        broker.vip_addr,
+        broker.core.broker_addr
+    );
+    tracing::info!(addr = %broker.listen_addr, vip = %broker.vip_addr, "broker started");
+    wait_for_signal().await?;
+    tracing::info!("shutting down");
+    broker.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        result = tokio::signal::ctrl_c() => result.context("SIGINT handler")?,
+    }
+    Ok(())
 }

@@ -250,10 +250,11 @@ mod tests {
     use super::*;
 
     fn config(dir: &std::path::Path) -> BrokerConfig {
-        let mut c = BrokerConfig::default();
-        c.store_path_root_dir = dir.to_owned();
-        c.broker_name = "broker-x".into();
-        c
+        BrokerConfig {
+            store_path_root_dir: dir.to_owned(),
+            broker_name: "broker-x".into(),
+            ..BrokerConfig::default()
+        }
     }
 
     #[test]

@@ -1,0 +1,156 @@
+//! `BrokerController`: binds the ports, loads the metadata and runs the server, registration and
+//! housekeeping tasks; [`RunningBroker::shutdown`] stops them in order.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::client_manager::CHANNEL_EXPIRED_TIMEOUT;
+use crate::config::BrokerConfig;
+use crate::persist::PersistError;
+use crate::processor::BrokerCore;
+use crate::register::{RegisterResult, Registrar};
+use crate::server::{RemotingServer, ServerLimits};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot find a free port pair (port and port - 2) for listenPort=0")]
+    NoFreePortPair,
+    #[error(transparent)]
+    Metadata(#[from] PersistError),
+}
+
+/// A started broker.
+#[derive(Debug)]
+pub struct RunningBroker {
+    pub listen_addr: SocketAddr,
+    pub vip_addr: SocketAddr,
+    pub core: Arc<BrokerCore>,
+    pub register_result: Arc<std::sync::Mutex<RegisterResult>>,
+    shutdown: watch::Sender<bool>,
+    registrar: JoinHandle<()>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+async fn bind(ip: IpAddr, port: u16) -> Result<TcpListener, StartError> {
+    let addr = SocketAddr::new(ip, port);
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+/// Binds listenPort and the VIP port listenPort − 2. With listenPort 0, tries ephemeral ports
+/// until the one two below is free too.
+async fn bind_pair(ip: IpAddr, port: u16) -> Result<(TcpListener, TcpListener), StartError> {
+    if port != 0 {
+        let main = bind(ip, port).await?;
+        let vip = bind(ip, port - 2).await?;
+        return Ok((main, vip));
+    }
+    for _ in 0..64 {
+        let main = bind(ip, 0).await?;
+        let Ok(addr) = main.local_addr() else {
+            continue;
+        };
+        if addr.port() < 3 {
+            continue;
+        }
+        if let Ok(vip) = bind(ip, addr.port() - 2).await {
+            return Ok((main, vip));
+        }
+    }
+    Err(StartError::NoFreePortPair)
+}
+
+/// Starts a broker with `config`.
+pub async fn start(mut config: BrokerConfig) -> Result<RunningBroker, StartError> {
+    let (main, vip) = bind_pair(config.bind_address, config.listen_port).await?;
+    let listen_addr = main.local_addr().map_err(|source| StartError::Bind {
+        addr: SocketAddr::new(config.bind_address, config.listen_port),
+        source,
+    })?;
+    let vip_addr = vip.local_addr().map_err(|source| StartError::Bind {
+        addr: SocketAddr::new(config.bind_address, config.listen_port.saturating_sub(2)),
+        source,
+    })?;
+    config.listen_port = listen_addr.port();
+    let broker_addr = config.broker_addr();
+    let core = Arc::new(BrokerCore::load(config, broker_addr)?);
+    let (shutdown, shutdown_rx) = watch::channel(false);
+
+    let limits = ServerLimits {
+        max_in_flight_per_connection: core.config.server_max_in_flight_per_connection,
+        global_capacity: core.config.server_request_queue_capacity,
+        wait_for_slot: Duration::from_millis(core.config.wait_time_mills_in_send_queue),
+    };
+    // Both ports share one server so the global limit spans them.
+    let server = RemotingServer::new(core.clone(), limits);
+    let mut tasks = vec![
+        tokio::spawn(server.clone().serve(main, shutdown_rx.clone())),
+        tokio::spawn(server.serve(vip, shutdown_rx.clone())),
+    ];
+    tasks.push(tokio::spawn(housekeeping(
+        core.clone(),
+        shutdown_rx.clone(),
+    )));
+
+    let registrar = Registrar::new(core.clone());
+    let register_result = registrar.last_result.clone();
+    let registrar = tokio::spawn(registrar.run(shutdown_rx));
+    Ok(RunningBroker {
+        listen_addr,
+        vip_addr,
+        core,
+        register_result,
+        shutdown,
+        registrar,
+        tasks,
+    })
+}
+
+/// Persists consumer offsets on their interval and drops clients that stopped heartbeating.
+async fn housekeeping(core: Arc<BrokerCore>, mut shutdown: watch::Receiver<bool>) {
+    let mut flush = tokio::time::interval(Duration::from_millis(
+        core.config.flush_consumer_offset_interval,
+    ));
+    let mut scan = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            _ = flush.tick() => {
+                if let Err(error) = core.offsets.persist() {
+                    tracing::error!(%error, "consumer offsets not persisted");
+                }
+            }
+            _ = scan.tick() => {
+                for group in core.clients.scan_expired(Instant::now(), CHANNEL_EXPIRED_TIMEOUT) {
+                    core.notify_consumer_ids_changed(&group);
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+impl RunningBroker {
+    /// Stops accepting, unregisters from the NameServers and persists the offsets.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.registrar.await;
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        if let Err(error) = self.core.offsets.persist() {
+            tracing::error!(%error, "consumer offsets not persisted at shutdown");
+        }
+    }
+}
