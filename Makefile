@@ -3,7 +3,7 @@ CARGO ?= cargo
 DATA ?= $(CURDIR)/.data
 NAMESRV_PORT ?= 9876
 
-.PHONY: all build run test lint fmt fmt-check clippy compat e2e bench fuzz-smoke crds ci clean
+.PHONY: all build run test lint fmt fmt-check clippy compat e2e bench fuzz-smoke crds k8s-test ci clean
 
 all: build
 
@@ -51,6 +51,10 @@ e2e:
 ## crds: regenerate the checked-in CustomResourceDefinitions from the operator's types
 crds:
 	$(CARGO) run -q -p ferrum-operator -- crd > crds/ferrum.dev.yaml
+
+## k8s-test: the operator's tests against a real etcd + kube-apiserver + controller-manager
+k8s-test:
+	bash hack/k8s/test.sh
 
 clean:
 	$(CARGO) clean

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Builds (or reuses) the control plane, starts it, runs the operator's control-plane tests
+# against it and stops it again, whatever the outcome.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+. "$here/env.sh"
+"$here/build.sh"
+"$here/up.sh"
+trap '"$here/down.sh"' EXIT
+. "$FERRUM_K8S_DIR/env"
+export FERRUM_KUBECONFIG FERRUM_KUBECTL
+cargo test -p ferrum-operator --test control_plane -- --nocapture

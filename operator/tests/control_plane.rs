@@ -1,0 +1,201 @@
+//! Admission checks of the CRDs against a real kube-apiserver.
+//!
+//! Needs a control plane: `hack/k8s/build.sh && hack/k8s/up.sh`, then
+//! `FERRUM_KUBECONFIG=... [FERRUM_KUBECTL=...] cargo test -p ferrum-operator --test control_plane`
+//! (or `make k8s-test`). Without FERRUM_KUBECONFIG the test says so and passes.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use ferrum_operator::crd::{BrokerGroup, BrokerGroupSpec};
+use kube::api::{Api, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+struct Cluster {
+    kubeconfig: String,
+    kubectl: String,
+    namespace: String,
+}
+
+impl Cluster {
+    fn from_env() -> Option<Cluster> {
+        let kubeconfig = std::env::var("FERRUM_KUBECONFIG").ok()?;
+        let kubectl = std::env::var("FERRUM_KUBECTL").unwrap_or_else(|_| "kubectl".into());
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or_default();
+        let namespace = format!("ferrum-it-{}-{nanos}", std::process::id());
+        Some(Cluster {
+            kubeconfig,
+            kubectl,
+            namespace,
+        })
+    }
+
+    /// Runs kubectl, feeding `stdin`; returns (success, stdout + stderr).
+    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> (bool, String) {
+        let mut cmd = Command::new(&self.kubectl);
+        cmd.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--request-timeout=30s")
+            .args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("kubectl starts (set FERRUM_KUBECTL)");
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(input.as_bytes())
+                .expect("write stdin");
+        }
+        let out = child.wait_with_output().expect("kubectl finishes");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
+    fn apply(&self, yaml: &str) -> (bool, String) {
+        self.kubectl(&["apply", "-n", &self.namespace, "-f", "-"], Some(yaml))
+    }
+
+    fn must_apply(&self, yaml: &str) {
+        let (ok, out) = self.apply(yaml);
+        assert!(ok, "expected the apiserver to accept:\n{yaml}\n{out}");
+    }
+
+    fn must_reject(&self, yaml: &str, why: &str) {
+        let (ok, out) = self.apply(yaml);
+        assert!(!ok, "expected a rejection ({why}), got:\n{out}");
+        assert!(
+            out.contains(why),
+            "rejection should say {why:?}, said:\n{out}"
+        );
+    }
+}
+
+fn broker_group(name: &str, mode: &str, replicas: i32, size: &str, extra: &str) -> String {
+    format!(
+        r#"apiVersion: ferrum.dev/v1alpha1
+kind: BrokerGroup
+metadata: {{ name: {name} }}
+spec:
+  clusterName: it
+  mode: {mode}
+  replicas: {replicas}
+  image: ferrum/broker:it
+  storage: {{ size: {size} }}
+  nameServer: {{ image: ferrum/namesrv:it }}
+{extra}"#
+    )
+}
+
+#[tokio::test]
+async fn crds_refuse_impossible_specs_and_accept_valid_ones() {
+    let Some(c) = Cluster::from_env() else {
+        eprintln!(
+            "SKIPPED control_plane: FERRUM_KUBECONFIG is not set (start one with hack/k8s/up.sh)"
+        );
+        return;
+    };
+    let crds = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/ferrum.dev.yaml");
+    let (ok, out) = c.kubectl(&["apply", "--server-side", "-f", crds], None);
+    assert!(ok, "CRDs apply: {out}");
+    let (ok, out) = c.kubectl(
+        &[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/brokergroups.ferrum.dev",
+            "crd/topics.ferrum.dev",
+        ],
+        None,
+    );
+    assert!(ok, "CRDs established: {out}");
+    let (ok, out) = c.kubectl(&["create", "namespace", &c.namespace], None);
+    assert!(ok, "namespace: {out}");
+
+    c.must_reject(&broker_group("even", "Raft", 4, "10Gi", ""), "odd number");
+    c.must_reject(&broker_group("small", "Raft", 1, "10Gi", ""), "odd number");
+    c.must_reject(
+        &broker_group("unknown", "MasterSlave", 2, "10Gi", "  bogus: 1\n"),
+        "unknown field",
+    );
+    c.must_reject(
+        &broker_group("badsize", "MasterSlave", 2, "lots", ""),
+        "quantity",
+    );
+    c.must_reject(
+        &broker_group("raftpromote", "Raft", 3, "10Gi", "  promote: 1\n"),
+        "only for MasterSlave",
+    );
+
+    c.must_apply(&broker_group("orders", "MasterSlave", 2, "20Gi", ""));
+    c.must_reject(
+        &broker_group("orders", "Raft", 3, "20Gi", ""),
+        "cannot be switched",
+    );
+    c.must_reject(
+        &broker_group("orders", "MasterSlave", 2, "10Gi", ""),
+        "cannot shrink",
+    );
+    c.must_apply(&broker_group("orders", "MasterSlave", 2, "30Gi", ""));
+    c.must_apply(&broker_group(
+        "orders",
+        "MasterSlave",
+        2,
+        "30Gi",
+        "  promote: 1\n",
+    ));
+
+    let (ok, out) = c.kubectl(&["get", "brokergroups", "-n", &c.namespace], None);
+    assert!(
+        ok && out.contains("MODE") && out.contains("MasterSlave"),
+        "{out}"
+    );
+
+    let topic = |perm: i32| {
+        format!(
+            "apiVersion: ferrum.dev/v1alpha1\nkind: Topic\nmetadata: {{ name: t1 }}\nspec: {{ clusterName: it, perm: {perm}, topicName: Orders_Topic }}\n"
+        )
+    };
+    c.must_reject(&topic(5), "perm must be");
+    c.must_apply(&topic(6));
+
+    // The Rust types round-trip through the real apiserver, defaults included.
+    let config = Kubeconfig::read_from(&c.kubeconfig).expect("kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(config, &KubeConfigOptions::default())
+        .await
+        .expect("config");
+    let client = kube::Client::try_from(config).expect("client");
+    let api: Api<BrokerGroup> = Api::namespaced(client, &c.namespace);
+    let spec: BrokerGroupSpec = serde_yaml::from_str(
+        "clusterName: it\nmode: Raft\nreplicas: 3\nimage: ferrum/broker:it\nstorage: { size: 5Gi }\nnameServer: { image: ferrum/namesrv:it }\n",
+    )
+    .expect("spec");
+    let created = tokio::time::timeout(
+        Duration::from_secs(30),
+        api.create(
+            &PostParams::default(),
+            &BrokerGroup::new("raft", spec.clone()),
+        ),
+    )
+    .await
+    .expect("create in time")
+    .expect("created");
+    assert_eq!(created.spec, spec);
+
+    let (ok, out) = c.kubectl(&["delete", "namespace", &c.namespace, "--wait=false"], None);
+    assert!(ok, "cleanup: {out}");
+}
