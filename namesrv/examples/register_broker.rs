@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use ferrum_namesrv::processor::RegisterBrokerRequestHeader;
+use ferrum_protocol::headers::RegisterBrokerRequestHeader;
 use ferrum_protocol::route::{
     DataVersion, RegisterBrokerBody, TopicConfig, TopicConfigSerializeWrapper, to_json,
 };

@@ -5,6 +5,12 @@ use std::collections::BTreeMap;
 
 use ferrum_protocol::command_header;
 use ferrum_protocol::header::CommandHeader;
+use ferrum_protocol::headers::{
+    DeleteKvConfigRequestHeader, DeleteTopicFromNamesrvRequestHeader, GetKvConfigRequestHeader,
+    GetKvConfigResponseHeader, GetKvListByNamespaceRequestHeader, GetRouteInfoRequestHeader,
+    GetTopicsByClusterRequestHeader, PutKvConfigRequestHeader, RegisterBrokerRequestHeader,
+    RegisterBrokerResponseHeader, UnregisterBrokerRequestHeader,
+};
 use ferrum_protocol::route::{
     self, DataVersion, KVTable, NAMESPACE_ORDER_TOPIC_CONFIG, RegisterBrokerBody,
 };
@@ -13,31 +19,8 @@ use ferrum_protocol::{RemotingCommand, RequestCode, ResponseCode};
 use crate::route_info::{ConnId, Registration, RouteInfoManager};
 
 command_header! {
-    /// `RegisterBrokerRequestHeader`.
-    pub struct RegisterBrokerRequestHeader {
-        broker_name: String = "brokerName",
-        broker_addr: String = "brokerAddr",
-        cluster_name: String = "clusterName",
-        ha_server_addr: String = "haServerAddr",
-        broker_id: i64 = "brokerId",
-        heartbeat_timeout_millis: Option<i64> = "heartbeatTimeoutMillis",
-        enable_acting_master: Option<bool> = "enableActingMaster",
-        compressed: Option<bool> = "compressed",
-        body_crc32: Option<i32> = "bodyCrc32",
-    }
-}
-
-command_header! {
-    /// `RegisterBrokerResponseHeader`: what a slave needs to find its master.
-    pub struct RegisterBrokerResponseHeader {
-        ha_server_addr: Option<String> = "haServerAddr",
-        master_addr: Option<String> = "masterAddr",
-    }
-}
-
-command_header! {
-    /// `UnRegisterBrokerRequestHeader`, also the shape of QUERY_DATA_VERSION's header.
-    pub struct BrokerIdentityHeader {
+    /// `QueryDataVersionRequestHeader` (QUERY_DATA_VERSION 322).
+    pub struct QueryDataVersionRequestHeader {
         broker_name: String = "brokerName",
         broker_addr: String = "brokerAddr",
         cluster_name: String = "clusterName",
@@ -51,60 +34,6 @@ command_header! {
         cluster_name: String = "clusterName",
         broker_addr: String = "brokerAddr",
         broker_name: String = "brokerName",
-    }
-}
-
-command_header! {
-    /// `GetRouteInfoRequestHeader`.
-    pub struct GetRouteInfoRequestHeader {
-        topic: String = "topic",
-        accept_standard_json_only: Option<bool> = "acceptStandardJsonOnly",
-    }
-}
-
-command_header! {
-    /// `DeleteTopicFromNamesrvRequestHeader`.
-    pub struct DeleteTopicFromNamesrvRequestHeader {
-        topic: String = "topic",
-        cluster_name: Option<String> = "clusterName",
-    }
-}
-
-command_header! {
-    /// `PutKVConfigRequestHeader`.
-    pub struct PutKvConfigRequestHeader {
-        namespace: String = "namespace",
-        key: String = "key",
-        value: String = "value",
-    }
-}
-
-command_header! {
-    /// `GetKVConfigRequestHeader` / `DeleteKVConfigRequestHeader`.
-    pub struct KvKeyRequestHeader {
-        namespace: String = "namespace",
-        key: String = "key",
-    }
-}
-
-command_header! {
-    /// `GetKVConfigResponseHeader`.
-    pub struct GetKvConfigResponseHeader {
-        value: Option<String> = "value",
-    }
-}
-
-command_header! {
-    /// `GetKVListByNamespaceRequestHeader`.
-    pub struct GetKvListByNamespaceRequestHeader {
-        namespace: String = "namespace",
-    }
-}
-
-command_header! {
-    /// `GetTopicsByClusterRequestHeader`.
-    pub struct GetTopicsByClusterRequestHeader {
-        cluster: String = "cluster",
     }
 }
 
@@ -153,29 +82,13 @@ impl NameServer {
         conn: ConnId,
         now_ms: u64,
     ) -> Result<RemotingCommand, (ResponseCode, String)> {
-        // Not (yet) in the protocol crate's RequestCode enum.
-        const GET_TOPICS_BY_CLUSTER: i32 = 224;
-        const GET_SYSTEM_TOPIC_LIST_FROM_NS: i32 = 304;
-        match req.code {
-            GET_TOPICS_BY_CLUSTER => {
-                let h: GetTopicsByClusterRequestHeader = header(req)?;
-                let list = self.routes.topics_by_cluster(&h.cluster);
-                return Ok(req.success_to().with_body(route::to_json(&list)));
-            }
-            GET_SYSTEM_TOPIC_LIST_FROM_NS => {
-                return Ok(req
-                    .success_to()
-                    .with_body(route::to_json(&self.routes.system_topics())));
-            }
-            _ => {}
-        }
         let Some(code) = RequestCode::from_code(req.code) else {
             return Err(not_supported(req.code));
         };
         match code {
             RequestCode::REGISTER_BROKER => self.register_broker(req, conn, now_ms),
             RequestCode::UNREGISTER_BROKER => {
-                let h: BrokerIdentityHeader = header(req)?;
+                let h: UnregisterBrokerRequestHeader = header(req)?;
                 self.routes.unregister_broker(
                     &h.cluster_name,
                     &h.broker_addr,
@@ -209,6 +122,14 @@ impl NameServer {
             RequestCode::GET_ALL_TOPIC_LIST_FROM_NAMESERVER => Ok(req
                 .success_to()
                 .with_body(route::to_json(&self.routes.all_topics()))),
+            RequestCode::GET_TOPICS_BY_CLUSTER => {
+                let h: GetTopicsByClusterRequestHeader = header(req)?;
+                let list = self.routes.topics_by_cluster(&h.cluster);
+                Ok(req.success_to().with_body(route::to_json(&list)))
+            }
+            RequestCode::GET_SYSTEM_TOPIC_LIST_FROM_NS => Ok(req
+                .success_to()
+                .with_body(route::to_json(&self.routes.system_topics()))),
             RequestCode::DELETE_TOPIC_IN_NAMESRV => {
                 let h: DeleteTopicFromNamesrvRequestHeader = header(req)?;
                 self.routes
@@ -224,7 +145,7 @@ impl NameServer {
                 Ok(req.success_to())
             }
             RequestCode::GET_KV_CONFIG => {
-                let h: KvKeyRequestHeader = header(req)?;
+                let h: GetKvConfigRequestHeader = header(req)?;
                 match self.kv.get(&h.namespace).and_then(|ns| ns.get(&h.key)) {
                     Some(value) => Ok(req.success_to().with_header(&GetKvConfigResponseHeader {
                         value: Some(value.clone()),
@@ -236,7 +157,7 @@ impl NameServer {
                 }
             }
             RequestCode::DELETE_KV_CONFIG => {
-                let h: KvKeyRequestHeader = header(req)?;
+                let h: DeleteKvConfigRequestHeader = header(req)?;
                 if let Some(ns) = self.kv.get_mut(&h.namespace) {
                     ns.remove(&h.key);
                     if ns.is_empty() {
@@ -258,7 +179,7 @@ impl NameServer {
                 }
             }
             RequestCode::QUERY_DATA_VERSION => {
-                let h: BrokerIdentityHeader = header(req)?;
+                let h: QueryDataVersionRequestHeader = header(req)?;
                 let version: DataVersion =
                     route::from_json(&req.body, "DataVersion").map_err(invalid)?;
                 let (changed, known) = self.routes.query_data_version(
@@ -481,7 +402,7 @@ mod tests {
             },
         );
         assert_eq!(ns.handle(&put, ConnId(1), 0).map(|r| r.code), Some(0));
-        let key = KvKeyRequestHeader {
+        let key = GetKvConfigRequestHeader {
             namespace: NAMESPACE_ORDER_TOPIC_CONFIG.into(),
             key: "T".into(),
         };
@@ -509,7 +430,13 @@ mod tests {
         let table: KVTable = route::from_json(&resp.body, "KVTable").expect("json");
         assert_eq!(table.table.get("T").map(String::as_str), Some("a:4"));
 
-        let del = RemotingCommand::request(RequestCode::DELETE_KV_CONFIG, &key);
+        let del = RemotingCommand::request(
+            RequestCode::DELETE_KV_CONFIG,
+            &DeleteKvConfigRequestHeader {
+                namespace: key.namespace.clone(),
+                key: key.key.clone(),
+            },
+        );
         assert_eq!(ns.handle(&del, ConnId(1), 0).map(|r| r.code), Some(0));
         let resp = ns.handle(&get, ConnId(1), 0).expect("answer");
         assert_eq!(resp.code, ResponseCode::QUERY_NOT_FOUND.code());
@@ -519,7 +446,7 @@ mod tests {
     fn query_data_version_answers_changed() {
         let mut ns = NameServer::new();
         ns.handle(&register(0, "m:1"), ConnId(1), 0);
-        let header = BrokerIdentityHeader {
+        let header = QueryDataVersionRequestHeader {
             broker_name: "a".into(),
             broker_addr: "m:1".into(),
             cluster_name: "C".into(),

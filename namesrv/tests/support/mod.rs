@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
-use ferrum_namesrv::processor::{GetRouteInfoRequestHeader, RegisterBrokerRequestHeader};
+use ferrum_protocol::headers::{GetRouteInfoRequestHeader, RegisterBrokerRequestHeader};
 use ferrum_protocol::route::{
     DataVersion, RegisterBrokerBody, TopicConfig, TopicConfigSerializeWrapper, to_json,
 };
