@@ -457,6 +457,12 @@ impl<'a> MessageView<'a> {
                 have: buf.len(),
             });
         }
+        if total_size < r.pos {
+            return Err(MessageError::SizeMismatch {
+                total: i64::from(total),
+                computed: r.pos,
+            });
+        }
         // Confine the remaining reads to this record.
         r.buf = &buf[..total_size];
         let body_crc_v = r.i32("BODYCRC")?;

@@ -1,0 +1,199 @@
+//! A ConsumeQueue: the per topic/queue index of 20-byte units (commit-log offset i64, size i32,
+//! tag hash code i64), in files named by their start byte offset like RocketMQ's.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use crate::StoreError;
+use crate::mapped_file_queue::MappedFileQueue;
+
+pub const CQ_UNIT_SIZE: usize = 20;
+
+/// One consume-queue unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CqUnit {
+    pub phy_offset: i64,
+    pub size: i32,
+    pub tags_code: i64,
+}
+
+impl CqUnit {
+    pub fn encode(&self) -> [u8; CQ_UNIT_SIZE] {
+        let mut b = [0u8; CQ_UNIT_SIZE];
+        b[..8].copy_from_slice(&self.phy_offset.to_be_bytes());
+        b[8..12].copy_from_slice(&self.size.to_be_bytes());
+        b[12..].copy_from_slice(&self.tags_code.to_be_bytes());
+        b
+    }
+
+    pub fn decode(b: &[u8]) -> Option<Self> {
+        let b: &[u8; CQ_UNIT_SIZE] = b.get(..CQ_UNIT_SIZE)?.try_into().ok()?;
+        let mut p = [0u8; 8];
+        p.copy_from_slice(&b[..8]);
+        let mut s = [0u8; 4];
+        s.copy_from_slice(&b[8..12]);
+        let mut t = [0u8; 8];
+        t.copy_from_slice(&b[12..]);
+        Some(Self {
+            phy_offset: i64::from_be_bytes(p),
+            size: i32::from_be_bytes(s),
+            tags_code: i64::from_be_bytes(t),
+        })
+    }
+
+    /// A written unit always has a positive size; zeroes mark the end of the queue.
+    pub fn is_valid(&self) -> bool {
+        self.phy_offset >= 0 && self.size > 0
+    }
+}
+
+#[derive(Debug)]
+pub struct ConsumeQueue {
+    topic: String,
+    queue_id: i32,
+    files: MappedFileQueue,
+    min_logic_offset: AtomicI64,
+}
+
+impl ConsumeQueue {
+    /// Opens the queue and finds its end: the first invalid unit.
+    pub fn load(
+        root: &Path,
+        topic: &str,
+        queue_id: i32,
+        units_per_file: usize,
+    ) -> Result<Self, StoreError> {
+        let dir = root.join(topic).join(queue_id.to_string());
+        let files = MappedFileQueue::load(&dir, units_per_file * CQ_UNIT_SIZE)?;
+        let mut end = files.min_offset();
+        'scan: for f in files.files() {
+            let mut pos = 0;
+            while pos + CQ_UNIT_SIZE <= f.file_size() {
+                let unit = f
+                    .read_raw(pos, CQ_UNIT_SIZE)
+                    .and_then(|b| CqUnit::decode(&b));
+                if !unit.is_some_and(|u| u.is_valid()) {
+                    end = f.file_from_offset() + pos as i64;
+                    break 'scan;
+                }
+                pos += CQ_UNIT_SIZE;
+            }
+            end = f.file_from_offset() + f.file_size() as i64;
+        }
+        files.truncate_to(end)?;
+        let cq = Self {
+            topic: topic.to_owned(),
+            queue_id,
+            min_logic_offset: AtomicI64::new(files.min_offset() / CQ_UNIT_SIZE as i64),
+            files,
+        };
+        Ok(cq)
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+    pub fn queue_id(&self) -> i32 {
+        self.queue_id
+    }
+
+    /// The next logical offset to be written.
+    pub fn max_offset(&self) -> i64 {
+        self.files.max_offset() / CQ_UNIT_SIZE as i64
+    }
+
+    pub fn min_offset(&self) -> i64 {
+        self.min_logic_offset
+            .load(Ordering::Acquire)
+            .min(self.max_offset())
+    }
+
+    pub fn get(&self, logic: i64) -> Option<CqUnit> {
+        if logic < 0 || logic >= self.max_offset() {
+            return None;
+        }
+        let b = self
+            .files
+            .slice(logic * CQ_UNIT_SIZE as i64, CQ_UNIT_SIZE)?;
+        CqUnit::decode(&b)
+    }
+
+    /// Writes the unit for `logic`. Re-dispatching an already written offset is a no-op; a gap
+    /// is only accepted on an empty queue (a replica starting mid-stream).
+    pub fn put(&self, logic: i64, unit: CqUnit) -> Result<(), StoreError> {
+        let max = self.max_offset();
+        if logic < max {
+            return Ok(());
+        }
+        if logic > max {
+            if max == self.files.min_offset() / CQ_UNIT_SIZE as i64 {
+                self.files.reset_to(logic * CQ_UNIT_SIZE as i64)?;
+                self.min_logic_offset.store(logic, Ordering::Release);
+            } else {
+                tracing::warn!(
+                    topic = %self.topic, queue_id = self.queue_id, expected = max, got = logic,
+                    "consume queue offset gap; writing at the expected offset"
+                );
+            }
+        }
+        let f = self.files.last_or_create(logic * CQ_UNIT_SIZE as i64)?;
+        if !f.append(&unit.encode()) {
+            return Err(StoreError::Corrupt(format!(
+                "consume queue {}/{} file is not a multiple of the unit size",
+                self.topic, self.queue_id
+            )));
+        }
+        Ok(())
+    }
+
+    /// Drops units pointing at or past `max_phy` (after a commit-log truncation).
+    pub fn truncate_dirty(&self, max_phy: i64) -> Result<(), StoreError> {
+        let mut logic = self.max_offset();
+        let min = self.files.min_offset() / CQ_UNIT_SIZE as i64;
+        while logic > min {
+            match self.get(logic - 1) {
+                Some(u) if u.phy_offset + i64::from(u.size) > max_phy => logic -= 1,
+                _ => break,
+            }
+        }
+        if logic < self.max_offset() {
+            self.files.truncate_to(logic * CQ_UNIT_SIZE as i64)?;
+        }
+        Ok(())
+    }
+
+    /// The commit-log end of the last unit, if any.
+    pub fn last_phy_end(&self) -> Option<i64> {
+        let u = self.get(self.max_offset() - 1)?;
+        Some(u.phy_offset + i64::from(u.size))
+    }
+
+    pub fn flush(&self, least_pages: usize) -> Result<(), StoreError> {
+        self.files.flush(least_pages).map(|_| ())
+    }
+
+    /// Moves the minimum past units whose messages were deleted from the commit log and deletes
+    /// files that hold only such units.
+    pub fn correct_min_offset(&self, min_phy: i64) -> Result<(), StoreError> {
+        let unit_size = CQ_UNIT_SIZE;
+        self.files.delete_leading(usize::MAX, |f| {
+            let last = f.file_size() - unit_size;
+            f.read_raw(last, unit_size)
+                .and_then(|b| CqUnit::decode(&b))
+                .is_some_and(|u| u.is_valid() && u.phy_offset < min_phy)
+        })?;
+        let mut logic = self
+            .min_logic_offset
+            .load(Ordering::Acquire)
+            .max(self.files.min_offset() / CQ_UNIT_SIZE as i64);
+        let max = self.max_offset();
+        while logic < max {
+            match self.get(logic) {
+                Some(u) if u.phy_offset < min_phy => logic += 1,
+                _ => break,
+            }
+        }
+        self.min_logic_offset.store(logic, Ordering::Release);
+        Ok(())
+    }
+}

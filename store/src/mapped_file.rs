@@ -1,0 +1,240 @@
+//! One fixed-size, memory-mapped file named by the 20-digit offset of its first byte.
+//!
+//! Readers get [`Bytes`] that own an `Arc` of the mapping, so removing a file from its queue (or
+//! deleting it from disk) only drops one reference: the memory stays mapped until the last slice
+//! handed to a reader is dropped.
+#![allow(unsafe_code)]
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use memmap2::MmapRaw;
+
+use crate::StoreError;
+
+/// A read-only window into a mapping; keeps the mapping alive while it exists.
+#[derive(Debug)]
+struct MappedSlice {
+    map: Arc<MmapRaw>,
+    start: usize,
+    len: usize,
+}
+
+impl AsRef<[u8]> for MappedSlice {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: `start + len <= map.len()` is checked when the slice is built, and the mapping
+        // cannot be unmapped while this `Arc` is held. The bytes were fully written before the
+        // write position that bounds every read was published (Release/Acquire), and the store
+        // only rewrites bytes below that position after `truncate_to` rewinds it, which callers
+        // perform only on data no longer served (replication divergence or recovery).
+        unsafe { std::slice::from_raw_parts(self.map.as_ptr().add(self.start), self.len) }
+    }
+}
+
+/// A preallocated mapped file of the CommitLog or of a ConsumeQueue.
+#[derive(Debug)]
+pub struct MappedFile {
+    path: PathBuf,
+    file: File,
+    map: Arc<MmapRaw>,
+    file_from_offset: i64,
+    file_size: usize,
+    wrote: AtomicUsize,
+    flushed: AtomicUsize,
+}
+
+/// The RocketMQ file name for a start offset.
+pub fn offset_to_file_name(offset: i64) -> String {
+    format!("{offset:020}")
+}
+
+impl MappedFile {
+    /// Opens or creates the file `dir/{offset:020}` with exactly `file_size` bytes.
+    pub fn open(dir: &Path, file_from_offset: i64, file_size: usize) -> Result<Self, StoreError> {
+        let path = dir.join(offset_to_file_name(file_from_offset));
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| StoreError::io(&path, e))?;
+        let len = file.metadata().map_err(|e| StoreError::io(&path, e))?.len();
+        if len != file_size as u64 {
+            file.set_len(file_size as u64)
+                .map_err(|e| StoreError::io(&path, e))?;
+        }
+        let map = MmapRaw::map_raw(&file).map_err(|e| StoreError::io(&path, e))?;
+        Ok(Self {
+            path,
+            file,
+            map: Arc::new(map),
+            file_from_offset,
+            file_size,
+            wrote: AtomicUsize::new(0),
+            flushed: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    pub fn file_from_offset(&self) -> i64 {
+        self.file_from_offset
+    }
+    pub fn file_size(&self) -> usize {
+        self.file_size
+    }
+    pub fn wrote_position(&self) -> usize {
+        self.wrote.load(Ordering::Acquire)
+    }
+    pub fn flushed_position(&self) -> usize {
+        self.flushed.load(Ordering::Acquire)
+    }
+    pub fn is_full(&self) -> bool {
+        self.wrote_position() >= self.file_size
+    }
+    pub fn remaining(&self) -> usize {
+        self.file_size - self.wrote_position()
+    }
+
+    /// Sets the write (and flush) position, as recovery does after scanning.
+    pub fn set_positions(&self, pos: usize) {
+        let pos = pos.min(self.file_size);
+        self.wrote.store(pos, Ordering::Release);
+        self.flushed.store(pos, Ordering::Release);
+    }
+
+    /// Appends at the write position. The caller serializes writers.
+    pub fn append(&self, data: &[u8]) -> bool {
+        let pos = self.wrote.load(Ordering::Acquire);
+        if pos + data.len() > self.file_size {
+            return false;
+        }
+        self.write_at(pos, data);
+        self.wrote.store(pos + data.len(), Ordering::Release);
+        true
+    }
+
+    /// Ends the file with a BLANK record covering the rest and marks it full.
+    pub fn pad_to_end(&self) {
+        let pos = self.wrote.load(Ordering::Acquire);
+        let rest = self.file_size - pos;
+        if rest >= 8 {
+            let mut h = [0u8; 8];
+            h[..4].copy_from_slice(&(rest as i32).to_be_bytes());
+            h[4..].copy_from_slice(&ferrum_protocol::message::BLANK_MAGIC_CODE.to_be_bytes());
+            self.write_at(pos, &h);
+        }
+        self.wrote.store(self.file_size, Ordering::Release);
+    }
+
+    /// Writes bytes at `pos` without moving the write position. The caller serializes writers
+    /// and only writes at or past the write position, or into data being discarded.
+    pub fn write_at(&self, pos: usize, data: &[u8]) {
+        assert!(
+            pos + data.len() <= self.file_size,
+            "write past the mapped file"
+        );
+        // SAFETY: the range is inside the mapping (checked above) and the mapping lives as long
+        // as `self`. Writers are serialized by the store's write lock, and readers only read below
+        // the published write position, so no reader observes these bytes while they change.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                data.as_ptr(),
+                self.map.as_mut_ptr().add(pos),
+                data.len(),
+            );
+        }
+    }
+
+    /// Zeroes `[pos, end)` so a later scan cannot mistake stale records for new ones.
+    pub fn zero_from(&self, pos: usize) {
+        const ZEROS: [u8; 4096] = [0; 4096];
+        let mut at = pos;
+        while at < self.file_size {
+            let n = (self.file_size - at).min(ZEROS.len());
+            self.write_at(at, &ZEROS[..n]);
+            at += n;
+        }
+    }
+
+    /// Rewinds the write position to `pos` and zeroes the rest of the file.
+    pub fn truncate_to(&self, pos: usize) {
+        let pos = pos.min(self.file_size);
+        self.wrote.store(pos, Ordering::Release);
+        self.zero_from(pos);
+        if self.flushed_position() > pos {
+            self.flushed.store(pos, Ordering::Release);
+        }
+    }
+
+    /// A zero-copy slice of written data, or `None` if the range is not fully written.
+    pub fn slice(&self, pos: usize, len: usize) -> Option<Bytes> {
+        let end = pos.checked_add(len)?;
+        if end > self.wrote_position() {
+            return None;
+        }
+        Some(Bytes::from_owner(MappedSlice {
+            map: Arc::clone(&self.map),
+            start: pos,
+            len,
+        }))
+    }
+
+    /// Copies bytes from the mapping regardless of the write position (recovery scans).
+    pub fn read_raw(&self, pos: usize, len: usize) -> Option<Bytes> {
+        let end = pos.checked_add(len)?;
+        if end > self.file_size {
+            return None;
+        }
+        Some(Bytes::from_owner(MappedSlice {
+            map: Arc::clone(&self.map),
+            start: pos,
+            len,
+        }))
+    }
+
+    /// Flushes dirty pages if at least `least_pages` are dirty (0 = always); returns the new
+    /// flushed position.
+    pub fn flush(&self, least_pages: usize) -> Result<usize, StoreError> {
+        const PAGE: usize = 4096;
+        let wrote = self.wrote_position();
+        let flushed = self.flushed_position();
+        if wrote <= flushed {
+            return Ok(flushed);
+        }
+        if least_pages > 0 && (wrote / PAGE).saturating_sub(flushed / PAGE) < least_pages {
+            return Ok(flushed);
+        }
+        let start = flushed / PAGE * PAGE;
+        self.map
+            .flush_range(start, wrote - start)
+            .map_err(|e| StoreError::io(&self.path, e))?;
+        self.flushed.store(wrote, Ordering::Release);
+        Ok(wrote)
+    }
+
+    /// Flushes the whole mapping, e.g. after zeroing a truncated tail.
+    pub fn flush_all(&self) -> Result<(), StoreError> {
+        self.map
+            .flush()
+            .map_err(|e| StoreError::io(&self.path, e))?;
+        self.file
+            .sync_all()
+            .map_err(|e| StoreError::io(&self.path, e))
+    }
+
+    /// Modification time, used by retention.
+    pub fn modified(&self) -> Option<std::time::SystemTime> {
+        self.file.metadata().ok()?.modified().ok()
+    }
+
+    /// Removes the file from disk; readers keep their mapping alive until they drop it.
+    pub fn destroy(&self) -> Result<(), StoreError> {
+        std::fs::remove_file(&self.path).map_err(|e| StoreError::io(&self.path, e))
+    }
+}

@@ -1,0 +1,1227 @@
+//! The message store: CommitLog, dispatch to ConsumeQueues and the key index, recovery, flush
+//! and retention.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use ferrum_protocol::message::{
+    self, BLANK_MAGIC_CODE, END_FILE_MIN_BLANK_LENGTH, MAGIC_CODE_V1, MAGIC_CODE_V2, MessageView,
+    RecordParts, property,
+};
+
+use crate::StoreError;
+use crate::consume_queue::{ConsumeQueue, CqUnit};
+use crate::mapped_file_queue::MappedFileQueue;
+use crate::types::*;
+
+const CHECKPOINT_FILE: &str = "checkpoint";
+const ABORT_FILE: &str = "abort";
+const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// What the store remembers across restarts besides the files themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Checkpoint {
+    /// Every CommitLog byte below this was fsynced.
+    physic_offset: i64,
+    /// Every record below this is in the (fsynced) consume queues.
+    dispatched_offset: i64,
+}
+
+impl Checkpoint {
+    fn encode(&self) -> [u8; 20] {
+        let mut b = [0u8; 20];
+        b[..8].copy_from_slice(&self.physic_offset.to_be_bytes());
+        b[8..16].copy_from_slice(&self.dispatched_offset.to_be_bytes());
+        let crc = crc32fast::hash(&b[..16]);
+        b[16..].copy_from_slice(&crc.to_be_bytes());
+        b
+    }
+
+    fn decode(b: &[u8]) -> Option<Self> {
+        if b.len() != 20 {
+            return None;
+        }
+        let crc = u32::from_be_bytes(b[16..20].try_into().ok()?);
+        if crc != crc32fast::hash(&b[..16]) {
+            return None;
+        }
+        Some(Self {
+            physic_offset: i64::from_be_bytes(b[..8].try_into().ok()?),
+            dispatched_offset: i64::from_be_bytes(b[8..16].try_into().ok()?),
+        })
+    }
+}
+
+/// One record found while walking the CommitLog.
+enum Step {
+    Record {
+        offset: i64,
+        bytes: Bytes,
+    },
+    /// A BLANK record or a file end: continue at this offset.
+    Skip(i64),
+    /// Nothing (valid) here.
+    End,
+}
+
+/// A group-commit waiter.
+struct FlushRequest {
+    offset: i64,
+    done: Notify,
+}
+
+enum Notify {
+    Async(tokio::sync::oneshot::Sender<bool>),
+    Blocking(std::sync::mpsc::Sender<bool>),
+}
+
+impl Notify {
+    fn send(self, ok: bool) {
+        match self {
+            Self::Async(tx) => {
+                let _ = tx.send(ok);
+            }
+            Self::Blocking(tx) => {
+                let _ = tx.send(ok);
+            }
+        }
+    }
+}
+
+type QueueKey = (String, i32);
+
+#[derive(Debug, Default)]
+struct WriteState {
+    /// Next queue offset per topic/queue.
+    topic_queue_table: HashMap<QueueKey, i64>,
+}
+
+struct Inner {
+    config: MessageStoreConfig,
+    commit_log: MappedFileQueue,
+    cq_root: PathBuf,
+    write: Mutex<WriteState>,
+    /// CommitLog offset up to which records are dispatched.
+    dispatched: AtomicI64,
+    consume_queues: RwLock<HashMap<QueueKey, Arc<ConsumeQueue>>>,
+    /// `topic#key` → CommitLog offsets, in append order.
+    index: RwLock<HashMap<String, Vec<i64>>>,
+    flushed: AtomicI64,
+    requests: Mutex<Vec<FlushRequest>>,
+    requests_cv: Condvar,
+    shutdown: AtomicBool,
+    /// Why writes are refused for lack of disk space, if they are.
+    disk_refusal: Mutex<Option<String>>,
+    /// Test hook replacing the filesystem's used ratio.
+    disk_ratio_override: Mutex<Option<f64>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessageStore")
+            .field("root", &self.config.store_path_root_dir)
+            .field("max_phy_offset", &self.commit_log.max_offset())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The RocketMQ-style message store. Cheap to clone; all clones share one store.
+#[derive(Debug, Clone)]
+pub struct MessageStore {
+    inner: Arc<Inner>,
+}
+
+impl MessageStore {
+    /// Opens (creating if needed) the store at `config.store_path_root_dir`, recovers it and
+    /// starts its flush and clean-up threads.
+    pub fn open(config: MessageStoreConfig) -> Result<Self, StoreError> {
+        let started = Instant::now();
+        let root = config.store_path_root_dir.clone();
+        if config.mapped_file_size_commit_log < 4096 || config.consume_queue_units_per_file == 0 {
+            return Err(StoreError::Config(
+                "mapped_file_size_commit_log must be at least 4096 and consume queues need units"
+                    .into(),
+            ));
+        }
+        std::fs::create_dir_all(&root).map_err(|e| StoreError::io(&root, e))?;
+        let abort_path = root.join(ABORT_FILE);
+        let crashed = abort_path.exists();
+        let checkpoint = std::fs::read(root.join(CHECKPOINT_FILE))
+            .ok()
+            .and_then(|b| Checkpoint::decode(&b));
+        let commit_log =
+            MappedFileQueue::load(&root.join("commitlog"), config.mapped_file_size_commit_log)?;
+        let inner = Inner {
+            cq_root: root.join("consumequeue"),
+            commit_log,
+            write: Mutex::new(WriteState::default()),
+            dispatched: AtomicI64::new(0),
+            consume_queues: RwLock::new(HashMap::new()),
+            index: RwLock::new(HashMap::new()),
+            flushed: AtomicI64::new(0),
+            requests: Mutex::new(Vec::new()),
+            requests_cv: Condvar::new(),
+            shutdown: AtomicBool::new(false),
+            disk_refusal: Mutex::new(None),
+            disk_ratio_override: Mutex::new(None),
+            threads: Mutex::new(Vec::new()),
+            config,
+        };
+        inner.recover(crashed, checkpoint)?;
+        std::fs::write(&abort_path, b"").map_err(|e| StoreError::io(&abort_path, e))?;
+        let inner = Arc::new(inner);
+        let store = Self { inner };
+        store.start_threads()?;
+        tracing::info!(
+            crashed,
+            min_phy_offset = store.min_phy_offset(),
+            max_phy_offset = store.max_phy_offset(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "message store recovered"
+        );
+        Ok(store)
+    }
+
+    fn start_threads(&self) -> Result<(), StoreError> {
+        let flush = Arc::clone(&self.inner);
+        let clean = Arc::clone(&self.inner);
+        let spawn_err = |e: std::io::Error| StoreError::Config(format!("cannot start thread: {e}"));
+        let t1 = std::thread::Builder::new()
+            .name("store-flush".into())
+            .spawn(move || flush.flush_loop())
+            .map_err(spawn_err)?;
+        let t2 = std::thread::Builder::new()
+            .name("store-clean".into())
+            .spawn(move || clean.clean_loop())
+            .map_err(spawn_err)?;
+        lock(&self.inner.threads).extend([t1, t2]);
+        Ok(())
+    }
+
+    pub fn config(&self) -> &MessageStoreConfig {
+        &self.inner.config
+    }
+
+    /// Appends one message; with SYNC_FLUSH waits (asynchronously) for the group commit.
+    pub async fn put_message(&self, msg: MessageExtBrokerInner) -> PutMessageResult {
+        self.put_messages(vec![msg]).await
+    }
+
+    /// Appends messages of one topic/queue contiguously (a batch) with consecutive queue
+    /// offsets; with SYNC_FLUSH waits (asynchronously) for the group commit.
+    pub async fn put_messages(&self, msgs: Vec<MessageExtBrokerInner>) -> PutMessageResult {
+        let mut result = self.inner.append(&msgs);
+        if result.status != PutMessageStatus::PutOk
+            || self.inner.config.flush_disk_type != FlushDiskType::SyncFlush
+        {
+            return result;
+        }
+        let Some(end) = result
+            .append
+            .as_ref()
+            .map(|a| a.wrote_offset + a.wrote_bytes as i64)
+        else {
+            return result;
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.inner.request_flush(end, Notify::Async(tx));
+        let ok = matches!(
+            tokio::time::timeout(self.inner.config.sync_flush_timeout, rx).await,
+            Ok(Ok(true))
+        );
+        if !ok {
+            result.status = PutMessageStatus::FlushDiskTimeout;
+            result.remark = Some("the disk flush did not complete within syncFlushTimeout".into());
+        }
+        result
+    }
+
+    /// [`Self::put_messages`] for threads outside a tokio runtime: blocks the calling thread.
+    pub fn put_messages_blocking(&self, msgs: Vec<MessageExtBrokerInner>) -> PutMessageResult {
+        let mut result = self.inner.append(&msgs);
+        if result.status != PutMessageStatus::PutOk
+            || self.inner.config.flush_disk_type != FlushDiskType::SyncFlush
+        {
+            return result;
+        }
+        let Some(end) = result
+            .append
+            .as_ref()
+            .map(|a| a.wrote_offset + a.wrote_bytes as i64)
+        else {
+            return result;
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.inner.request_flush(end, Notify::Blocking(tx));
+        if !matches!(
+            rx.recv_timeout(self.inner.config.sync_flush_timeout),
+            Ok(true)
+        ) {
+            result.status = PutMessageStatus::FlushDiskTimeout;
+            result.remark = Some("the disk flush did not complete within syncFlushTimeout".into());
+        }
+        result
+    }
+
+    /// Reads up to `max_msgs` messages (and about `max_bytes`) of a queue from `offset`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn get_message(
+        &self,
+        _group: &str,
+        topic: &str,
+        queue_id: i32,
+        offset: i64,
+        max_msgs: usize,
+        max_bytes: usize,
+        filter: &MessageFilter,
+    ) -> GetMessageResult {
+        self.inner
+            .get_message(topic, queue_id, offset, max_msgs, max_bytes, filter)
+    }
+
+    /// The next queue offset to be written (0 if the queue does not exist).
+    pub fn get_max_offset_in_queue(&self, topic: &str, queue_id: i32) -> i64 {
+        self.inner
+            .find_cq(topic, queue_id)
+            .map_or(0, |cq| cq.max_offset())
+    }
+
+    pub fn get_min_offset_in_queue(&self, topic: &str, queue_id: i32) -> i64 {
+        self.inner
+            .find_cq(topic, queue_id)
+            .map_or(0, |cq| cq.min_offset())
+    }
+
+    /// The first queue offset whose message was stored at or after `timestamp` (ms); the max
+    /// offset if none was.
+    pub fn get_offset_in_queue_by_time(&self, topic: &str, queue_id: i32, timestamp: i64) -> i64 {
+        self.inner.offset_by_time(topic, queue_id, timestamp)
+    }
+
+    /// The CommitLog offset of a queue position, if present.
+    pub fn get_commit_log_offset_in_queue(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        queue_offset: i64,
+    ) -> Option<i64> {
+        self.inner
+            .find_cq(topic, queue_id)?
+            .get(queue_offset)
+            .map(|u| u.phy_offset)
+    }
+
+    /// The record at a CommitLog offset (zero-copy).
+    pub fn lookup_message_by_offset(&self, phy_offset: i64) -> Option<Bytes> {
+        match self.inner.step(phy_offset, false) {
+            Step::Record { bytes, .. } => Some(bytes),
+            _ => None,
+        }
+    }
+
+    /// Records whose KEYS or UNIQ_KEY include `key`, newest first, stored within
+    /// `[begin, end]` ms.
+    pub fn query_message_by_key(
+        &self,
+        topic: &str,
+        key: &str,
+        max_num: usize,
+        begin: i64,
+        end: i64,
+    ) -> Vec<Bytes> {
+        let offsets = {
+            let index = self.inner.index.read().unwrap_or_else(|p| p.into_inner());
+            index
+                .get(&format!("{topic}#{key}"))
+                .cloned()
+                .unwrap_or_default()
+        };
+        let mut out = Vec::new();
+        for off in offsets.into_iter().rev() {
+            if out.len() >= max_num {
+                break;
+            }
+            if let Some(b) = self.lookup_message_by_offset(off) {
+                let in_range = MessageView::decode(&b, false)
+                    .is_ok_and(|(v, _)| v.store_timestamp >= begin && v.store_timestamp <= end);
+                if in_range {
+                    out.push(b);
+                }
+            }
+        }
+        out
+    }
+
+    /// Store timestamp of the oldest message still in the CommitLog.
+    pub fn get_earliest_message_time(&self) -> Option<i64> {
+        let mut off = self.min_phy_offset();
+        for _ in 0..2 {
+            match self.inner.step(off, false) {
+                Step::Record { bytes, .. } => {
+                    return MessageView::decode(&bytes, false)
+                        .ok()
+                        .map(|(v, _)| v.store_timestamp);
+                }
+                Step::Skip(next) => off = next,
+                Step::End => return None,
+            }
+        }
+        None
+    }
+
+    pub fn max_phy_offset(&self) -> i64 {
+        self.inner.commit_log.max_offset()
+    }
+
+    pub fn min_phy_offset(&self) -> i64 {
+        self.inner.commit_log.min_offset()
+    }
+
+    /// CommitLog bytes below this are on disk.
+    pub fn flushed_phy_offset(&self) -> i64 {
+        self.inner.flushed.load(Ordering::Acquire)
+    }
+
+    /// Raw CommitLog bytes from `offset` up to `max_len`, within one file, for replication.
+    pub fn read_raw(&self, offset: i64, max_len: usize) -> Option<Bytes> {
+        let f = self.inner.commit_log.find(offset)?;
+        let pos = (offset - f.file_from_offset()) as usize;
+        let len = f.wrote_position().saturating_sub(pos).min(max_len);
+        if len == 0 {
+            return None;
+        }
+        f.slice(pos, len)
+    }
+
+    /// Appends replicated CommitLog bytes that must start at the current max offset; complete
+    /// records are dispatched to consume queues and the index.
+    pub fn append_raw_at(&self, offset: i64, data: &[u8]) -> Result<(), StoreError> {
+        self.inner.append_raw_at(offset, data)
+    }
+
+    /// Drops every CommitLog byte at or after `offset` and the consume-queue and index entries
+    /// pointing there. Slices already handed out for that range must no longer be served.
+    pub fn truncate_to(&self, offset: i64) -> Result<(), StoreError> {
+        self.inner.truncate_to(offset)
+    }
+
+    /// Runs one retention pass now (the clean-up thread also runs it periodically).
+    pub fn clean_now(&self) -> Result<(), StoreError> {
+        self.inner.clean_once()
+    }
+
+    /// Replaces the measured disk usage ratio (0.0–1.0) with `ratio`, for tests.
+    pub fn set_disk_ratio_override(&self, ratio: Option<f64>) {
+        *lock(&self.inner.disk_ratio_override) = ratio;
+    }
+
+    /// Why writes are currently refused for lack of disk space, if they are.
+    pub fn disk_refusal(&self) -> Option<String> {
+        lock(&self.inner.disk_refusal).clone()
+    }
+
+    /// Flushes everything, writes the checkpoint, removes the abort marker and stops the
+    /// threads. Later puts answer SERVICE_NOT_AVAILABLE.
+    pub fn shutdown(&self) -> Result<(), StoreError> {
+        if self.inner.shutdown.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        self.inner.requests_cv.notify_all();
+        for t in lock(&self.inner.threads).drain(..) {
+            let _ = t.join();
+        }
+        let _guard = lock(&self.inner.write);
+        self.inner.flush_commit_log(0)?;
+        self.inner.checkpoint()?;
+        let abort = self.inner.config.store_path_root_dir.join(ABORT_FILE);
+        match std::fs::remove_file(&abort) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::io(&abort, e)),
+        }
+    }
+}
+
+impl Inner {
+    fn find_cq(&self, topic: &str, queue_id: i32) -> Option<Arc<ConsumeQueue>> {
+        self.consume_queues
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&(topic.to_owned(), queue_id))
+            .cloned()
+    }
+
+    fn find_or_create_cq(
+        &self,
+        topic: &str,
+        queue_id: i32,
+    ) -> Result<Arc<ConsumeQueue>, StoreError> {
+        if let Some(cq) = self.find_cq(topic, queue_id) {
+            return Ok(cq);
+        }
+        let mut map = self
+            .consume_queues
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(cq) = map.get(&(topic.to_owned(), queue_id)) {
+            return Ok(Arc::clone(cq));
+        }
+        let cq = Arc::new(ConsumeQueue::load(
+            &self.cq_root,
+            topic,
+            queue_id,
+            self.config.consume_queue_units_per_file,
+        )?);
+        map.insert((topic.to_owned(), queue_id), Arc::clone(&cq));
+        Ok(cq)
+    }
+
+    fn all_cqs(&self) -> Vec<Arc<ConsumeQueue>> {
+        self.consume_queues
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// Reads what is at `offset`: a complete record (with CRC checked when `check_crc`), a
+    /// BLANK / file end, or nothing valid.
+    fn step(&self, offset: i64, check_crc: bool) -> Step {
+        let Some(f) = self.commit_log.find(offset) else {
+            return Step::End;
+        };
+        let pos = (offset - f.file_from_offset()) as usize;
+        let file_end = f.file_from_offset() + f.file_size() as i64;
+        if pos + END_FILE_MIN_BLANK_LENGTH > f.file_size() {
+            return Step::Skip(file_end);
+        }
+        let Some(head) = f.slice(pos, 8) else {
+            return Step::End;
+        };
+        let total = i32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+        let magic = i32::from_be_bytes([head[4], head[5], head[6], head[7]]);
+        if magic == BLANK_MAGIC_CODE && total as i64 == file_end - offset {
+            return Step::Skip(file_end);
+        }
+        if (magic != MAGIC_CODE_V1 && magic != MAGIC_CODE_V2) || total <= 0 {
+            return Step::End;
+        }
+        let Some(bytes) = f.slice(pos, total as usize) else {
+            return Step::End;
+        };
+        match MessageView::decode(&bytes, check_crc) {
+            Ok((v, _)) if v.commit_log_offset == offset => Step::Record { offset, bytes },
+            _ => Step::End,
+        }
+    }
+
+    fn recover(&self, crashed: bool, checkpoint: Option<Checkpoint>) -> Result<(), StoreError> {
+        let files = self.commit_log.files();
+        let min = self.commit_log.min_offset();
+        let file_size = self.config.mapped_file_size_commit_log as i64;
+        // A clean stop left every file before the checkpoint's one complete; after a crash only
+        // fsynced bytes are trusted, and validation starts at the file holding them.
+        let start = match checkpoint {
+            Some(c) if c.physic_offset >= min => c.physic_offset - c.physic_offset % file_size,
+            _ => min,
+        };
+        let start = if files.iter().any(|f| f.file_from_offset() == start) {
+            start
+        } else {
+            min
+        };
+        // Files are loaded as full; the walk below relies on positions only up to `offset`.
+        let mut offset = start;
+        loop {
+            match self.step(offset, true) {
+                Step::Record { bytes, .. } => offset += bytes.len() as i64,
+                Step::Skip(next) => {
+                    if self.commit_log.find(next).is_none() {
+                        offset = next;
+                        break;
+                    }
+                    offset = next;
+                }
+                Step::End => break,
+            }
+        }
+        if offset < self.commit_log.max_offset() {
+            if crashed {
+                tracing::warn!(
+                    valid_end = offset,
+                    "truncating the CommitLog's invalid tail after an abnormal stop"
+                );
+                self.commit_log.truncate_to(offset)?;
+            } else {
+                self.commit_log.truncate_to_fast(offset)?;
+            }
+        }
+        let max = self.commit_log.max_offset();
+        self.flushed.store(max, Ordering::Release);
+
+        // Consume queues: drop units past the CommitLog, then re-dispatch what is missing.
+        if let Ok(topics) = std::fs::read_dir(&self.cq_root) {
+            for topic in topics.flatten() {
+                let Some(topic_name) = topic.file_name().to_str().map(str::to_owned) else {
+                    continue;
+                };
+                let Ok(queues) = std::fs::read_dir(topic.path()) else {
+                    continue;
+                };
+                for q in queues.flatten() {
+                    if let Some(qid) = q.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) {
+                        let cq = self.find_or_create_cq(&topic_name, qid)?;
+                        cq.truncate_dirty(max)?;
+                        cq.correct_min_offset(self.commit_log.min_offset())?;
+                    }
+                }
+            }
+        }
+        // The in-memory key index is rebuilt from the whole CommitLog; consume queues are
+        // written only from the checkpoint's dispatch point on (writes below it are no-ops).
+        let from = self.commit_log.min_offset();
+        let cq_from = checkpoint
+            .map_or(from, |c| c.dispatched_offset)
+            .clamp(from, max);
+        self.dispatch_range(from, cq_from)?;
+        let mut state = lock(&self.write);
+        for cq in self.all_cqs() {
+            state
+                .topic_queue_table
+                .insert((cq.topic().to_owned(), cq.queue_id()), cq.max_offset());
+        }
+        Ok(())
+    }
+
+    /// Dispatches complete records from `from` up to the CommitLog end; consume queues only
+    /// get records at or after `cq_from`.
+    fn dispatch_range(&self, from: i64, cq_from: i64) -> Result<(), StoreError> {
+        let mut off = from;
+        loop {
+            match self.step(off, false) {
+                Step::Record { offset, bytes } => {
+                    self.dispatch_record(offset, &bytes, offset >= cq_from)?;
+                    off = offset + bytes.len() as i64;
+                }
+                Step::Skip(next) => {
+                    if self.commit_log.find(next).is_none() {
+                        break;
+                    }
+                    off = next;
+                }
+                Step::End => break,
+            }
+        }
+        self.dispatched.store(off, Ordering::Release);
+        Ok(())
+    }
+
+    fn dispatch_record(&self, offset: i64, bytes: &[u8], to_cq: bool) -> Result<(), StoreError> {
+        let Ok((v, _)) = MessageView::decode(bytes, false) else {
+            return Ok(());
+        };
+        if to_cq {
+            let tags_code = v.property(property::TAGS).map_or(0, message::tags_code);
+            let cq = self.find_or_create_cq(v.topic, v.queue_id)?;
+            cq.put(
+                v.queue_offset,
+                CqUnit {
+                    phy_offset: offset,
+                    size: bytes.len() as i32,
+                    tags_code,
+                },
+            )?;
+        }
+        self.index_record(&v, offset);
+        Ok(())
+    }
+
+    fn index_record(&self, v: &MessageView<'_>, offset: i64) {
+        let mut keys: Vec<&str> = Vec::new();
+        if let Some(k) = v.property(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX) {
+            keys.push(k);
+        }
+        if let Some(ks) = v.property(property::KEYS) {
+            keys.extend(ks.split(property::KEY_SEPARATOR).filter(|k| !k.is_empty()));
+        }
+        if keys.is_empty() {
+            return;
+        }
+        let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+        for k in keys {
+            let list = index.entry(format!("{}#{k}", v.topic)).or_default();
+            if list.last() != Some(&offset) {
+                list.push(offset);
+            }
+        }
+    }
+
+    fn check_put(&self, msgs: &[MessageExtBrokerInner]) -> Result<(), PutMessageResult> {
+        if self.shutdown.load(Ordering::Acquire) {
+            return Err(PutMessageResult::refused(
+                PutMessageStatus::ServiceNotAvailable,
+                "the message store is shut down",
+            ));
+        }
+        if let Some(reason) = lock(&self.disk_refusal).clone() {
+            return Err(PutMessageResult::refused(
+                PutMessageStatus::ServiceNotAvailable,
+                reason,
+            ));
+        }
+        let Some(first) = msgs.first() else {
+            return Err(PutMessageResult::refused(
+                PutMessageStatus::MessageIllegal,
+                "a batch needs at least one message",
+            ));
+        };
+        for m in msgs {
+            if m.topic != first.topic || m.queue_id != first.queue_id {
+                return Err(PutMessageResult::refused(
+                    PutMessageStatus::MessageIllegal,
+                    "every message of a batch must have the same topic and queue",
+                ));
+            }
+            if m.topic.is_empty() || m.topic.len() > message::MAX_TOPIC_LENGTH_V1 {
+                return Err(PutMessageResult::refused(
+                    PutMessageStatus::MessageIllegal,
+                    format!("topic length {} is not within 1..=127 bytes", m.topic.len()),
+                ));
+            }
+            if m.queue_id < 0 {
+                return Err(PutMessageResult::refused(
+                    PutMessageStatus::MessageIllegal,
+                    format!("queue id {} is negative", m.queue_id),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn append(&self, msgs: &[MessageExtBrokerInner]) -> PutMessageResult {
+        if let Err(refusal) = self.check_put(msgs) {
+            return refusal;
+        }
+        match self.append_locked(msgs) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "append to the CommitLog failed");
+                PutMessageResult::refused(PutMessageStatus::UnknownError, e.to_string())
+            }
+        }
+    }
+
+    fn append_locked(
+        &self,
+        msgs: &[MessageExtBrokerInner],
+    ) -> Result<PutMessageResult, StoreError> {
+        let mut state = lock(&self.write);
+        let topic = msgs[0].topic.as_str();
+        let queue_id = msgs[0].queue_id;
+        let key = (topic.to_owned(), queue_id);
+        let queue_offset = match state.topic_queue_table.get(&key) {
+            Some(o) => *o,
+            None => self.find_or_create_cq(topic, queue_id)?.max_offset(),
+        };
+        let store_ts = now_ms();
+        let store_host = self.config.store_host;
+        let file_size = self.config.mapped_file_size_commit_log;
+        let mut start = self.commit_log.max_offset();
+        let mut file = self.commit_log.last_or_create(start)?;
+        let mut buf = BytesMut::new();
+        let mut sizes = Vec::with_capacity(msgs.len());
+        // Encoded twice at most: once more if the batch has to move to a fresh file, since the
+        // physical offsets inside the records change.
+        for attempt in 0..2 {
+            buf.clear();
+            sizes.clear();
+            let mut phy = start;
+            for (i, m) in msgs.iter().enumerate() {
+                let props = message::properties_to_string(&m.properties);
+                if props.len() > message::MAX_PROPERTIES_LENGTH {
+                    return Ok(PutMessageResult::refused(
+                        PutMessageStatus::PropertiesSizeExceeded,
+                        format!("properties are {} bytes, the limit is 32767", props.len()),
+                    ));
+                }
+                let parts = RecordParts {
+                    topic: &m.topic,
+                    queue_id,
+                    flag: m.flag,
+                    queue_offset: queue_offset + i as i64,
+                    commit_log_offset: phy,
+                    sys_flag: m.sys_flag,
+                    born_timestamp: m.born_timestamp,
+                    born_host: m.born_host.unwrap_or(store_host),
+                    store_timestamp: store_ts,
+                    store_host,
+                    reconsume_times: m.reconsume_times,
+                    prepared_transaction_offset: m.prepared_transaction_offset,
+                    body: &m.body,
+                    properties: props.as_bytes(),
+                };
+                let size = parts.stored_size();
+                if size > self.config.max_message_size {
+                    return Ok(PutMessageResult::refused(
+                        PutMessageStatus::MessageIllegal,
+                        format!(
+                            "message record is {size} bytes, the limit is {}",
+                            self.config.max_message_size
+                        ),
+                    ));
+                }
+                message::encode_record(&mut buf, &parts).map_err(StoreError::Message)?;
+                sizes.push(size);
+                phy += size as i64;
+            }
+            if buf.len() + END_FILE_MIN_BLANK_LENGTH <= file.remaining() {
+                break;
+            }
+            if attempt == 1 || buf.len() + END_FILE_MIN_BLANK_LENGTH > file_size {
+                return Ok(PutMessageResult::refused(
+                    PutMessageStatus::MessageIllegal,
+                    format!(
+                        "{} bytes of records do not fit in a CommitLog file of {file_size} bytes",
+                        buf.len()
+                    ),
+                ));
+            }
+            file.pad_to_end();
+            start = self.commit_log.max_offset();
+            file = self.commit_log.last_or_create(start)?;
+        }
+        if !file.append(&buf) {
+            return Err(StoreError::Corrupt("CommitLog file overflow".into()));
+        }
+        let mut off = start;
+        let mut msg_ids = Vec::with_capacity(msgs.len());
+        for (i, (m, size)) in msgs.iter().zip(&sizes).enumerate() {
+            let tags_code = m.tags_code.unwrap_or_else(|| {
+                m.properties
+                    .get(property::TAGS)
+                    .map_or(0, |t| message::tags_code(t))
+            });
+            let cq = self.find_or_create_cq(topic, queue_id)?;
+            cq.put(
+                queue_offset + i as i64,
+                CqUnit {
+                    phy_offset: off,
+                    size: *size as i32,
+                    tags_code,
+                },
+            )?;
+            let rec = &buf[(off - start) as usize..(off - start) as usize + size];
+            if let Ok((v, _)) = MessageView::decode(rec, false) {
+                self.index_record(&v, off);
+            }
+            msg_ids.push(message::create_message_id(store_host, off));
+            off += *size as i64;
+        }
+        self.dispatched.store(off, Ordering::Release);
+        state
+            .topic_queue_table
+            .insert(key, queue_offset + msgs.len() as i64);
+        Ok(PutMessageResult {
+            status: PutMessageStatus::PutOk,
+            append: Some(AppendMessageResult {
+                wrote_offset: start,
+                wrote_bytes: buf.len(),
+                msg_ids,
+                store_timestamp: store_ts,
+                logics_offset: queue_offset,
+                msg_num: msgs.len(),
+            }),
+            remark: None,
+        })
+    }
+
+    fn append_raw_at(&self, offset: i64, data: &[u8]) -> Result<(), StoreError> {
+        let mut state = lock(&self.write);
+        let max = self.commit_log.max_offset();
+        if offset != max {
+            return Err(StoreError::OffsetMismatch {
+                expected: max,
+                got: offset,
+            });
+        }
+        let mut at = offset;
+        let mut rest = data;
+        while !rest.is_empty() {
+            let f = self.commit_log.last_or_create(at)?;
+            let n = rest.len().min(f.remaining());
+            if !f.append(&rest[..n]) {
+                return Err(StoreError::Corrupt("CommitLog file overflow".into()));
+            }
+            at += n as i64;
+            rest = &rest[n..];
+        }
+        let from = self.dispatched.load(Ordering::Acquire);
+        self.dispatch_range(from, from)?;
+        for cq in self.all_cqs() {
+            state
+                .topic_queue_table
+                .insert((cq.topic().to_owned(), cq.queue_id()), cq.max_offset());
+        }
+        Ok(())
+    }
+
+    fn truncate_to(&self, offset: i64) -> Result<(), StoreError> {
+        let mut state = lock(&self.write);
+        let offset = offset.max(self.commit_log.min_offset());
+        self.commit_log.truncate_to(offset)?;
+        for cq in self.all_cqs() {
+            cq.truncate_dirty(offset)?;
+        }
+        {
+            let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+            index.retain(|_, offs| {
+                offs.retain(|o| *o < offset);
+                !offs.is_empty()
+            });
+        }
+        let d = self.dispatched.load(Ordering::Acquire).min(offset);
+        self.dispatched.store(d, Ordering::Release);
+        if self.flushed.load(Ordering::Acquire) > offset {
+            self.flushed.store(offset, Ordering::Release);
+        }
+        state.topic_queue_table.clear();
+        for cq in self.all_cqs() {
+            state
+                .topic_queue_table
+                .insert((cq.topic().to_owned(), cq.queue_id()), cq.max_offset());
+        }
+        Ok(())
+    }
+
+    fn get_message(
+        &self,
+        topic: &str,
+        queue_id: i32,
+        offset: i64,
+        max_msgs: usize,
+        max_bytes: usize,
+        filter: &MessageFilter,
+    ) -> GetMessageResult {
+        let mut r = GetMessageResult {
+            status: GetMessageStatus::NoMatchedLogicQueue,
+            messages: Vec::new(),
+            queue_offsets: Vec::new(),
+            next_begin_offset: 0,
+            min_offset: 0,
+            max_offset: 0,
+            suggest_pulling_from_slave: false,
+        };
+        let Some(cq) = self.find_cq(topic, queue_id) else {
+            return r;
+        };
+        let min = cq.min_offset();
+        let max = cq.max_offset();
+        r.min_offset = min;
+        r.max_offset = max;
+        if max == 0 {
+            r.status = GetMessageStatus::NoMessageInQueue;
+            return r;
+        }
+        if offset < min {
+            r.status = GetMessageStatus::OffsetTooSmall;
+            r.next_begin_offset = min;
+            return r;
+        }
+        if offset == max {
+            r.status = GetMessageStatus::OffsetOverflowOne;
+            r.next_begin_offset = offset;
+            return r;
+        }
+        if offset > max {
+            r.status = GetMessageStatus::OffsetOverflowBadly;
+            r.next_begin_offset = if min == 0 { min } else { max };
+            return r;
+        }
+        let min_phy = self.commit_log.min_offset();
+        let max_phy = self.commit_log.max_offset();
+        r.status = GetMessageStatus::NoMatchedMessage;
+        let mut next = offset;
+        let mut bytes = 0usize;
+        let mut scanned = 0usize;
+        let mut last_phy = None;
+        while next < max && scanned < self.config.max_filter_message_count.max(max_msgs) {
+            let Some(unit) = cq.get(next) else {
+                r.status = GetMessageStatus::OffsetFoundNull;
+                break;
+            };
+            if !r.messages.is_empty()
+                && (r.messages.len() >= max_msgs || bytes + unit.size as usize > max_bytes)
+            {
+                break;
+            }
+            scanned += 1;
+            if unit.phy_offset < min_phy {
+                r.status = GetMessageStatus::MessageWasRemoving;
+                next += 1;
+                continue;
+            }
+            if !filter.matches(unit.tags_code) {
+                next += 1;
+                continue;
+            }
+            match self.commit_log.slice(unit.phy_offset, unit.size as usize) {
+                Some(b) => {
+                    bytes += b.len();
+                    r.messages.push(b);
+                    r.queue_offsets.push(next);
+                    last_phy = Some(unit.phy_offset);
+                    r.status = GetMessageStatus::Found;
+                }
+                None => {
+                    if r.messages.is_empty() {
+                        r.status = GetMessageStatus::OffsetFoundNull;
+                    }
+                }
+            }
+            next += 1;
+            if r.messages.len() >= max_msgs {
+                break;
+            }
+        }
+        r.next_begin_offset = next;
+        if let Some(p) = last_phy {
+            let memory = self.config.total_physical_memory as f64
+                * f64::from(self.config.access_message_in_memory_max_ratio)
+                / 100.0;
+            r.suggest_pulling_from_slave = (max_phy - p) as f64 > memory;
+        }
+        r
+    }
+
+    fn offset_by_time(&self, topic: &str, queue_id: i32, ts: i64) -> i64 {
+        let Some(cq) = self.find_cq(topic, queue_id) else {
+            return 0;
+        };
+        let store_ts = |logic: i64| -> Option<i64> {
+            let u = cq.get(logic)?;
+            let b = self.commit_log.slice(u.phy_offset, u.size as usize)?;
+            MessageView::decode(&b, false)
+                .ok()
+                .map(|(v, _)| v.store_timestamp)
+        };
+        let (mut lo, mut hi) = (cq.min_offset(), cq.max_offset());
+        // Units whose message was deleted read as None; treat them as older than anything.
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match store_ts(mid) {
+                Some(t) if t >= ts => hi = mid,
+                _ => lo = mid + 1,
+            }
+        }
+        lo
+    }
+
+    fn request_flush(&self, offset: i64, done: Notify) {
+        if self.flushed.load(Ordering::Acquire) >= offset {
+            done.send(true);
+            return;
+        }
+        lock(&self.requests).push(FlushRequest { offset, done });
+        self.requests_cv.notify_one();
+    }
+
+    fn flush_commit_log(&self, least_pages: usize) -> Result<i64, StoreError> {
+        let flushed = self.commit_log.flush(least_pages)?;
+        self.flushed.fetch_max(flushed, Ordering::AcqRel);
+        Ok(flushed)
+    }
+
+    /// Flushes consume queues and records how far both logs are durable.
+    fn checkpoint(&self) -> Result<(), StoreError> {
+        let dispatched = self.dispatched.load(Ordering::Acquire);
+        for cq in self.all_cqs() {
+            cq.flush(0)?;
+        }
+        let c = Checkpoint {
+            physic_offset: self.flushed.load(Ordering::Acquire),
+            dispatched_offset: dispatched.min(self.flushed.load(Ordering::Acquire)),
+        };
+        let root = &self.config.store_path_root_dir;
+        let tmp = root.join("checkpoint.tmp");
+        let path = root.join(CHECKPOINT_FILE);
+        write_synced(&tmp, &c.encode())?;
+        std::fs::rename(&tmp, &path).map_err(|e| StoreError::io(&path, e))
+    }
+
+    fn flush_loop(&self) {
+        let sync = self.config.flush_disk_type == FlushDiskType::SyncFlush;
+        let mut last_thorough = Instant::now();
+        let mut last_checkpoint = Instant::now();
+        while !self.shutdown.load(Ordering::Acquire) {
+            let result = if sync {
+                let reqs = {
+                    let guard = lock(&self.requests);
+                    let (mut guard, _) = self
+                        .requests_cv
+                        .wait_timeout_while(guard, Duration::from_millis(10), |r| {
+                            r.is_empty() && !self.shutdown.load(Ordering::Acquire)
+                        })
+                        .unwrap_or_else(|p| p.into_inner());
+                    std::mem::take(&mut *guard)
+                };
+                // One fsync covers every waiter whose bytes were written before it.
+                match self.flush_commit_log(0) {
+                    Ok(flushed) => {
+                        let mut pending = Vec::new();
+                        for r in reqs {
+                            if r.offset <= flushed {
+                                r.done.send(true);
+                            } else {
+                                pending.push(r);
+                            }
+                        }
+                        lock(&self.requests).extend(pending);
+                        Ok(())
+                    }
+                    Err(e) => {
+                        for r in reqs {
+                            r.done.send(false);
+                        }
+                        Err(e)
+                    }
+                }
+            } else {
+                let guard = lock(&self.requests);
+                let _ = self.requests_cv.wait_timeout_while(
+                    guard,
+                    self.config.flush_interval_commit_log,
+                    |_| !self.shutdown.load(Ordering::Acquire),
+                );
+                let least =
+                    if last_thorough.elapsed() >= self.config.flush_commit_log_thorough_interval {
+                        last_thorough = Instant::now();
+                        0
+                    } else {
+                        self.config.flush_commit_log_least_pages
+                    };
+                self.flush_commit_log(least).map(|_| ())
+            };
+            if let Err(e) = result {
+                tracing::error!(error = %e, "CommitLog flush failed");
+            }
+            if last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL {
+                last_checkpoint = Instant::now();
+                if let Err(e) = self.checkpoint() {
+                    tracing::error!(error = %e, "writing the checkpoint failed");
+                }
+            }
+        }
+        for r in lock(&self.requests).drain(..) {
+            r.done.send(false);
+        }
+    }
+
+    fn clean_loop(&self) {
+        let tick = Duration::from_millis(100);
+        let mut waited = Duration::ZERO;
+        while !self.shutdown.load(Ordering::Acquire) {
+            std::thread::sleep(tick);
+            waited += tick;
+            if waited < self.config.clean_resource_interval {
+                continue;
+            }
+            waited = Duration::ZERO;
+            if let Err(e) = self.clean_once() {
+                tracing::error!(error = %e, "retention pass failed");
+            }
+        }
+    }
+
+    fn disk_ratio(&self) -> Option<f64> {
+        if let Some(r) = *lock(&self.disk_ratio_override) {
+            return Some(r);
+        }
+        crate::disk::used_ratio(&self.config.store_path_root_dir)
+    }
+
+    fn clean_once(&self) -> Result<(), StoreError> {
+        let ratio = self.disk_ratio().unwrap_or(0.0);
+        let pct = ratio * 100.0;
+        let c = &self.config;
+        {
+            let mut refusal = lock(&self.disk_refusal);
+            if pct >= f64::from(c.disk_space_warning_level_ratio) {
+                if refusal.is_none() {
+                    tracing::warn!(used_pct = pct, "disk nearly full; refusing writes");
+                }
+                *refusal = Some(format!(
+                    "the store's disk is {pct:.1}% full, above diskSpaceWarningLevelRatio {}%; \
+                     writes resume once space is freed",
+                    c.disk_space_warning_level_ratio
+                ));
+            } else if refusal.take().is_some() {
+                tracing::info!(used_pct = pct, "disk space freed; accepting writes again");
+            }
+        }
+        let hour = ((now_ms() / 3_600_000) % 24) as u32;
+        let delete_time = c
+            .delete_when
+            .split(';')
+            .any(|h| h.trim().parse::<u32>().ok() == Some(hour));
+        let space_pressure = pct >= f64::from(c.disk_max_used_space_ratio);
+        let forcibly =
+            c.clean_file_forcibly_enable && pct >= f64::from(c.disk_space_clean_forcibly_ratio);
+        if !(delete_time || space_pressure || forcibly) {
+            return Ok(());
+        }
+        let reserved = c.file_reserved_time;
+        let now = SystemTime::now();
+        let mut forced_left = usize::from(forcibly);
+        let deleted = self.commit_log.delete_leading(10, |f| {
+            let expired = f
+                .modified()
+                .and_then(|m| now.duration_since(m).ok())
+                .is_some_and(|age| age >= reserved);
+            if expired {
+                return true;
+            }
+            if forced_left > 0 {
+                forced_left -= 1;
+                return true;
+            }
+            false
+        })?;
+        if deleted > 0 {
+            let min_phy = self.commit_log.min_offset();
+            tracing::info!(deleted, min_phy, used_pct = pct, "deleted CommitLog files");
+            for cq in self.all_cqs() {
+                cq.correct_min_offset(min_phy)?;
+            }
+            let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+            index.retain(|_, offs| {
+                offs.retain(|o| *o >= min_phy);
+                !offs.is_empty()
+            });
+        }
+        Ok(())
+    }
+}
+
+fn write_synced(path: &Path, data: &[u8]) -> Result<(), StoreError> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).map_err(|e| StoreError::io(path, e))?;
+    f.write_all(data).map_err(|e| StoreError::io(path, e))?;
+    f.sync_all().map_err(|e| StoreError::io(path, e))
+}
