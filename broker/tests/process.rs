@@ -1,0 +1,414 @@
+//! The real `ferrum-broker` binary over real TCP on 127.0.0.1.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use ferrum_protocol::route::{KVTable, TopicConfigSerializeWrapper};
+use ferrum_protocol::{RemotingCodec, RemotingCommand, RequestCode, ResponseCode, SerializeType};
+use futures::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_util::codec::Framed;
+
+const STEP: Duration = Duration::from_secs(10);
+
+/// A broker process that is stopped (SIGTERM, then SIGKILL) when dropped.
+struct BrokerProcess {
+    child: Child,
+    addr: String,
+    vip: String,
+}
+
+impl BrokerProcess {
+    fn start(store: &Path, extra: &[&str]) -> BrokerProcess {
+        let mut args = vec![
+            "--set".to_owned(),
+            "listenPort=0".to_owned(),
+            "--set".to_owned(),
+            "bindAddress=127.0.0.1".to_owned(),
+            "--set".to_owned(),
+            format!("storePathRootDir={}", store.display()),
+        ];
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ferrum-broker"))
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn ferrum-broker");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let line = rx.recv_timeout(STEP).expect("broker printed its address");
+        // "ferrum-broker <name> listening on A (VIP B), advertised as C"
+        let addr = line
+            .split("listening on ")
+            .nth(1)
+            .and_then(|s| s.split(' ').next())
+            .expect("address in the start line")
+            .to_owned();
+        let vip = line
+            .split("(VIP ")
+            .nth(1)
+            .and_then(|s| s.split(')').next())
+            .expect("VIP address in the start line")
+            .to_owned();
+        BrokerProcess { child, addr, vip }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        for _ in 0..100 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                assert!(status.success(), "clean shutdown, got {status}");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("broker did not stop after SIGTERM");
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+struct Conn {
+    framed: Framed<TcpStream, RemotingCodec>,
+    opaque: i32,
+}
+
+impl Conn {
+    async fn open(addr: &str) -> Conn {
+        let stream = tokio::time::timeout(STEP, TcpStream::connect(addr))
+            .await
+            .expect("connect in time")
+            .expect("connect");
+        Conn {
+            framed: Framed::new(stream, RemotingCodec::default()),
+            opaque: 0,
+        }
+    }
+
+    async fn send(&mut self, request: RemotingCommand) -> i32 {
+        self.opaque += 1;
+        let opaque = self.opaque;
+        self.framed
+            .send(request.with_opaque(opaque))
+            .await
+            .expect("send");
+        opaque
+    }
+
+    async fn next(&mut self) -> RemotingCommand {
+        tokio::time::timeout(STEP, self.framed.next())
+            .await
+            .expect("answer in time")
+            .expect("connection open")
+            .expect("frame decodes")
+    }
+
+    async fn call(&mut self, request: RemotingCommand) -> RemotingCommand {
+        let opaque = self.send(request).await;
+        loop {
+            let answer = self.next().await;
+            if answer.is_response() && answer.opaque == opaque {
+                return answer;
+            }
+        }
+    }
+}
+
+fn request(code: impl Into<i32>, fields: &[(&str, &str)]) -> RemotingCommand {
+    let mut request = RemotingCommand::bare_request(code);
+    for (k, v) in fields {
+        request.ext_fields.insert((*k).to_owned(), (*v).to_owned());
+    }
+    request
+}
+
+fn heartbeat(client: &str, group: &str, topic: &str) -> RemotingCommand {
+    let body = serde_json::json!({
+        "clientID": client,
+        "producerDataSet": [{"groupName": "P"}],
+        "consumerDataSet": [{
+            "groupName": group,
+            "consumeType": "CONSUME_PASSIVELY",
+            "messageModel": "CLUSTERING",
+            "consumeFromWhere": "CONSUME_FROM_LAST_OFFSET",
+            "subscriptionDataSet": [{"topic": topic, "subString": "*", "tagsSet": [], "codeSet": [], "subVersion": 1, "expressionType": "TAG", "classFilterMode": false}],
+            "unitMode": false
+        }]
+    });
+    request(RequestCode::HEART_BEAT, &[]).with_body(serde_json::to_vec(&body).expect("json"))
+}
+
+async fn topics(conn: &mut Conn) -> TopicConfigSerializeWrapper {
+    let answer = conn
+        .call(request(RequestCode::GET_ALL_TOPIC_CONFIG, &[]))
+        .await;
+    assert_eq!(answer.code, 0, "{:?}", answer.remark);
+    serde_json::from_slice(&answer.body).expect("TopicConfigSerializeWrapper")
+}
+
+async fn query_offset(conn: &mut Conn, queue: &str) -> RemotingCommand {
+    conn.call(request(
+        RequestCode::QUERY_CONSUMER_OFFSET,
+        &[
+            ("consumerGroup", "G"),
+            ("topic", "Orders"),
+            ("queueId", queue),
+        ],
+    ))
+    .await
+}
+
+#[test]
+fn config_errors_exit_non_zero_naming_the_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path().join("broker.conf");
+    std::fs::write(&conf, "brokerName=b\nbrokerRole=LEADER\n").expect("write");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec!["--set".into(), "listenPort=abc".into()], "listenPort"),
+        (vec!["-c".into(), conf.display().to_string()], "brokerRole"),
+        (vec!["-n".into(), "no-port-here".into()], "namesrvAddr"),
+        (
+            vec![
+                "-c".into(),
+                dir.path().join("missing.conf").display().to_string(),
+            ],
+            "missing.conf",
+        ),
+    ];
+    for (args, key) in cases {
+        let output = Command::new(env!("CARGO_BIN_EXE_ferrum-broker"))
+            .args(&args)
+            .output()
+            .expect("run");
+        assert!(!output.status.success(), "{args:?} must fail");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(key), "{args:?}: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn admin_offsets_heartbeat_and_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    let mut conn = Conn::open(&broker.addr).await;
+
+    let created = conn
+        .call(request(
+            RequestCode::UPDATE_AND_CREATE_TOPIC,
+            &[
+                ("topic", "Orders"),
+                ("defaultTopic", "TBW102"),
+                ("readQueueNums", "8"),
+                ("writeQueueNums", "8"),
+                ("perm", "6"),
+                ("topicFilterType", "SINGLE_TAG"),
+                ("topicSysFlag", "0"),
+                ("order", "false"),
+            ],
+        ))
+        .await;
+    assert_eq!(created.code, 0, "{:?}", created.remark);
+    let all = topics(&mut conn).await;
+    assert_eq!(all.topic_config_table["Orders"].write_queue_nums, 8);
+    assert!(all.topic_config_table.contains_key("TBW102"));
+
+    // A required header field missing: an error naming it, not a dropped connection.
+    let missing = conn
+        .call(request(
+            RequestCode::UPDATE_AND_CREATE_TOPIC,
+            &[("topic", "X")],
+        ))
+        .await;
+    assert_eq!(missing.code, ResponseCode::SYSTEM_ERROR.code());
+    assert!(
+        missing
+            .remark
+            .as_deref()
+            .unwrap_or("")
+            .contains("readQueueNums")
+    );
+
+    // Heartbeat creates %RETRY%G and lists the consumer.
+    let answer = conn.call(heartbeat("client-1", "G", "Orders")).await;
+    assert_eq!(answer.code, 0, "{:?}", answer.remark);
+    assert!(
+        topics(&mut conn)
+            .await
+            .topic_config_table
+            .contains_key("%RETRY%G")
+    );
+    let list = conn
+        .call(request(
+            RequestCode::GET_CONSUMER_LIST_BY_GROUP,
+            &[("consumerGroup", "G")],
+        ))
+        .await;
+    assert_eq!(list.code, 0);
+    let body: serde_json::Value = serde_json::from_slice(&list.body).expect("json");
+    assert_eq!(body["consumerIdList"], serde_json::json!(["client-1"]));
+
+    // A second consumer joining makes the broker notify the first.
+    let mut other = Conn::open(&broker.addr).await;
+    assert_eq!(
+        other.call(heartbeat("client-2", "G", "Orders")).await.code,
+        0
+    );
+    let notify = loop {
+        let frame = conn.next().await;
+        if !frame.is_response() {
+            break frame;
+        }
+    };
+    assert_eq!(notify.code, RequestCode::NOTIFY_CONSUMER_IDS_CHANGED.code());
+    assert!(notify.is_oneway());
+    assert_eq!(
+        notify.ext_fields.get("consumerGroup").map(String::as_str),
+        Some("G")
+    );
+
+    // Offsets: unknown → QUERY_NOT_FOUND; a oneway update gets no answer; then it reads back.
+    assert_eq!(
+        query_offset(&mut conn, "3").await.code,
+        ResponseCode::QUERY_NOT_FOUND.code()
+    );
+    let oneway = conn
+        .send(
+            request(
+                RequestCode::UPDATE_CONSUMER_OFFSET,
+                &[
+                    ("consumerGroup", "G"),
+                    ("topic", "Orders"),
+                    ("queueId", "3"),
+                    ("commitOffset", "42"),
+                ],
+            )
+            .into_oneway(),
+        )
+        .await;
+    let answer = query_offset(&mut conn, "3").await;
+    assert_ne!(answer.opaque, oneway);
+    assert_eq!(
+        answer.ext_fields.get("offset").map(String::as_str),
+        Some("42")
+    );
+
+    // Unknown code → REQUEST_CODE_NOT_SUPPORTED naming the code, in the request's (binary)
+    // serialization.
+    let unknown = conn
+        .call(request(9999, &[]).with_serialize_type(SerializeType::RocketMq))
+        .await;
+    assert_eq!(
+        unknown.code,
+        ResponseCode::REQUEST_CODE_NOT_SUPPORTED.code()
+    );
+    assert_eq!(unknown.serialize_type, SerializeType::RocketMq);
+    assert!(unknown.remark.as_deref().unwrap_or("").contains("9999"));
+
+    // The VIP port serves the same broker.
+    let mut vip = Conn::open(&broker.vip).await;
+    let info = vip
+        .call(request(RequestCode::GET_BROKER_RUNTIME_INFO, &[]))
+        .await;
+    assert_eq!(info.code, 0);
+    let kv: KVTable = serde_json::from_slice(&info.body).expect("KVTable");
+    assert!(kv.table.contains_key("msgPutTotalTodayNow"));
+    assert_eq!(kv.table["brokerVersionDesc"], "V5_3_3");
+
+    // Locks are exclusive between clients.
+    let lock_body = |client: &str| {
+        serde_json::to_vec(&serde_json::json!({
+            "consumerGroup": "G", "clientId": client, "onlyThisBroker": true,
+            "mqSet": [{"topic": "Orders", "brokerName": "broker-a", "queueId": 0}]
+        }))
+        .expect("json")
+    };
+    let first = conn
+        .call(request(RequestCode::LOCK_BATCH_MQ, &[]).with_body(lock_body("client-1")))
+        .await;
+    let second = other
+        .call(request(RequestCode::LOCK_BATCH_MQ, &[]).with_body(lock_body("client-2")))
+        .await;
+    let locked = |c: &RemotingCommand| -> usize {
+        let v: serde_json::Value = serde_json::from_slice(&c.body).expect("json");
+        v["lockOKMQSet"].as_array().map_or(0, Vec::len)
+    };
+    assert_eq!((locked(&first), locked(&second)), (1, 0));
+
+    drop((conn, other, vip));
+    broker.stop();
+
+    // Topics and offsets survive a restart.
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    let mut conn = Conn::open(&broker.addr).await;
+    let answer = query_offset(&mut conn, "3").await;
+    assert_eq!(
+        answer.ext_fields.get("offset").map(String::as_str),
+        Some("42")
+    );
+    let all = topics(&mut conn).await;
+    assert!(all.topic_config_table.contains_key("Orders"));
+    assert!(all.topic_config_table.contains_key("%RETRY%G"));
+    let deleted = conn
+        .call(request(
+            RequestCode::DELETE_TOPIC_IN_BROKER,
+            &[("topic", "Orders")],
+        ))
+        .await;
+    assert_eq!(deleted.code, 0);
+    assert!(
+        !topics(&mut conn)
+            .await
+            .topic_config_table
+            .contains_key("Orders")
+    );
+    drop(conn);
+    broker.stop();
+}
+
+#[tokio::test]
+async fn malformed_frame_closes_only_that_connection() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    let mut raw = TcpStream::connect(&broker.addr).await.expect("connect");
+    tokio::io::AsyncWriteExt::write_all(&mut raw, &[0, 0, 0, 6, 0, 0, 0, 2, b'{', b'x'])
+        .await
+        .expect("write");
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(
+        STEP,
+        tokio::io::AsyncReadExt::read_to_end(&mut raw, &mut rest),
+    )
+    .await
+    .expect("closed in time");
+    assert!(read.is_ok() && rest.is_empty());
+    let mut conn = Conn::open(&broker.addr).await;
+    assert_eq!(
+        conn.call(request(RequestCode::GET_ALL_TOPIC_CONFIG, &[]))
+            .await
+            .code,
+        0
+    );
+    drop(conn);
+    broker.stop();
+}
