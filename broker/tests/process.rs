@@ -412,3 +412,146 @@ async fn malformed_frame_closes_only_that_connection() {
     drop(conn);
     broker.stop();
 }
+
+/// The NameServer binary next to this test's binary, built first if it is not there yet.
+fn namesrv_binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile directory");
+    let binary = profile_dir.join("ferrum-namesrv");
+    if !binary.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "ferrum-namesrv"])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "ferrum-namesrv builds");
+    }
+    binary
+}
+
+struct NamesrvProcess {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for NamesrvProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_namesrv() -> NamesrvProcess {
+    let mut child = Command::new(namesrv_binary())
+        .args(["--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn ferrum-namesrv");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let line = rx.recv_timeout(STEP).expect("namesrv printed its address");
+    let addr = line
+        .rsplit(' ')
+        .next()
+        .expect("address at the end of the line")
+        .to_owned();
+    NamesrvProcess { child, addr }
+}
+
+/// Polls `check` every 100 ms, up to 100 times.
+async fn eventually<F, Fut>(mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..100 {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn registers_with_a_real_namesrv_and_unregisters_on_sigterm() {
+    let namesrv = start_namesrv();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = BrokerProcess::start(
+        dir.path(),
+        &["-n", &namesrv.addr, "--set", "brokerName=broker-r"],
+    );
+    let ns_addr = namesrv.addr.clone();
+    let broker_addr = broker.addr.clone();
+    let cluster_has_broker = || {
+        let ns_addr = ns_addr.clone();
+        let broker_addr = broker_addr.clone();
+        async move {
+            let mut ns = Conn::open(&ns_addr).await;
+            let answer = ns
+                .call(request(RequestCode::GET_BROKER_CLUSTER_INFO, &[]))
+                .await;
+            let info: ferrum_protocol::route::ClusterInfo =
+                match ferrum_protocol::route::from_json(&answer.body, "ClusterInfo") {
+                    Ok(info) => info,
+                    Err(_) => return false,
+                };
+            info.broker_addr_table
+                .get("broker-r")
+                .and_then(|b| b.master_addr())
+                == Some(broker_addr.as_str())
+        }
+    };
+    assert!(eventually(&cluster_has_broker).await, "broker registered");
+
+    // A new topic reaches the NameServer without waiting for the 30 s period.
+    let mut conn = Conn::open(&broker.addr).await;
+    let created = conn
+        .call(request(
+            RequestCode::UPDATE_AND_CREATE_TOPIC,
+            &[
+                ("topic", "Routed"),
+                ("readQueueNums", "2"),
+                ("writeQueueNums", "2"),
+                ("perm", "6"),
+            ],
+        ))
+        .await;
+    assert_eq!(created.code, 0, "{:?}", created.remark);
+    let ns_addr2 = namesrv.addr.clone();
+    let routed = eventually(|| {
+        let ns_addr = ns_addr2.clone();
+        async move {
+            let mut ns = Conn::open(&ns_addr).await;
+            let answer = ns
+                .call(request(
+                    RequestCode::GET_ROUTEINFO_BY_TOPIC,
+                    &[("topic", "Routed")],
+                ))
+                .await;
+            answer.code == 0
+        }
+    })
+    .await;
+    assert!(routed, "topic route visible on the NameServer");
+    drop(conn);
+
+    broker.stop();
+    assert!(
+        eventually(|| {
+            let check = cluster_has_broker();
+            async move { !check.await }
+        })
+        .await,
+        "broker unregistered on SIGTERM"
+    );
+}
