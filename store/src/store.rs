@@ -436,6 +436,18 @@ impl MessageStore {
         lock(&self.inner.disk_refusal).clone()
     }
 
+    /// Stops the threads as a crash would: nothing more is flushed, no checkpoint is written and
+    /// the abort marker stays, so the next open runs crash recovery. For tests and fault drills.
+    pub fn halt(&self) {
+        if self.inner.shutdown.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.inner.requests_cv.notify_all();
+        for t in lock(&self.inner.threads).drain(..) {
+            let _ = t.join();
+        }
+    }
+
     /// Flushes everything, writes the checkpoint, removes the abort marker and stops the
     /// threads. Later puts answer SERVICE_NOT_AVAILABLE.
     pub fn shutdown(&self) -> Result<(), StoreError> {
