@@ -6,5 +6,7 @@
 //! the broker: it reaches brokers over the wire through ferrum-client, like any client.
 
 pub mod build;
+pub mod controller;
 pub mod crd;
+pub mod status;
 pub mod validate;

@@ -9,6 +9,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use ferrum_operator::crd::{BrokerGroup, BrokerGroupSpec};
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
@@ -66,6 +69,35 @@ impl Cluster {
         (out.status.success(), text)
     }
 
+    /// Installs the CRDs and a namespace of this test's own.
+    fn setup(&self) {
+        let c = self;
+        let crds = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/ferrum.dev.yaml");
+        let (ok, out) = c.kubectl(&["apply", "--server-side", "-f", crds], None);
+        assert!(ok, "CRDs apply: {out}");
+        let (ok, out) = c.kubectl(
+            &[
+                "wait",
+                "--for=condition=Established",
+                "--timeout=60s",
+                "crd/brokergroups.ferrum.dev",
+                "crd/topics.ferrum.dev",
+            ],
+            None,
+        );
+        assert!(ok, "CRDs established: {out}");
+        let (ok, out) = c.kubectl(&["create", "namespace", &c.namespace], None);
+        assert!(ok, "namespace: {out}");
+    }
+
+    async fn client(&self) -> kube::Client {
+        let config = Kubeconfig::read_from(&self.kubeconfig).expect("kubeconfig");
+        let config = kube::Config::from_custom_kubeconfig(config, &KubeConfigOptions::default())
+            .await
+            .expect("config");
+        kube::Client::try_from(config).expect("client")
+    }
+
     fn apply(&self, yaml: &str) -> (bool, String) {
         self.kubectl(&["apply", "-n", &self.namespace, "-f", "-"], Some(yaml))
     }
@@ -109,22 +141,7 @@ async fn crds_refuse_impossible_specs_and_accept_valid_ones() {
         );
         return;
     };
-    let crds = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/ferrum.dev.yaml");
-    let (ok, out) = c.kubectl(&["apply", "--server-side", "-f", crds], None);
-    assert!(ok, "CRDs apply: {out}");
-    let (ok, out) = c.kubectl(
-        &[
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            "crd/brokergroups.ferrum.dev",
-            "crd/topics.ferrum.dev",
-        ],
-        None,
-    );
-    assert!(ok, "CRDs established: {out}");
-    let (ok, out) = c.kubectl(&["create", "namespace", &c.namespace], None);
-    assert!(ok, "namespace: {out}");
+    c.setup();
 
     c.must_reject(&broker_group("even", "Raft", 4, "10Gi", ""), "odd number");
     c.must_reject(&broker_group("small", "Raft", 1, "10Gi", ""), "odd number");
@@ -174,11 +191,7 @@ async fn crds_refuse_impossible_specs_and_accept_valid_ones() {
     c.must_apply(&topic(6));
 
     // The Rust types round-trip through the real apiserver, defaults included.
-    let config = Kubeconfig::read_from(&c.kubeconfig).expect("kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(config, &KubeConfigOptions::default())
-        .await
-        .expect("config");
-    let client = kube::Client::try_from(config).expect("client");
+    let client = c.client().await;
     let api: Api<BrokerGroup> = Api::namespaced(client, &c.namespace);
     let spec: BrokerGroupSpec = serde_yaml::from_str(
         "clusterName: it\nmode: Raft\nreplicas: 3\nimage: ferrum/broker:it\nstorage: { size: 5Gi }\nnameServer: { image: ferrum/namesrv:it }\n",
@@ -196,6 +209,97 @@ async fn crds_refuse_impossible_specs_and_accept_valid_ones() {
     .expect("created");
     assert_eq!(created.spec, spec);
 
+    let (ok, out) = c.kubectl(&["delete", "namespace", &c.namespace, "--wait=false"], None);
+    assert!(ok, "cleanup: {out}");
+}
+
+/// One reconcile pass creates every object of a group with owner references, writes status,
+/// and kube-controller-manager's garbage collector removes the objects with the group.
+#[tokio::test]
+async fn reconcile_creates_owned_objects_and_deletion_collects_them() {
+    let Some(c) = Cluster::from_env() else {
+        eprintln!(
+            "SKIPPED control_plane: FERRUM_KUBECONFIG is not set (start one with hack/k8s/up.sh)"
+        );
+        return;
+    };
+    c.setup();
+    let client = c.client().await;
+    let ns = c.namespace.as_str();
+    let api: Api<BrokerGroup> = Api::namespaced(client.clone(), ns);
+    let spec: BrokerGroupSpec = serde_yaml::from_str(
+        "clusterName: rc\nmode: MasterSlave\nreplicas: 2\nimage: ferrum/broker:it\nstorage: { size: 1Gi }\nnameServer: { replicas: 2, image: ferrum/namesrv:it }\n",
+    )
+    .expect("spec");
+    let bg = api
+        .create(&PostParams::default(), &BrokerGroup::new("orders", spec))
+        .await
+        .expect("created");
+    let ctx = std::sync::Arc::new(ferrum_operator::controller::Context {
+        client: client.clone(),
+    });
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        ferrum_operator::controller::reconcile(std::sync::Arc::new(bg), ctx),
+    )
+    .await
+    .expect("reconcile in time")
+    .expect("reconcile succeeds");
+
+    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    let svc: Api<Service> = Api::namespaced(client.clone(), ns);
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), ns);
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
+    let deps: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    let s = sts.get("orders").await.expect("statefulset");
+    assert_eq!(
+        s.spec
+            .as_ref()
+            .and_then(|x| x.update_strategy.as_ref())
+            .and_then(|u| u.type_.clone()),
+        Some("OnDelete".into())
+    );
+    for name in [
+        "orders-headless",
+        "orders-master",
+        "rc-namesrv",
+        "rc-namesrv-0",
+        "rc-namesrv-1",
+    ] {
+        svc.get(name)
+            .await
+            .unwrap_or_else(|e| panic!("service {name}: {e}"));
+    }
+    let cm = cms.get("orders-config").await.expect("configmap");
+    let conf = cm.data.unwrap_or_default();
+    assert!(conf["orders-1.conf"].contains("brokerRole=SLAVE"));
+    pdbs.get("orders").await.expect("pdb");
+    deps.get("rc-namesrv-0").await.expect("namesrv deployment");
+
+    let got = api.get("orders").await.expect("group");
+    let status = got.status.expect("status written");
+    assert_eq!(status.observed_generation, got.metadata.generation);
+    assert_eq!(status.master.as_deref(), Some("orders-0"));
+    assert!(status.conditions.iter().any(|x| x.type_ == "Ready"));
+
+    api.delete("orders", &Default::default())
+        .await
+        .expect("delete");
+    let gone = tokio::time::timeout(Duration::from_secs(90), async {
+        loop {
+            let left = sts.get_opt("orders").await.expect("get").is_some()
+                || deps.get_opt("rc-namesrv-0").await.expect("get").is_some();
+            if !left {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
+    .await;
+    assert!(
+        gone.is_ok(),
+        "garbage collector did not remove the group's objects"
+    );
     let (ok, out) = c.kubectl(&["delete", "namespace", &c.namespace, "--wait=false"], None);
     assert!(ok, "cleanup: {out}");
 }

@@ -244,7 +244,6 @@ pub struct UpgradeSpec {
     pub promote_before_restart: bool,
 }
 
-
 /// Observed state, written only by the operator.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -1,0 +1,236 @@
+//! The BrokerGroup reconciler: read → validate (pure) → build (pure) → server-side apply in a
+//! fixed order, StatefulSet last → status. Level-triggered and stateless: everything it needs
+//! is in the object, its status and the cluster.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::build::{self, MANAGER, ROLE_LABEL, ROLE_MASTER};
+use crate::crd::{BrokerGroup, BrokerGroupStatus, BrokerMode};
+use crate::status::{Observation, conditions};
+use crate::validate::{nameserver_conflict, validate_spec};
+
+/// `ferrum.dev/paused: "true"` stops the operator from touching the group's objects.
+pub const PAUSE_ANNOTATION: &str = "ferrum.dev/paused";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error(transparent)]
+    Build(#[from] build::BuildError),
+}
+
+/// Shared by every reconcile; holds no per-object state.
+#[derive(Clone)]
+pub struct Context {
+    pub client: Client,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context").finish_non_exhaustive()
+    }
+}
+
+async fn apply<K>(client: &Client, ns: &str, obj: &K) -> Result<K, kube::Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + Serialize
+        + DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    let name = obj.meta().name.clone().unwrap_or_default();
+    api.patch(
+        &name,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(obj),
+    )
+    .await
+}
+
+fn paused(bg: &BrokerGroup) -> bool {
+    bg.annotations()
+        .get(PAUSE_ANNOTATION)
+        .is_some_and(|v| v == "true")
+}
+
+/// One pass over one BrokerGroup. A bad spec ends in `Degraded`, not in an error, so the
+/// controller keeps its normal pace and the other groups are unaffected.
+pub async fn reconcile(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let client = &ctx.client;
+    let id = build::GroupIdentity::of(&bg)?;
+    let ns = id.namespace.as_str();
+    let groups: Api<BrokerGroup> = Api::namespaced(client.clone(), ns);
+    let is_paused = paused(&bg);
+
+    let mut problems = validate_spec(&bg.spec);
+    let mut siblings = groups.list(&ListParams::default()).await?.items;
+    siblings.retain(|g| g.spec.cluster_name == bg.spec.cluster_name && g.uid().is_some());
+    siblings.sort_by(|a, b| {
+        (a.creation_timestamp(), a.name_any()).cmp(&(b.creation_timestamp(), b.name_any()))
+    });
+    if let Some(conflict) = nameserver_conflict(&bg, &siblings) {
+        problems.push(conflict);
+    }
+
+    let master = bg
+        .status
+        .as_ref()
+        .and_then(|s| s.master_ordinal)
+        .filter(|m| (0..bg.spec.replicas).contains(m))
+        .unwrap_or(0);
+    let mut ready = 0;
+    if !is_paused && problems.is_empty() {
+        let owners = siblings
+            .iter()
+            .filter_map(|g| g.controller_owner_ref(&()))
+            .collect();
+        let ns_objs =
+            build::build_nameservers(&bg.spec.cluster_name, ns, &bg.spec.name_server, owners);
+        for svc in &ns_objs.services {
+            apply(client, ns, svc).await?;
+        }
+        for d in &ns_objs.deployments {
+            apply::<Deployment>(client, ns, d).await?;
+        }
+
+        let objs = build::build_broker_group(&bg)?;
+        apply::<ConfigMap>(client, ns, &objs.config).await?;
+        apply::<Service>(client, ns, &objs.headless).await?;
+        apply::<Service>(client, ns, &objs.master).await?;
+        for svc in &objs.external {
+            apply::<Service>(client, ns, svc).await?;
+        }
+        apply::<PodDisruptionBudget>(client, ns, &objs.pdb).await?;
+        let sts = apply::<StatefulSet>(client, ns, &objs.statefulset).await?;
+        ready = sts
+            .status
+            .as_ref()
+            .and_then(|s| s.ready_replicas)
+            .unwrap_or(0);
+        if bg.spec.mode == BrokerMode::MasterSlave {
+            label_master(client, ns, &id.name, bg.spec.replicas, master).await?;
+        }
+    }
+
+    let previous = bg
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let obs = Observation {
+        generation: bg.metadata.generation,
+        desired_replicas: bg.spec.replicas,
+        ready_replicas: ready,
+        problems: problems.clone(),
+        paused: is_paused,
+    };
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let status = BrokerGroupStatus {
+        observed_generation: bg.metadata.generation,
+        conditions: conditions(&obs, &previous, &now),
+        master: (bg.spec.mode == BrokerMode::MasterSlave)
+            .then(|| build::pod_name(&id.name, master)),
+        master_ordinal: (bg.spec.mode == BrokerMode::MasterSlave).then_some(master),
+        ready_replicas: ready,
+        replicas: bg
+            .status
+            .as_ref()
+            .map(|s| s.replicas.clone())
+            .unwrap_or_default(),
+    };
+    let patch = serde_json::json!({
+        "apiVersion": "ferrum.dev/v1alpha1",
+        "kind": "BrokerGroup",
+        "status": status,
+    });
+    groups
+        .patch_status(
+            &id.name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+
+    if problems.is_empty() {
+        tracing::info!(group = %id.name, namespace = ns, ready, "reconciled");
+        Ok(Action::requeue(Duration::from_secs(60)))
+    } else {
+        tracing::warn!(group = %id.name, namespace = ns, ?problems, "invalid spec");
+        Ok(Action::requeue(Duration::from_secs(300)))
+    }
+}
+
+/// Keeps the role label on exactly the master pod, so `<group>-master` selects it. Pods that
+/// do not exist yet are skipped; the next pass labels them.
+async fn label_master(
+    client: &Client,
+    ns: &str,
+    group: &str,
+    replicas: i32,
+    master: i32,
+) -> Result<(), kube::Error> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    for i in 0..replicas {
+        let value = if i == master {
+            serde_json::Value::from(ROLE_MASTER)
+        } else {
+            serde_json::Value::Null
+        };
+        let patch = serde_json::json!({ "metadata": { "labels": { ROLE_LABEL: value } } });
+        match pods
+            .patch(
+                &build::pod_name(group, i),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn error_policy(bg: Arc<BrokerGroup>, err: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(group = %bg.name_any(), error = %err, "reconcile failed");
+    Action::requeue(Duration::from_secs(15))
+}
+
+/// Runs the BrokerGroup controller until a shutdown signal.
+pub async fn run(client: Client) {
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+    });
+    let cfg = watcher::Config::default();
+    Controller::new(Api::<BrokerGroup>::all(client.clone()), cfg.clone())
+        .owns(Api::<StatefulSet>::all(client.clone()), cfg.clone())
+        .owns(Api::<ConfigMap>::all(client.clone()), cfg.clone())
+        .owns(Api::<Service>::all(client.clone()), cfg.clone())
+        .owns(Api::<PodDisruptionBudget>::all(client), cfg)
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "controller event");
+            }
+        })
+        .await;
+}
