@@ -9,8 +9,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use ferrum_store::{MessageStore, MessageStoreConfig, StoreError};
+
 use crate::client_manager::CHANNEL_EXPIRED_TIMEOUT;
 use crate::config::BrokerConfig;
+use crate::config::FlushDiskType;
 use crate::persist::PersistError;
 use crate::processor::BrokerCore;
 use crate::register::{RegisterResult, Registrar};
@@ -28,6 +31,8 @@ pub enum StartError {
     NoFreePortPair,
     #[error(transparent)]
     Metadata(#[from] PersistError),
+    #[error("message store: {0}")]
+    Store(#[from] StoreError),
 }
 
 /// A started broker.
@@ -85,7 +90,17 @@ pub async fn start(mut config: BrokerConfig) -> Result<RunningBroker, StartError
     })?;
     config.listen_port = listen_addr.port();
     let broker_addr = config.broker_addr();
-    let core = Arc::new(BrokerCore::load(config, broker_addr)?);
+    let store_config = store_config(&config).await;
+    let store = tokio::task::spawn_blocking(move || MessageStore::open(store_config))
+        .await
+        .map_err(|e| StartError::Store(StoreError::Config(e.to_string())))??;
+    let core = match BrokerCore::load(config, broker_addr, store.clone()) {
+        Ok(core) => Arc::new(core),
+        Err(error) => {
+            let _ = store.shutdown();
+            return Err(error.into());
+        }
+    };
     let (shutdown, shutdown_rx) = watch::channel(false);
 
     let limits = ServerLimits {
@@ -116,6 +131,33 @@ pub async fn start(mut config: BrokerConfig) -> Result<RunningBroker, StartError
         registrar,
         tasks,
     })
+}
+
+/// The store's settings from broker.conf. STOREHOST in every record is brokerIP1 resolved now
+/// (it may be a DNS name); an unresolvable name falls back to loopback with a warning.
+async fn store_config(config: &BrokerConfig) -> MessageStoreConfig {
+    let mut store = MessageStoreConfig::new(&config.store_path_root_dir);
+    store.mapped_file_size_commit_log = config.mapped_file_size_commit_log as usize;
+    store.consume_queue_units_per_file = (config.mapped_file_size_consume_queue / 20) as usize;
+    store.flush_disk_type = match config.flush_disk_type {
+        FlushDiskType::AsyncFlush => ferrum_store::FlushDiskType::AsyncFlush,
+        FlushDiskType::SyncFlush => ferrum_store::FlushDiskType::SyncFlush,
+    };
+    store.max_message_size = config.max_message_size;
+    store.file_reserved_time = Duration::from_secs(u64::from(config.file_reserved_time) * 3600);
+    store.delete_when = config.delete_when.clone();
+    store.disk_max_used_space_ratio = config.disk_max_used_space_ratio.min(100) as u8;
+    let host = format!("{}:{}", config.broker_ip1, config.listen_port);
+    store.store_host = match tokio::net::lookup_host(&host).await {
+        Ok(mut addrs) => addrs
+            .find(SocketAddr::is_ipv4)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], config.listen_port))),
+        Err(error) => {
+            tracing::warn!(%host, %error, "brokerIP1 does not resolve; STOREHOST will be 127.0.0.1");
+            SocketAddr::from(([127, 0, 0, 1], config.listen_port))
+        }
+    };
+    store
 }
 
 /// Persists consumer offsets on their interval and drops clients that stopped heartbeating.
@@ -151,6 +193,12 @@ impl RunningBroker {
         }
         if let Err(error) = self.core.offsets.persist() {
             tracing::error!(%error, "consumer offsets not persisted at shutdown");
+        }
+        let store = self.core.store.clone();
+        match tokio::task::spawn_blocking(move || store.shutdown()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "message store did not shut down cleanly"),
+            Err(error) => tracing::error!(%error, "message store shutdown task failed"),
         }
     }
 }

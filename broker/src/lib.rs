@@ -10,6 +10,7 @@ pub mod client_manager;
 pub mod config;
 pub mod controller;
 pub mod headers;
+pub mod message_processor;
 pub mod persist;
 pub mod processor;
 pub mod register;

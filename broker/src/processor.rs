@@ -20,6 +20,7 @@ use crate::client_manager::{
 };
 use crate::config::BrokerConfig;
 use crate::headers::*;
+use crate::message_processor::PullWaiters;
 use crate::persist::PersistError;
 use crate::server::{Channel, Handler, Reply};
 use crate::subscription::{
@@ -29,6 +30,7 @@ use crate::topic::{
     AUTO_CREATE_TOPIC_KEY_TOPIC, RETRY_GROUP_TOPIC_PREFIX, TopicConfigManager, now_millis,
     validate_topic_name,
 };
+use ferrum_store::MessageStore;
 
 /// Admin codes `RequestCode` in ferrum-protocol does not list yet.
 pub const UPDATE_AND_CREATE_SUBSCRIPTIONGROUP: i32 = 200;
@@ -55,6 +57,8 @@ pub struct BrokerCore {
     pub clients: ClientManager,
     pub locks: RebalanceLockManager,
     pub stats: BrokerStats,
+    pub store: MessageStore,
+    pub pull_waiters: PullWaiters,
     /// The advertised `brokerIP1:port` after binding (the port may have been ephemeral).
     pub broker_addr: String,
     boot_millis: i64,
@@ -78,8 +82,14 @@ fn json_body<T: Serialize>(request: &RemotingCommand, body: &T) -> RemotingComma
 }
 
 impl BrokerCore {
-    pub fn load(config: BrokerConfig, broker_addr: String) -> Result<Self, PersistError> {
+    pub fn load(
+        config: BrokerConfig,
+        broker_addr: String,
+        store: MessageStore,
+    ) -> Result<Self, PersistError> {
         Ok(BrokerCore {
+            store,
+            pull_waiters: PullWaiters::default(),
             topics: TopicConfigManager::load(&config)?,
             groups: SubscriptionGroupManager::load(&config)?,
             offsets: ConsumerOffsetManager::load(&config)?,
@@ -96,6 +106,22 @@ impl BrokerCore {
     /// Runs the processor for `request.code`.
     pub async fn process(&self, channel: &Channel, request: &RemotingCommand) -> Reply {
         let result = match RequestCode::from_code(request.code) {
+            Some(
+                RequestCode::SEND_MESSAGE
+                | RequestCode::SEND_MESSAGE_V2
+                | RequestCode::SEND_BATCH_MESSAGE,
+            ) => return self.send_message(channel, request).await,
+            Some(RequestCode::PULL_MESSAGE | RequestCode::LITE_PULL_MESSAGE) => {
+                return self.pull_message(request).await;
+            }
+            Some(RequestCode::GET_MAX_OFFSET) => return self.get_max_offset(request),
+            Some(RequestCode::GET_MIN_OFFSET) => return self.get_min_offset(request),
+            Some(RequestCode::SEARCH_OFFSET_BY_TIMESTAMP) => return self.search_offset(request),
+            Some(RequestCode::GET_EARLIEST_MSG_STORETIME) => {
+                return self.earliest_msg_store_time(request);
+            }
+            Some(RequestCode::QUERY_MESSAGE) => return self.query_message(request),
+            Some(RequestCode::VIEW_MESSAGE_BY_ID) => return self.view_message_by_id(request),
             Some(RequestCode::UPDATE_AND_CREATE_TOPIC) => self.update_and_create_topic(request),
             Some(RequestCode::DELETE_TOPIC_IN_BROKER) => self.delete_topic(request),
             Some(RequestCode::GET_ALL_TOPIC_CONFIG) => {
@@ -188,6 +214,13 @@ impl BrokerCore {
             Some(offset) => Ok(request
                 .success_to()
                 .with_header(&QueryConsumerOffsetResponseHeader { offset })),
+            None if header.set_zero_if_not_found != Some(false)
+                && self.offset_zero_if_fresh(&header.topic, header.queue_id) =>
+            {
+                Ok(request
+                    .success_to()
+                    .with_header(&QueryConsumerOffsetResponseHeader { offset: 0 }))
+            }
             None => Ok(request.error_to(
                 ResponseCode::QUERY_NOT_FOUND,
                 "Not found, V3_0_6_SNAPSHOT maybe this group consumer boot first",
@@ -434,6 +467,17 @@ impl BrokerCore {
             self.config.server_request_queue_capacity.to_string(),
         );
         put_kv("topicNums", self.topics.len().to_string());
+        if let Some(earliest) = self.store.get_earliest_message_time() {
+            put_kv("earliestMessageTimeStamp", earliest.to_string());
+        }
+        put_kv(
+            "commitLogMinOffset",
+            self.store.min_phy_offset().to_string(),
+        );
+        put_kv(
+            "commitLogMaxOffset",
+            self.store.max_phy_offset().to_string(),
+        );
         KVTable { table }
     }
 }

@@ -29,6 +29,8 @@ impl BrokerProcess {
             "bindAddress=127.0.0.1".to_owned(),
             "--set".to_owned(),
             format!("storePathRootDir={}", store.display()),
+            "--set".to_owned(),
+            "mappedFileSizeCommitLog=1048576".to_owned(),
         ];
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         let mut child = Command::new(env!("CARGO_BIN_EXE_ferrum-broker"))
@@ -554,4 +556,179 @@ async fn registers_with_a_real_namesrv_and_unregisters_on_sigterm() {
         .await,
         "broker unregistered on SIGTERM"
     );
+}
+
+fn send_v2(topic: &str, queue_id: i32, body: &[u8], properties: &str) -> RemotingCommand {
+    request(
+        RequestCode::SEND_MESSAGE_V2,
+        &[
+            ("a", "PG"),
+            ("b", topic),
+            ("c", "TBW102"),
+            ("d", "4"),
+            ("e", &queue_id.to_string()),
+            ("f", "0"),
+            ("g", "1700000000000"),
+            ("h", "0"),
+            ("i", properties),
+        ],
+    )
+    .with_body(body.to_vec())
+}
+
+fn pull(topic: &str, queue_id: i32, offset: i64, suspend_millis: i64) -> RemotingCommand {
+    let sys_flag = if suspend_millis > 0 { 2 } else { 0 };
+    request(
+        RequestCode::PULL_MESSAGE,
+        &[
+            ("consumerGroup", "CG"),
+            ("topic", topic),
+            ("queueId", &queue_id.to_string()),
+            ("queueOffset", &offset.to_string()),
+            ("maxMsgNums", "32"),
+            ("sysFlag", &sys_flag.to_string()),
+            ("commitOffset", "0"),
+            ("suspendTimeoutMillis", &suspend_millis.to_string()),
+            ("subVersion", "0"),
+        ],
+    )
+}
+
+#[tokio::test]
+async fn send_pull_long_poll_and_lookups() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    let mut conn = Conn::open(&broker.addr).await;
+
+    // Auto-created from TBW102 on first send.
+    let props = "TAGS\u{1}tagA\u{2}KEYS\u{1}order-1\u{2}";
+    let sent = conn.call(send_v2("Auto", 1, b"hello", props)).await;
+    assert_eq!(sent.code, 0, "{:?}", sent.remark);
+    assert_eq!(
+        sent.ext_fields.get("queueOffset").map(String::as_str),
+        Some("0")
+    );
+    let msg_id = sent.ext_fields.get("msgId").cloned().expect("msgId");
+    assert_eq!(msg_id.len(), 32);
+
+    // A batch lands with consecutive offsets.
+    let batch = ferrum_protocol::message::encode_batch(&[
+        ferrum_protocol::message::BatchEntry {
+            flag: 0,
+            body: bytes::Bytes::from_static(b"b1"),
+            properties: Default::default(),
+        },
+        ferrum_protocol::message::BatchEntry {
+            flag: 0,
+            body: bytes::Bytes::from_static(b"b2"),
+            properties: Default::default(),
+        },
+    ])
+    .expect("batch");
+    let mut batch_request = send_v2("Auto", 1, b"", "");
+    batch_request.code = RequestCode::SEND_BATCH_MESSAGE.code();
+    let sent = conn.call(batch_request.with_body(batch)).await;
+    assert_eq!(sent.code, 0, "{:?}", sent.remark);
+    assert_eq!(
+        sent.ext_fields.get("queueOffset").map(String::as_str),
+        Some("1")
+    );
+
+    let pulled = conn.call(pull("Auto", 1, 0, 0)).await;
+    assert_eq!(pulled.code, 0, "{:?}", pulled.remark);
+    assert_eq!(
+        pulled.ext_fields.get("nextBeginOffset").map(String::as_str),
+        Some("3")
+    );
+    let records = ferrum_protocol::message::decode_all(&pulled.body, true).expect("records");
+    let bodies: Vec<&[u8]> = records.iter().map(|m| &m.body[..]).collect();
+    assert_eq!(bodies, [&b"hello"[..], b"b1", b"b2"]);
+    assert_eq!(records[0].tags(), Some("tagA"));
+
+    // Caught up: PULL_NOT_FOUND at once without the suspend flag.
+    assert_eq!(
+        conn.call(pull("Auto", 1, 3, 0)).await.code,
+        ResponseCode::PULL_NOT_FOUND.code()
+    );
+    // Impossible queue id: a true error, not a panic.
+    let bad = conn.call(pull("Auto", 99, 0, 0)).await;
+    assert_eq!(bad.code, ResponseCode::SYSTEM_ERROR.code());
+    assert!(bad.remark.as_deref().unwrap_or("").contains("queueId[99]"));
+
+    // Long polling: a held pull is answered when a message arrives (its hold is 20 s, longer
+    // than this test waits, so only the wake-up can answer it in time).
+    let held = conn.send(pull("Auto", 1, 3, 20_000)).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut producer = Conn::open(&broker.addr).await;
+    assert_eq!(producer.call(send_v2("Auto", 1, b"late", "")).await.code, 0);
+    let answer = conn.next().await;
+    assert_eq!(answer.opaque, held);
+    assert_eq!(answer.code, 0, "{:?}", answer.remark);
+    let records = ferrum_protocol::message::decode_all(&answer.body, true).expect("records");
+    assert_eq!(&records[0].body[..], b"late");
+
+    // Offsets and lookups.
+    let max = conn
+        .call(request(
+            RequestCode::GET_MAX_OFFSET,
+            &[("topic", "Auto"), ("queueId", "1")],
+        ))
+        .await;
+    assert_eq!(max.ext_fields.get("offset").map(String::as_str), Some("4"));
+    let fresh = conn
+        .call(request(
+            RequestCode::QUERY_CONSUMER_OFFSET,
+            &[
+                ("consumerGroup", "NewGroup"),
+                ("topic", "Auto"),
+                ("queueId", "1"),
+            ],
+        ))
+        .await;
+    assert_eq!(
+        (
+            fresh.code,
+            fresh.ext_fields.get("offset").map(String::as_str)
+        ),
+        (0, Some("0")),
+        "a new group on a young queue starts at 0, as RocketMQ answers"
+    );
+    let (_, phy) = ferrum_protocol::message::parse_message_id(&msg_id).expect("msg id");
+    let viewed = conn
+        .call(request(
+            RequestCode::VIEW_MESSAGE_BY_ID,
+            &[("offset", &phy.to_string())],
+        ))
+        .await;
+    assert_eq!(viewed.code, 0);
+    let (message, _) = ferrum_protocol::message::MessageExt::decode(&viewed.body).expect("record");
+    assert_eq!(&message.body[..], b"hello");
+    let by_key = conn
+        .call(request(
+            RequestCode::QUERY_MESSAGE,
+            &[
+                ("topic", "Auto"),
+                ("key", "order-1"),
+                ("maxNum", "32"),
+                ("beginTimestamp", "0"),
+                ("endTimestamp", &i64::MAX.to_string()),
+            ],
+        ))
+        .await;
+    assert_eq!(by_key.code, 0, "{:?}", by_key.remark);
+    assert_eq!(
+        ferrum_protocol::message::decode_all(&by_key.body, true)
+            .expect("records")
+            .len(),
+        1
+    );
+
+    drop((conn, producer));
+    broker.stop();
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    let mut conn = Conn::open(&broker.addr).await;
+    let pulled = conn.call(pull("Auto", 1, 0, 0)).await;
+    assert_eq!(pulled.code, 0, "messages survive a restart");
+    drop(conn);
+    broker.stop();
 }
