@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ListParams, Patch, PatchParams};
@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 use crate::build::{self, MANAGER, ROLE_LABEL, ROLE_MASTER};
 use crate::crd::{BrokerGroup, BrokerGroupStatus, BrokerMode};
 use crate::status::{Observation, conditions};
-use crate::validate::{nameserver_conflict, validate_spec};
+use crate::validate::{nameserver_conflict, parse_quantity, validate_spec};
 
 /// `ferrum.dev/paused: "true"` stops the operator from touching the group's objects.
 pub const PAUSE_ANNOTATION: &str = "ferrum.dev/paused";
@@ -117,7 +117,23 @@ pub async fn reconcile(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<Action
             apply::<Service>(client, ns, svc).await?;
         }
         apply::<PodDisruptionBudget>(client, ns, &objs.pdb).await?;
-        let sts = apply::<StatefulSet>(client, ns, &objs.statefulset).await?;
+        let mut desired_sts = objs.statefulset.clone();
+        let sts_api: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+        if let Some(live) = sts_api.get_opt(&id.name).await? {
+            // volumeClaimTemplates are immutable: keep the live ones and grow each PVC.
+            if let (Some(d), Some(l)) = (desired_sts.spec.as_mut(), live.spec.as_ref()) {
+                d.volume_claim_templates = l.volume_claim_templates.clone();
+            }
+            grow_pvcs(
+                client,
+                ns,
+                &id.name,
+                bg.spec.replicas,
+                &bg.spec.storage.size,
+            )
+            .await?;
+        }
+        let sts = apply::<StatefulSet>(client, ns, &desired_sts).await?;
         ready = sts
             .status
             .as_ref()
@@ -174,6 +190,48 @@ pub async fn reconcile(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<Action
         tracing::warn!(group = %id.name, namespace = ns, ?problems, "invalid spec");
         Ok(Action::requeue(Duration::from_secs(300)))
     }
+}
+
+/// Expands the data PVC of each replica to `size` when it is smaller (never shrinks; the
+/// CRD refuses that at admission). Missing PVCs are left to the StatefulSet controller.
+async fn grow_pvcs(
+    client: &Client,
+    ns: &str,
+    group: &str,
+    replicas: i32,
+    size: &str,
+) -> Result<(), kube::Error> {
+    let Some(want) = parse_quantity(size) else {
+        return Ok(());
+    };
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+    for i in 0..replicas {
+        let name = format!("data-{}", build::pod_name(group, i));
+        let Some(pvc) = pvcs.get_opt(&name).await? else {
+            continue;
+        };
+        // Only a bound claim can be resized; a pending one still gets the new template size
+        // when its StatefulSet is recreated, which is out of this pass's reach.
+        if pvc.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Bound") {
+            continue;
+        }
+        let have = pvc
+            .spec
+            .as_ref()
+            .and_then(|s| s.resources.as_ref())
+            .and_then(|r| r.requests.as_ref())
+            .and_then(|r| r.get("storage"))
+            .and_then(|q| parse_quantity(&q.0));
+        if have.is_some_and(|h| h < want) {
+            let patch = serde_json::json!({
+                "spec": { "resources": { "requests": { "storage": size } } }
+            });
+            pvcs.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await?;
+            tracing::info!(pvc = %name, size, "expanding volume");
+        }
+    }
+    Ok(())
 }
 
 /// Keeps the role label on exactly the master pod, so `<group>-master` selects it. Pods that

@@ -12,7 +12,7 @@ use ferrum_operator::crd::{BrokerGroup, BrokerGroupSpec};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 struct Cluster {
@@ -275,6 +275,23 @@ async fn reconcile_creates_owned_objects_and_deletion_collects_them() {
     assert!(conf["orders-1.conf"].contains("brokerRole=SLAVE"));
     pdbs.get("orders").await.expect("pdb");
     deps.get("rc-namesrv-0").await.expect("namesrv deployment");
+
+    // Growing storage must not trip over the StatefulSet's immutable volumeClaimTemplates.
+    let patch = serde_json::json!({ "spec": { "storage": { "size": "2Gi" } } });
+    let grown = api
+        .patch("orders", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("storage grows");
+    let ctx = std::sync::Arc::new(ferrum_operator::controller::Context {
+        client: client.clone(),
+    });
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        ferrum_operator::controller::reconcile(std::sync::Arc::new(grown), ctx),
+    )
+    .await
+    .expect("reconcile in time")
+    .expect("reconcile after growth succeeds");
 
     let got = api.get("orders").await.expect("group");
     let status = got.status.expect("status written");

@@ -176,7 +176,7 @@ fn parent() -> Result<(), String> {
             }
         });
         // Most kills land while appending; one round in eight may hit the child's own recovery.
-        if rng.next() % 8 != 0 {
+        if !rng.next().is_multiple_of(8) {
             let _ = opened.recv_timeout(Duration::from_secs(30));
         }
         std::thread::sleep(Duration::from_millis(rng.next() % 150));
