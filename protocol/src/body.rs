@@ -551,6 +551,9 @@ mod tests {
         // A standards-minded writer quotes the key object; that reads the same.
         let quoted = r#"{"offsetTable":{"{\"brokerName\":\"broker-a\",\"queueId\":0,\"topic\":\"T\"}":{"brokerOffset":10,"consumerOffset":7,"pullOffset":9,"lastTimestamp":1700000000000}},"consumeTps":1.5}"#;
         assert_eq!(ConsumeStats::decode(quoted.as_bytes()).unwrap(), stats);
+        // Pretty-printed, as Java tools dump it (apache/rocketmq-dashboard#297 shows this shape).
+        let pretty = "{\n  \"offsetTable\": {\n    {\n      \"brokerName\": \"broker-a\",\n      \"queueId\": 0,\n      \"topic\": \"T\"\n    }: {\"brokerOffset\": 10, \"consumerOffset\": 7,\n \"pullOffset\": 9, \"lastTimestamp\": 1700000000000}\n  },\n  \"consumeTps\": 1.5\n}";
+        assert_eq!(ConsumeStats::decode(pretty.as_bytes()).unwrap(), stats);
     }
 
     #[test]
