@@ -127,7 +127,22 @@ impl ConsumeQueue {
         }
         if logic > max {
             if max == self.files.min_offset() / CQ_UNIT_SIZE as i64 {
+                // Units before the first real one are filled so the file scans as written on
+                // the next load; they point at offset 0, below any retained CommitLog of a
+                // store that starts mid-stream, so reads skip them.
                 self.files.reset_to(logic * CQ_UNIT_SIZE as i64)?;
+                if let Some(f) = self.files.first() {
+                    let filler = CqUnit {
+                        phy_offset: 0,
+                        size: i32::MAX,
+                        tags_code: 0,
+                    }
+                    .encode();
+                    for slot in 0..f.wrote_position() / CQ_UNIT_SIZE {
+                        f.write_at(slot * CQ_UNIT_SIZE, &filler);
+                    }
+                    f.flush_all()?;
+                }
                 self.min_logic_offset.store(logic, Ordering::Release);
             } else {
                 tracing::warn!(

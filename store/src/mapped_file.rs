@@ -66,6 +66,21 @@ impl MappedFile {
         if len != file_size as u64 {
             file.set_len(file_size as u64)
                 .map_err(|e| StoreError::io(&path, e))?;
+            // Reserve the blocks now: a write through the mapping into a hole on a full disk
+            // would kill the process with SIGBUS instead of returning an error.
+            match rustix::fs::fallocate(
+                &file,
+                rustix::fs::FallocateFlags::empty(),
+                0,
+                file_size as u64,
+            ) {
+                Ok(()) => {}
+                Err(e) if e == rustix::io::Errno::OPNOTSUPP => {}
+                Err(e) => {
+                    let _ = std::fs::remove_file(&path);
+                    return Err(StoreError::io(&path, e.into()));
+                }
+            }
         }
         let map = MmapRaw::map_raw(&file).map_err(|e| StoreError::io(&path, e))?;
         Ok(Self {

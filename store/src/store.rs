@@ -756,7 +756,18 @@ impl Inner {
         let store_host = self.config.store_host;
         let file_size = self.config.mapped_file_size_commit_log;
         let mut start = self.commit_log.max_offset();
-        let mut file = self.commit_log.last_or_create(start)?;
+        let created = |start| {
+            self.commit_log.last_or_create(start).map_err(|e| {
+                PutMessageResult::refused(
+                    PutMessageStatus::CreateMappedFileFailed,
+                    format!("cannot create the next CommitLog file: {e}"),
+                )
+            })
+        };
+        let mut file = match created(start) {
+            Ok(f) => f,
+            Err(r) => return Ok(r),
+        };
         let mut buf = BytesMut::new();
         let mut sizes = Vec::with_capacity(msgs.len());
         // Encoded twice at most: once more if the batch has to move to a fresh file, since the
@@ -817,7 +828,10 @@ impl Inner {
             }
             file.pad_to_end();
             start = self.commit_log.max_offset();
-            file = self.commit_log.last_or_create(start)?;
+            file = match created(start) {
+                Ok(f) => f,
+                Err(r) => return Ok(r),
+            };
         }
         if !file.append(&buf) {
             return Err(StoreError::Corrupt("CommitLog file overflow".into()));
@@ -867,7 +881,20 @@ impl Inner {
     fn append_raw_at(&self, offset: i64, data: &[u8]) -> Result<(), StoreError> {
         let mut state = lock(&self.write);
         let max = self.commit_log.max_offset();
-        if offset != max {
+        // An empty replica may start at any file boundary, as a master ships from the start of
+        // its last file to a new slave.
+        let file_size = self.config.mapped_file_size_commit_log as i64;
+        if max == 0
+            && self
+                .commit_log
+                .last()
+                .is_none_or(|f| f.wrote_position() == 0)
+            && offset > 0
+            && offset % file_size == 0
+        {
+            self.commit_log.reset_to(offset)?;
+            self.dispatched.store(offset, Ordering::Release);
+        } else if offset != max {
             return Err(StoreError::OffsetMismatch {
                 expected: max,
                 got: offset,

@@ -252,3 +252,50 @@ fn replica_append_raw_truncate_and_retention() {
     leader.shutdown().expect("shutdown");
     follower.shutdown().expect("shutdown");
 }
+
+#[test]
+fn empty_replica_starts_at_a_file_boundary() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let leader = MessageStore::open(small_config(
+        &dir.path().join("a"),
+        FlushDiskType::AsyncFlush,
+    ))
+    .expect("open");
+    for i in 0..80 {
+        leader.put_messages_blocking(vec![msg("R", 0, &body(i, 200), None, None)]);
+    }
+    let start = 3 * 4096;
+    assert!(leader.max_phy_offset() > start + 4096);
+    let fcfg = small_config(&dir.path().join("b"), FlushDiskType::AsyncFlush);
+    let follower = MessageStore::open(fcfg.clone()).expect("open");
+    assert!(follower.append_raw_at(100, b"x").is_err());
+    let mut off = start;
+    while off < leader.max_phy_offset() {
+        let chunk = leader.read_raw(off, 1000).expect("raw");
+        follower.append_raw_at(off, &chunk).expect("append raw");
+        off += chunk.len() as i64;
+    }
+    let check = |f: &MessageStore| {
+        assert_eq!(f.min_phy_offset(), start);
+        assert_eq!(f.max_phy_offset(), leader.max_phy_offset());
+        let min = f.get_min_offset_in_queue("R", 0);
+        assert!(min > 0);
+        assert_eq!(f.get_max_offset_in_queue("R", 0), 80);
+        let r = f.get_message("g", "R", 0, 0, 1, usize::MAX, &MessageFilter::All);
+        assert_eq!(r.status, GetMessageStatus::OffsetTooSmall);
+        assert_eq!(r.next_begin_offset, min);
+        let a = leader.get_message("g", "R", 0, min, 100, usize::MAX, &MessageFilter::All);
+        let b = f.get_message("g", "R", 0, min, 100, usize::MAX, &MessageFilter::All);
+        assert_eq!(b.messages.len() as i64, 80 - min);
+        assert_eq!(a.messages, b.messages);
+    };
+    check(&follower);
+    follower.shutdown().expect("shutdown");
+    let follower = MessageStore::open(fcfg.clone()).expect("reopen");
+    check(&follower);
+    follower.halt();
+    let follower = MessageStore::open(fcfg).expect("recover");
+    check(&follower);
+    follower.shutdown().expect("shutdown");
+    leader.shutdown().expect("shutdown");
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Store append/read throughput beside the raw sequential write bandwidth of the same filesystem.
+# Usage: hack/bench/store.sh [dir] [total-mib]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+DIR="${1:-$(mktemp -d)}"
+MIB="${2:-512}"
+mkdir -p "$DIR"
+cargo build -q --release -p ferrum-store --example store_bench
+BIN=target/release/examples/store_bench
+
+raw=$(dd if=/dev/zero of="$DIR/dd.raw" bs=1M count="$MIB" conv=fdatasync 2>&1 | tail -1)
+rm -f "$DIR/dd.raw"
+# dd prints e.g. "536870912 bytes (537 MB, 512 MiB) copied, 1.2 s, 447 MB/s"
+secs=$(echo "$raw" | sed -E 's/.* copied, ([0-9.]+) s.*/\1/')
+raw_mib=$(awk -v m="$MIB" -v s="$secs" 'BEGIN { printf "%.1f", m / s }')
+echo "raw dd conv=fdatasync: ${raw_mib} MiB/s ($raw)"
+
+for size in 128 1024 16384; do
+  for mode in async sync; do
+    writers=1
+    [ "$mode" = sync ] && writers=8
+    total=$MIB
+    # Sync appends of small messages are bounded by fsync latency; keep their runs short.
+    [ "$mode" = sync ] && total=$(( MIB / 8 ))
+    rm -rf "$DIR/store"
+    out=$("$BIN" "$DIR/store" "$size" "$total" "$mode" "$writers")
+    append=$(echo "$out" | sed -E 's/.*append_mib_s=([0-9.]+).*/\1/')
+    ratio=$(awk -v a="$append" -v r="$raw_mib" 'BEGIN { printf "%.0f", 100 * a / r }')
+    echo "size=$size mode=$mode writers=$writers $out append/raw=${ratio}%"
+  done
+done
+rm -rf "$DIR/store"
