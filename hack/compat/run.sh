@@ -114,6 +114,12 @@ cat "$WORK/topicRouteList.out"
 check "$WORK/topicRouteList.out" "^$CLUSTER +$BROKER +\{0=$BROKER_ADDR\} +$QUEUES +$QUEUES +6" \
     "list form: cluster, broker, addresses, $QUEUES/$QUEUES queues, perm 6"
 
+step "mqadmin topicList -n $NAMESRV"
+mqadmin topicList -n "$NAMESRV" >"$WORK/topicList.out" 2>"$WORK/topicList.err" || true
+cat "$WORK/topicList.out"
+check "$WORK/topicList.out" "^$TOPIC\$" "topicList lists $TOPIC"
+check "$WORK/topicList.out" '^TBW102$' "topicList lists the broker's TBW102"
+
 step "mqadmin topicRoute for an unknown topic"
 mqadmin topicRoute -n "$NAMESRV" -t NoSuchFerrumTopic >"$WORK/unknown.out" 2>&1 || true
 check "$WORK/unknown.out" 'CODE: 17 +DESC: No topic route info in name server for the topic: NoSuchFerrumTopic' \

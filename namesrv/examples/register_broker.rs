@@ -2,6 +2,10 @@
 //! connection open and re-registers every 30 s until killed, so the NameServer keeps it.
 //!
 //! Used by the Java compat runner: `register_broker --namesrv 127.0.0.1:9876 --topic T`.
+//!
+//! Like a real broker it also reports TBW102, the auto-create template topic. That matters
+//! beyond realism: Apache's 5.x NameServer refuses a first registration that carries exactly one
+//! topic (it takes it for a single-topic update from a broker it does not know yet).
 
 use std::time::Duration;
 
@@ -9,12 +13,16 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use ferrum_protocol::headers::RegisterBrokerRequestHeader;
 use ferrum_protocol::route::{
-    DataVersion, RegisterBrokerBody, TopicConfig, TopicConfigSerializeWrapper, to_json,
+    DataVersion, PERM_INHERIT, PERM_READ, PERM_WRITE, RegisterBrokerBody, TopicConfig,
+    TopicConfigSerializeWrapper, to_json,
 };
 use ferrum_protocol::{RemotingCodec, RemotingCommand, RequestCode};
 use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
+
+/// `TopicValidator.AUTO_CREATE_TOPIC_KEY_TOPIC`.
+const AUTO_CREATE_TOPIC: &str = "TBW102";
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -48,6 +56,13 @@ async fn main() -> anyhow::Result<()> {
                 .topics
                 .iter()
                 .map(|t| (t.clone(), TopicConfig::new(t.clone(), args.queues)))
+                .chain(std::iter::once((
+                    AUTO_CREATE_TOPIC.to_owned(),
+                    TopicConfig {
+                        perm: PERM_READ | PERM_WRITE | PERM_INHERIT,
+                        ..TopicConfig::new(AUTO_CREATE_TOPIC, args.queues)
+                    },
+                )))
                 .collect(),
             data_version: DataVersion {
                 timestamp: 1,
