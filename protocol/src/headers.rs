@@ -277,6 +277,20 @@ command_header! {
     }
 }
 
+command_header! {
+    /// `CheckTransactionStateRequestHeader` (CHECK_TRANSACTION_STATE 39, broker → producer,
+    /// oneway): asks the producer to resolve a half message.
+    pub struct CheckTransactionStateRequestHeader {
+        topic: Option<String> = "topic",
+        tran_state_table_offset: i64 = "tranStateTableOffset",
+        commit_log_offset: i64 = "commitLogOffset",
+        msg_id: Option<String> = "msgId",
+        transaction_id: Option<String> = "transactionId",
+        offset_msg_id: Option<String> = "offsetMsgId",
+        broker_name: Option<String> = "bname",
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Consume
 // ---------------------------------------------------------------------------------------------
@@ -515,6 +529,16 @@ command_header! {
     }
 }
 
+command_header! {
+    /// `GetConsumerRunningInfoRequestHeader` (GET_CONSUMER_RUNNING_INFO 307, admin → broker →
+    /// client).
+    pub struct GetConsumerRunningInfoRequestHeader {
+        consumer_group: String = "consumerGroup",
+        client_id: String = "clientId",
+        jstack_enable: Option<bool> = "jstackEnable",
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Topic and group administration
 // ---------------------------------------------------------------------------------------------
@@ -699,6 +723,8 @@ pub fn decode_all(code: i32, fields: &ExtFields) -> usize {
     decoded += ok::<SendMessageRequestHeaderV2>(fields);
     decoded += ok::<SendMessageResponseHeader>(fields);
     decoded += ok::<EndTransactionRequestHeader>(fields);
+    decoded += ok::<CheckTransactionStateRequestHeader>(fields);
+    decoded += ok::<GetConsumerRunningInfoRequestHeader>(fields);
     decoded += ok::<PullMessageRequestHeader>(fields);
     decoded += ok::<PullMessageResponseHeader>(fields);
     decoded += ok::<QueryConsumerOffsetRequestHeader>(fields);
