@@ -10,7 +10,7 @@ use ferrum_protocol::route::{
 use ferrum_protocol::{RequestCode, ResponseCode};
 use serde::Serialize;
 
-use crate::connection::{ConnectionPool, DEFAULT_REQUEST_TIMEOUT, response_error};
+use crate::connection::{ConnectOptions, ConnectionPool, DEFAULT_REQUEST_TIMEOUT, response_error};
 use crate::consumer::{query_consumer_offset, queue_offset, readable_queues};
 use crate::error::{ClientError, Result};
 use crate::message::MessageQueue;
@@ -54,7 +54,15 @@ pub struct Admin {
 
 impl Admin {
     pub fn new<S: AsRef<str>>(namesrv_addrs: impl IntoIterator<Item = S>) -> Self {
-        let pool = ConnectionPool::default();
+        Self::with_options(namesrv_addrs, ConnectOptions::default())
+    }
+
+    /// Like [`new`](Self::new) with the given connection options (e.g. ROCKETMQ headers).
+    pub fn with_options<S: AsRef<str>>(
+        namesrv_addrs: impl IntoIterator<Item = S>,
+        options: ConnectOptions,
+    ) -> Self {
+        let pool = ConnectionPool::new(options);
         Admin {
             namesrv: NameServerClient::with_pool(namesrv_addrs, pool.clone()),
             pool,

@@ -145,16 +145,16 @@ impl Connection {
         let stream =
             match tokio::time::timeout(options.connect_timeout, TcpStream::connect(addr)).await {
                 Ok(Ok(stream)) => stream,
-                Ok(Err(source)) => {
+                Ok(Err(cause)) => {
                     return Err(ClientError::Connect {
                         addr: addr.to_owned(),
-                        source,
+                        cause,
                     });
                 }
                 Err(_) => {
                     return Err(ClientError::Connect {
                         addr: addr.to_owned(),
-                        source: std::io::Error::new(
+                        cause: std::io::Error::new(
                             std::io::ErrorKind::TimedOut,
                             format!("no answer within {:?}", options.connect_timeout),
                         ),

@@ -9,7 +9,7 @@ use ferrum_protocol::message::{self, MessageExt};
 use ferrum_protocol::route::{MASTER_ID, PERM_READ, TopicRouteData};
 use ferrum_protocol::{RequestCode, ResponseCode};
 
-use crate::connection::{ConnectionPool, DEFAULT_REQUEST_TIMEOUT, response_error};
+use crate::connection::{ConnectOptions, ConnectionPool, DEFAULT_REQUEST_TIMEOUT, response_error};
 use crate::error::{ClientError, Result};
 use crate::message::MessageQueue;
 use crate::namesrv::{NameServerClient, header_field, request};
@@ -27,6 +27,8 @@ pub struct PullConfig {
     pub route_ttl: Duration,
     /// The tag expression sent as the subscription ("*" = all; "a || b").
     pub subscription: String,
+    /// Header serialization and handler of the connections to NameServers and brokers.
+    pub connect: ConnectOptions,
 }
 
 impl Default for PullConfig {
@@ -36,6 +38,7 @@ impl Default for PullConfig {
             long_poll: None,
             route_ttl: Duration::from_secs(30),
             subscription: "*".to_owned(),
+            connect: ConnectOptions::default(),
         }
     }
 }
@@ -122,7 +125,7 @@ impl PullConsumer {
         group: &str,
         config: PullConfig,
     ) -> Self {
-        let pool = ConnectionPool::default();
+        let pool = ConnectionPool::new(config.connect.clone());
         PullConsumer {
             inner: Arc::new(Inner {
                 namesrv: NameServerClient::with_pool(namesrv_addrs, pool.clone()),

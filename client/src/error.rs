@@ -7,12 +7,8 @@ use ferrum_protocol::ResponseCode;
 /// Why a client call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot connect to {addr}: {source}")]
-    Connect {
-        addr: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot connect to {addr}: {cause}")]
+    Connect { addr: String, cause: std::io::Error },
     #[error("invalid address '{0}': expected host:port")]
     BadAddress(String),
     #[error("request code {code} to {addr} timed out after {timeout:?}")]

@@ -11,7 +11,7 @@ use ferrum_protocol::message::{self, BatchEntry, java_string_hash, property};
 use ferrum_protocol::route::{PERM_WRITE, TopicRouteData};
 use ferrum_protocol::{ExtFields, RemotingCommand, RequestCode, ResponseCode};
 
-use crate::connection::{ConnectionPool, DEFAULT_REQUEST_TIMEOUT, response_error};
+use crate::connection::{ConnectOptions, ConnectionPool, DEFAULT_REQUEST_TIMEOUT, response_error};
 use crate::error::{ClientError, Result};
 use crate::fault::LatencyFaultTolerance;
 use crate::message::{Message, MessageQueue, SendResult, SendStatus, new_unique_id};
@@ -46,6 +46,8 @@ pub struct ProducerConfig {
     pub fault_avoidance: bool,
     /// SEND_MESSAGE_V2 (310, short header names) as the Java client; false sends SEND_MESSAGE (10).
     pub use_send_v2: bool,
+    /// Header serialization and handler of the connections to NameServers and brokers.
+    pub connect: ConnectOptions,
 }
 
 impl Default for ProducerConfig {
@@ -56,6 +58,7 @@ impl Default for ProducerConfig {
             route_ttl: Duration::from_secs(30),
             fault_avoidance: true,
             use_send_v2: true,
+            connect: ConnectOptions::default(),
         }
     }
 }
@@ -185,7 +188,7 @@ impl Producer {
         group: &str,
         config: ProducerConfig,
     ) -> Self {
-        let pool = ConnectionPool::default();
+        let pool = ConnectionPool::new(config.connect.clone());
         Producer {
             inner: Arc::new(Inner {
                 namesrv: NameServerClient::with_pool(namesrv_addrs, pool.clone()),

@@ -79,6 +79,55 @@ pub fn throughput(messages: u64, bytes: u64, elapsed: Duration) -> (f64, f64) {
     )
 }
 
+/// A line chart of a per-second series as a standalone SVG document.
+pub fn svg_chart(title: &str, series: &[u64]) -> String {
+    const W: f64 = 800.0;
+    const H: f64 = 300.0;
+    const PAD: f64 = 50.0;
+    let max = series.iter().copied().max().unwrap_or(0).max(1) as f64;
+    let step = if series.len() > 1 {
+        (W - 2.0 * PAD) / (series.len() - 1) as f64
+    } else {
+        0.0
+    };
+    let points: Vec<String> = series
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            let x = PAD + step * i as f64;
+            let y = H - PAD - (v as f64 / max) * (H - 2.0 * PAD);
+            format!("{x:.1},{y:.1}")
+        })
+        .collect();
+    let escaped = title
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    format!(
+        concat!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n",
+            "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n",
+            "<text x=\"{pad}\" y=\"20\">{title}</text>\n",
+            "<line x1=\"{pad}\" y1=\"{bottom}\" x2=\"{right}\" y2=\"{bottom}\" stroke=\"black\"/>\n",
+            "<line x1=\"{pad}\" y1=\"{pad}\" x2=\"{pad}\" y2=\"{bottom}\" stroke=\"black\"/>\n",
+            "<text x=\"5\" y=\"{pad}\">{max}</text>\n",
+            "<text x=\"{right}\" y=\"{label}\" text-anchor=\"end\">{secs} s</text>\n",
+            "<polyline fill=\"none\" stroke=\"steelblue\" stroke-width=\"2\" points=\"{points}\"/>\n",
+            "</svg>\n"
+        ),
+        w = W,
+        h = H,
+        pad = PAD,
+        bottom = H - PAD,
+        right = W - PAD,
+        label = H - PAD + 20.0,
+        title = escaped,
+        max = max as u64,
+        secs = series.len(),
+        points = points.join(" "),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +160,20 @@ mod tests {
         assert_eq!(s.p99_us, 99_000);
         assert_eq!(s.max_us, 100_000);
         assert!((s.mean_us - 50_500.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn svg_chart_has_one_point_per_second() {
+        let svg = svg_chart("a <b>", &[1, 5, 3]);
+        assert!(svg.starts_with("<svg"));
+        assert!(svg.contains("a &lt;b&gt;"));
+        let points = svg
+            .split("points=\"")
+            .nth(1)
+            .and_then(|p| p.split('"').next())
+            .expect("points");
+        assert_eq!(points.split(' ').count(), 3);
+        assert!(svg_chart("empty", &[]).contains("points=\"\""));
     }
 
     #[test]

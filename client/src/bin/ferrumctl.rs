@@ -12,8 +12,9 @@ use ferrum_client::admin::Admin;
 use ferrum_client::consumer::{PullConfig, PullConsumer, PullStatus};
 use ferrum_client::namesrv::parse_addrs;
 use ferrum_client::producer::{Producer, ProducerConfig};
-use ferrum_client::stats::{LatencyRecorder, LatencySummary, throughput};
-use ferrum_client::{Message, MessageQueue};
+use ferrum_client::stats::{LatencyRecorder, LatencySummary, svg_chart, throughput};
+use ferrum_client::{ConnectOptions, Message, MessageQueue};
+use ferrum_protocol::SerializeType;
 use ferrum_protocol::message::MessageExt;
 use ferrum_protocol::route::{PERM_READ, PERM_WRITE, TopicConfig};
 use serde::Serialize;
@@ -41,6 +42,9 @@ struct Cli {
     /// Print results as JSON.
     #[arg(long, global = true)]
     json: bool,
+    /// Send headers in RocketMQ's binary serialization instead of JSON.
+    #[arg(long, global = true)]
+    rocketmq_headers: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -193,6 +197,9 @@ struct BenchLimit {
     /// Stop after this many messages (whichever comes first).
     #[arg(long)]
     count: Option<u64>,
+    /// Also write the messages-per-second series as an SVG chart to this file.
+    #[arg(long)]
+    svg: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -254,11 +261,29 @@ struct Ctx {
     addrs: Vec<String>,
     timeout: Duration,
     json: bool,
+    connect: ConnectOptions,
 }
 
 impl Ctx {
     fn admin(&self) -> Admin {
-        Admin::new(&self.addrs).with_timeout(self.timeout)
+        Admin::with_options(&self.addrs, self.connect.clone()).with_timeout(self.timeout)
+    }
+
+    fn producer_config(&self) -> ProducerConfig {
+        ProducerConfig {
+            send_timeout: self.timeout,
+            connect: self.connect.clone(),
+            ..Default::default()
+        }
+    }
+
+    fn pull_config(&self, long_poll: Option<Duration>) -> PullConfig {
+        PullConfig {
+            timeout: self.timeout,
+            long_poll,
+            connect: self.connect.clone(),
+            ..Default::default()
+        }
     }
 
     fn print<T: Serialize>(&self, value: &T, text: impl FnOnce(&T) -> String) -> Result<()> {
@@ -283,6 +308,14 @@ async fn run(cli: Cli) -> Result<()> {
         addrs,
         timeout: Duration::from_millis(cli.timeout_ms),
         json: cli.json,
+        connect: ConnectOptions {
+            serialize_type: if cli.rocketmq_headers {
+                SerializeType::RocketMq
+            } else {
+                SerializeType::Json
+            },
+            ..Default::default()
+        },
     };
     match cli.command {
         Command::Cluster(ClusterCmd::List) => cluster_list(&ctx).await,
@@ -497,10 +530,7 @@ async fn message(ctx: &Ctx, cmd: MessageCmd) -> Result<()> {
             count,
         } => {
             validate_topic(&topic)?;
-            let config = ProducerConfig {
-                send_timeout: ctx.timeout,
-                ..Default::default()
-            };
+            let config = ctx.producer_config();
             let producer = Producer::with_config(&ctx.addrs, "ferrumctl", config);
             for _ in 0..count {
                 let mut msg = Message::new(body.clone()).with_keys(&keys);
@@ -548,14 +578,8 @@ async fn message(ctx: &Ctx, cmd: MessageCmd) -> Result<()> {
             if !(1..=1024).contains(&max) {
                 bail!("--max must be between 1 and 1024");
             }
-            let consumer = PullConsumer::with_config(
-                &ctx.addrs,
-                "ferrumctl",
-                PullConfig {
-                    timeout: ctx.timeout,
-                    ..Default::default()
-                },
-            );
+            let consumer =
+                PullConsumer::with_config(&ctx.addrs, "ferrumctl", ctx.pull_config(None));
             let queues = consumer
                 .queues(&topic)
                 .await
@@ -692,11 +716,7 @@ async fn start_offset(
 }
 
 async fn consume(ctx: &Ctx, args: ConsumeArgs) -> Result<()> {
-    let config = PullConfig {
-        timeout: ctx.timeout,
-        long_poll: Some(Duration::from_secs(5)),
-        ..Default::default()
-    };
+    let config = ctx.pull_config(Some(Duration::from_secs(5)));
     let consumer = PullConsumer::with_config(&ctx.addrs, &args.group, config);
     let queues = consumer
         .queues(&args.topic)
@@ -759,6 +779,8 @@ struct BenchReport {
     msgs_per_sec: f64,
     mb_per_sec: f64,
     latency_us: LatencySummary,
+    /// Messages completed in each second of the run.
+    per_second: Vec<u64>,
 }
 
 impl BenchReport {
@@ -782,14 +804,15 @@ impl BenchReport {
     }
 }
 
-/// Prints counters to stderr every second until `stop`.
+/// Prints counters to stderr every second until `stop`; returns the count of each second.
 fn spawn_progress(
     label: &'static str,
     done: Arc<AtomicU64>,
     errors: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
-) -> tokio::task::JoinHandle<()> {
+) -> tokio::task::JoinHandle<Vec<u64>> {
     tokio::spawn(async move {
+        let mut series = Vec::new();
         let start = Instant::now();
         let mut last = 0;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -803,9 +826,28 @@ fn spawn_progress(
                 now - last,
                 errors.load(Ordering::Relaxed)
             );
+            series.push(now - last);
             last = now;
         }
+        series
     })
+}
+
+fn finish_series(
+    report: &mut BenchReport,
+    series: Vec<u64>,
+    svg: Option<&std::path::Path>,
+) -> Result<()> {
+    if let Some(path) = svg {
+        let title = format!(
+            "ferrumctl bench {} {}: messages per second",
+            report.mode, report.topic
+        );
+        std::fs::write(path, svg_chart(&title, &series))
+            .with_context(|| format!("write {}", path.display()))?;
+    }
+    report.per_second = series;
+    Ok(())
 }
 
 fn validate_limit(limit: &BenchLimit) -> Result<(Duration, i64)> {
@@ -829,10 +871,7 @@ async fn bench_produce(ctx: &Ctx, args: BenchProduceArgs) -> Result<()> {
         bail!("--size must be between 1 byte and 4 MiB (the broker's maxMessageSize)");
     }
     let (duration, count) = validate_limit(&args.limit)?;
-    let config = ProducerConfig {
-        send_timeout: ctx.timeout,
-        ..Default::default()
-    };
+    let config = ctx.producer_config();
     let shared = Producer::with_config(&ctx.addrs, &args.group, config.clone());
     // Fails early and clearly when the NameServer or the topic is missing.
     shared
@@ -890,10 +929,10 @@ async fn bench_produce(ctx: &Ctx, args: BenchProduceArgs) -> Result<()> {
     }
     let elapsed = start.elapsed();
     stop.store(true, Ordering::Relaxed);
-    progress.abort();
+    let series = progress.await.unwrap_or_default();
     let messages = done.load(Ordering::Relaxed);
     let (msgs_per_sec, mb_per_sec) = throughput(messages, messages * args.size as u64, elapsed);
-    let report = BenchReport {
+    let mut report = BenchReport {
         mode: "produce",
         topic: args.topic,
         concurrency: args.concurrency,
@@ -904,7 +943,9 @@ async fn bench_produce(ctx: &Ctx, args: BenchProduceArgs) -> Result<()> {
         msgs_per_sec,
         mb_per_sec,
         latency_us: latencies.summary(),
+        per_second: Vec::new(),
     };
+    finish_series(&mut report, series, args.limit.svg.as_deref())?;
     ctx.print(&report, BenchReport::text)?;
     if messages == 0 {
         bail!("no message was sent");
@@ -923,11 +964,7 @@ async fn bench_consume(ctx: &Ctx, args: BenchConsumeArgs) -> Result<()> {
         bail!("--batch must be between 1 and 1024");
     }
     let (duration, count) = validate_limit(&args.limit)?;
-    let config = PullConfig {
-        timeout: ctx.timeout,
-        long_poll: Some(Duration::from_secs(1)),
-        ..Default::default()
-    };
+    let config = ctx.pull_config(Some(Duration::from_secs(1)));
     let consumer = PullConsumer::with_config(&ctx.addrs, &args.group, config);
     let queues = consumer
         .queues(&args.topic)
@@ -961,6 +998,7 @@ async fn bench_consume(ctx: &Ctx, args: BenchConsumeArgs) -> Result<()> {
     let mut e2e = LatencyRecorder::default();
     let (mut messages, mut bytes) = (0u64, 0u64);
     let mut last_offsets = BTreeMap::new();
+    let mut last_at = start;
     while (messages as i64) < count {
         let next = tokio::select! {
             next = rx.recv() => next,
@@ -978,12 +1016,18 @@ async fn bench_consume(ctx: &Ctx, args: BenchConsumeArgs) -> Result<()> {
             ));
         }
         messages += batch.len() as u64;
+        last_at = Instant::now();
         done.store(messages, Ordering::Relaxed);
         last_offsets.insert(mq, next_offset);
     }
-    let elapsed = start.elapsed();
+    // Time to the last message, so waiting out the duration on an empty topic does not count.
+    let elapsed = if messages > 0 {
+        last_at - start
+    } else {
+        start.elapsed()
+    };
     stop.store(true, Ordering::Relaxed);
-    progress.abort();
+    let series = progress.await.unwrap_or_default();
     for t in tasks {
         t.abort();
     }
@@ -1003,7 +1047,7 @@ async fn bench_consume(ctx: &Ctx, args: BenchConsumeArgs) -> Result<()> {
             s.p999_us as f64 / 1000.0
         );
     }
-    let report = BenchReport {
+    let mut report = BenchReport {
         mode: "consume (pull round trip)",
         topic: args.topic,
         concurrency: queues.len() as u32,
@@ -1014,6 +1058,68 @@ async fn bench_consume(ctx: &Ctx, args: BenchConsumeArgs) -> Result<()> {
         msgs_per_sec,
         mb_per_sec,
         latency_us: pull_latency.summary(),
+        per_second: Vec::new(),
     };
+    finish_series(&mut report, series, args.limit.svg.as_deref())?;
     ctx.print(&report, BenchReport::text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_parse_and_bad_ones_are_refused() {
+        let cli = Cli::try_parse_from([
+            "ferrumctl",
+            "-n",
+            "a:1;b:2",
+            "bench",
+            "produce",
+            "T",
+            "-c",
+            "4",
+            "--count",
+            "10",
+            "--json",
+        ])
+        .expect("valid");
+        assert_eq!(parse_addrs(&cli.namesrv), ["a:1", "b:2"]);
+        assert!(cli.json);
+        match cli.command {
+            Command::Bench(BenchCmd::Produce(a)) => {
+                assert_eq!((a.concurrency, a.size, a.limit.count), (4, 1024, Some(10)));
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        assert!(Cli::try_parse_from(["ferrumctl", "bench", "produce", "T", "-c", "many"]).is_err());
+        assert!(Cli::try_parse_from(["ferrumctl", "topic", "frobnicate"]).is_err());
+        assert!(
+            Cli::try_parse_from(["ferrumctl", "topic", "create", "T", "-c", "C", "-b", "x:1"])
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn topic_names_are_checked() {
+        assert!(validate_topic("Orders_2026-a").is_ok());
+        assert!(validate_topic("").is_err());
+        assert!(validate_topic("has space").is_err());
+        assert!(validate_topic(&"x".repeat(128)).is_err());
+    }
+
+    #[test]
+    fn bench_limits_are_checked() {
+        let limit = |duration, count| BenchLimit {
+            duration,
+            count,
+            svg: None,
+        };
+        assert_eq!(
+            validate_limit(&limit(5, None)).expect("ok"),
+            (Duration::from_secs(5), i64::MAX)
+        );
+        assert!(validate_limit(&limit(0, None)).is_err());
+        assert!(validate_limit(&limit(5, Some(0))).is_err());
+    }
 }
