@@ -119,6 +119,11 @@ pub async fn start(mut config: BrokerConfig) -> Result<RunningBroker, StartError
         shutdown_rx.clone(),
     )));
 
+    tasks.push(tokio::spawn(crate::schedule::run(
+        core.clone(),
+        shutdown_rx.clone(),
+    )));
+
     let registrar = Registrar::new(core.clone());
     let register_result = registrar.last_result.clone();
     let registrar = tokio::spawn(registrar.run(shutdown_rx));

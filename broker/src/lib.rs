@@ -14,6 +14,7 @@ pub mod message_processor;
 pub mod persist;
 pub mod processor;
 pub mod register;
+pub mod schedule;
 pub mod server;
 pub mod subscription;
 pub mod topic;

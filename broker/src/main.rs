@@ -39,6 +39,10 @@ async fn run() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    // Installed before the start line is printed: a supervisor may signal as soon as it sees it.
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
     let loaded = config::load_from(cli.config.as_deref(), cli.namesrv, cli.set)
         .context("invalid broker configuration")?;
     let broker = controller::start(loaded.config)
@@ -52,18 +56,11 @@ async fn run() -> anyhow::Result<()> {
         broker.core.broker_addr
     );
     tracing::info!(addr = %broker.listen_addr, vip = %broker.vip_addr, "broker started");
-    wait_for_signal().await?;
-    tracing::info!("shutting down");
-    broker.shutdown().await;
-    Ok(())
-}
-
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
     tokio::select! {
         _ = term.recv() => {}
-        result = tokio::signal::ctrl_c() => result.context("SIGINT handler")?,
+        _ = int.recv() => {}
     }
+    tracing::info!("shutting down");
+    broker.shutdown().await;
     Ok(())
 }

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use ferrum_protocol::headers::ConsumerSendMsgBackRequestHeader;
 use ferrum_protocol::headers::flags::pull_sys_flag;
 use ferrum_protocol::headers::{
     GetEarliestMsgStoretimeRequestHeader, GetEarliestMsgStoretimeResponseHeader,
@@ -20,7 +21,7 @@ use ferrum_protocol::headers::{
     SearchOffsetResponseHeader, SendMessageRequestHeader, SendMessageResponseHeader,
     ViewMessageRequestHeader,
 };
-use ferrum_protocol::message::{self, MessageView};
+use ferrum_protocol::message::{self, MessageView, property};
 use ferrum_protocol::route::{PERM_READ, PERM_WRITE};
 use ferrum_protocol::{RemotingCommand, ResponseCode};
 use ferrum_store::{
@@ -30,8 +31,9 @@ use tokio::sync::Notify;
 
 use crate::config::BrokerRole;
 use crate::processor::BrokerCore;
+use crate::schedule::divert_if_delayed;
 use crate::server::{Channel, Reply};
-use crate::topic::{AutoCreate, RETRY_GROUP_TOPIC_PREFIX, now_millis};
+use crate::topic::{AutoCreate, DLQ_GROUP_TOPIC_PREFIX, RETRY_GROUP_TOPIC_PREFIX, now_millis};
 
 /// Most bytes one pull answer carries; the frame limit is 16 MiB.
 const MAX_PULL_BYTES: usize = 4 * 1024 * 1024;
@@ -259,6 +261,17 @@ impl BrokerCore {
                 ..template
             }]
         };
+        let mut messages: Vec<MessageExtBrokerInner> = messages;
+        let transaction = message::sys_flag::transaction_value(header.sys_flag);
+        let delayed = (transaction == message::sys_flag::TRANSACTION_NOT_TYPE
+            || transaction == message::sys_flag::TRANSACTION_COMMIT_TYPE)
+            && messages.len() == 1;
+        if delayed {
+            for msg in &mut messages {
+                divert_if_delayed(msg);
+            }
+        }
+        let stored_topic = messages[0].topic.clone();
         let count = messages.len() as u64;
         let result: PutMessageResult = self.store.put_messages(messages).await;
         let (code, remark) = put_status_code(result.status);
@@ -270,7 +283,11 @@ impl BrokerCore {
             return fail(code, remark);
         };
         self.stats.msg_put_total.fetch_add(count, Ordering::Relaxed);
-        self.pull_waiters.wake(&header.topic, queue_id);
+        if stored_topic == header.topic {
+            self.pull_waiters.wake(&header.topic, queue_id);
+        } else {
+            self.schedule_wakeup.notify_one();
+        }
         let response = request
             .response_to(code, remark.map(str::to_owned))
             .with_header(&SendMessageResponseHeader {
@@ -429,6 +446,126 @@ impl BrokerCore {
             return Reply::HeaderAndBody(response, result.messages);
         }
         Reply::Command(response)
+    }
+
+    /// CONSUMER_SEND_MSG_BACK: a consumer failed a message; it comes back through
+    /// `%RETRY%group` after a delay, or goes to `%DLQ%group` once it has been retried
+    /// `retryMaxTimes` times (or the consumer asks for it with a negative delay level).
+    pub(crate) async fn consumer_send_msg_back(
+        &self,
+        channel: &Channel,
+        request: &RemotingCommand,
+    ) -> Reply {
+        let header: ConsumerSendMsgBackRequestHeader = match request.decode_header() {
+            Ok(header) => header,
+            Err(error) => return header_error(request, error),
+        };
+        let fail =
+            |code: ResponseCode, remark: String| Reply::Command(request.error_to(code, remark));
+        let group = match self.groups.find_or_create(&header.group) {
+            Ok(Some(group)) => group,
+            Ok(None) => {
+                return fail(
+                    ResponseCode::SUBSCRIPTION_GROUP_NOT_EXIST,
+                    format!("subscription group not exist, {}", header.group),
+                );
+            }
+            Err(error) => return fail(ResponseCode::SYSTEM_ERROR, error.to_string()),
+        };
+        let Some(record) = self.store.lookup_message_by_offset(header.offset) else {
+            return fail(
+                ResponseCode::SYSTEM_ERROR,
+                format!("look message by offset failed, {}", header.offset),
+            );
+        };
+        let stored = match message::MessageExt::decode(&record) {
+            Ok((stored, _)) => stored,
+            Err(error) => {
+                return fail(
+                    ResponseCode::SYSTEM_ERROR,
+                    format!(
+                        "the message at offset {} cannot be decoded: {error}",
+                        header.offset
+                    ),
+                );
+            }
+        };
+        let max_times = header.max_reconsume_times.unwrap_or(group.retry_max_times);
+        let reconsume_times = stored.reconsume_times;
+        let to_dlq = reconsume_times >= max_times || header.delay_level < 0;
+        let (topic, queues) = if to_dlq {
+            (format!("{DLQ_GROUP_TOPIC_PREFIX}{}", header.group), 1)
+        } else {
+            (
+                format!("{RETRY_GROUP_TOPIC_PREFIX}{}", header.group),
+                group.retry_queue_nums.max(1),
+            )
+        };
+        if let Err(error) = self
+            .topics
+            .create_if_absent(&topic, queues, PERM_READ | PERM_WRITE)
+        {
+            return fail(ResponseCode::SYSTEM_ERROR, error.to_string());
+        }
+        let mut properties = stored.properties.clone();
+        properties
+            .entry(property::RETRY_TOPIC.to_owned())
+            .or_insert_with(|| stored.topic.clone());
+        let origin_id = header
+            .origin_msg_id
+            .clone()
+            .or_else(|| {
+                properties
+                    .get(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX)
+                    .cloned()
+            })
+            .unwrap_or_else(|| stored.msg_id());
+        properties
+            .entry(property::ORIGIN_MESSAGE_ID.to_owned())
+            .or_insert(origin_id);
+        if to_dlq {
+            properties.remove(property::DELAY_TIME_LEVEL);
+        } else {
+            let level = if header.delay_level == 0 {
+                3 + reconsume_times
+            } else {
+                header.delay_level
+            };
+            properties.insert(property::DELAY_TIME_LEVEL.to_owned(), level.to_string());
+        }
+        let queue_id = (reconsume_times.unsigned_abs() % queues as u32) as i32;
+        let mut retry = MessageExtBrokerInner {
+            topic: topic.clone(),
+            queue_id,
+            flag: stored.flag,
+            sys_flag: stored.sys_flag,
+            born_timestamp: stored.born_timestamp,
+            born_host: Some(channel.remote),
+            reconsume_times: reconsume_times + 1,
+            prepared_transaction_offset: 0,
+            body: stored.body.clone(),
+            properties,
+            tags_code: None,
+        };
+        divert_if_delayed(&mut retry);
+        let diverted = retry.topic != topic;
+        let result = self.store.put_message(retry).await;
+        if !result.status.is_written() {
+            let (code, remark) = put_status_code(result.status);
+            return fail(
+                code,
+                result
+                    .remark
+                    .or(remark.map(str::to_owned))
+                    .unwrap_or_else(|| format!("{:?}", result.status)),
+            );
+        }
+        if diverted {
+            self.schedule_wakeup.notify_one();
+        } else {
+            self.pull_waiters.wake(&topic, queue_id);
+        }
+        Reply::Command(request.success_to())
     }
 
     pub(crate) fn get_max_offset(&self, request: &RemotingCommand) -> Reply {

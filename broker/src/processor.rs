@@ -59,6 +59,8 @@ pub struct BrokerCore {
     pub stats: BrokerStats,
     pub store: MessageStore,
     pub pull_waiters: PullWaiters,
+    /// Woken when a delayed message is stored, so the schedule service looks at once.
+    pub schedule_wakeup: tokio::sync::Notify,
     /// The advertised `brokerIP1:port` after binding (the port may have been ephemeral).
     pub broker_addr: String,
     boot_millis: i64,
@@ -90,6 +92,7 @@ impl BrokerCore {
         Ok(BrokerCore {
             store,
             pull_waiters: PullWaiters::default(),
+            schedule_wakeup: tokio::sync::Notify::new(),
             topics: TopicConfigManager::load(&config)?,
             groups: SubscriptionGroupManager::load(&config)?,
             offsets: ConsumerOffsetManager::load(&config)?,
@@ -113,6 +116,9 @@ impl BrokerCore {
             ) => return self.send_message(channel, request).await,
             Some(RequestCode::PULL_MESSAGE | RequestCode::LITE_PULL_MESSAGE) => {
                 return self.pull_message(request).await;
+            }
+            Some(RequestCode::CONSUMER_SEND_MSG_BACK) => {
+                return self.consumer_send_msg_back(channel, request).await;
             }
             Some(RequestCode::GET_MAX_OFFSET) => return self.get_max_offset(request),
             Some(RequestCode::GET_MIN_OFFSET) => return self.get_min_offset(request),

@@ -36,7 +36,11 @@ impl BrokerProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ferrum-broker"))
             .args(&args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(if std::env::var_os("FERRUM_TEST_BROKER_LOG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .spawn()
             .expect("spawn ferrum-broker");
         let stdout = child.stdout.take().expect("stdout");
@@ -729,6 +733,84 @@ async fn send_pull_long_poll_and_lookups() {
     let mut conn = Conn::open(&broker.addr).await;
     let pulled = conn.call(pull("Auto", 1, 0, 0)).await;
     assert_eq!(pulled.code, 0, "messages survive a restart");
+    drop(conn);
+    broker.stop();
+}
+
+#[tokio::test]
+async fn delayed_messages_and_send_back_to_retry_and_dlq() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    let mut conn = Conn::open(&broker.addr).await;
+
+    // DELAY=1 (1 s): parked in SCHEDULE_TOPIC_XXXX queue 0, then delivered to its queue, where a
+    // held pull receives it.
+    let sent = conn
+        .call(send_v2("Later", 0, b"delayed", "DELAY\u{1}1\u{2}"))
+        .await;
+    assert_eq!(sent.code, 0, "{:?}", sent.remark);
+    let parked = conn
+        .call(request(
+            RequestCode::GET_MAX_OFFSET,
+            &[("topic", "SCHEDULE_TOPIC_XXXX"), ("queueId", "0")],
+        ))
+        .await;
+    assert_eq!(
+        parked.ext_fields.get("offset").map(String::as_str),
+        Some("1")
+    );
+    let delivered = conn.call(pull("Later", 0, 0, 20_000)).await;
+    assert_eq!(delivered.code, 0, "{:?}", delivered.remark);
+    let records = ferrum_protocol::message::decode_all(&delivered.body, true).expect("records");
+    assert_eq!(&records[0].body[..], b"delayed");
+    assert!(!records[0].properties.contains_key("DELAY"));
+
+    // A failed message sent back with level 1 returns through %RETRY%CG.
+    let back = conn
+        .call(request(
+            RequestCode::CONSUMER_SEND_MSG_BACK,
+            &[
+                ("offset", &records[0].commit_log_offset.to_string()),
+                ("group", "CG"),
+                ("delayLevel", "1"),
+                ("originMsgId", "ORIGIN"),
+            ],
+        ))
+        .await;
+    assert_eq!(back.code, 0, "{:?}", back.remark);
+    let retried = conn.call(pull("%RETRY%CG", 0, 0, 20_000)).await;
+    assert_eq!(retried.code, 0, "{:?}", retried.remark);
+    let retry = ferrum_protocol::message::decode_all(&retried.body, true).expect("records");
+    assert_eq!(retry[0].reconsume_times, 1);
+    assert_eq!(
+        retry[0].properties.get("RETRY_TOPIC").map(String::as_str),
+        Some("Later")
+    );
+    assert_eq!(
+        retry[0]
+            .properties
+            .get("ORIGIN_MESSAGE_ID")
+            .map(String::as_str),
+        Some("ORIGIN")
+    );
+
+    // Past the maximum reconsume times it lands in %DLQ%CG at once.
+    let dead = conn
+        .call(request(
+            RequestCode::CONSUMER_SEND_MSG_BACK,
+            &[
+                ("offset", &retry[0].commit_log_offset.to_string()),
+                ("group", "CG"),
+                ("delayLevel", "0"),
+                ("maxReconsumeTimes", "1"),
+            ],
+        ))
+        .await;
+    assert_eq!(dead.code, 0, "{:?}", dead.remark);
+    let dlq = conn.call(pull("%DLQ%CG", 0, 0, 0)).await;
+    assert_eq!(dlq.code, 0, "{:?}", dlq.remark);
+    let dlq = ferrum_protocol::message::decode_all(&dlq.body, true).expect("records");
+    assert_eq!(&dlq[0].body[..], b"delayed");
     drop(conn);
     broker.stop();
 }
