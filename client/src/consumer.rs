@@ -5,9 +5,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ferrum_protocol::headers::{PullMessageRequestHeader, PullMessageResponseHeader};
 use ferrum_protocol::message::{self, MessageExt};
 use ferrum_protocol::route::{MASTER_ID, PERM_READ, TopicRouteData};
-use ferrum_protocol::{RequestCode, ResponseCode};
+use ferrum_protocol::{RemotingCommand, RequestCode, ResponseCode};
 
 use crate::connection::{ConnectOptions, ConnectionPool, DEFAULT_REQUEST_TIMEOUT, response_error};
 use crate::error::{ClientError, Result};
@@ -186,23 +187,22 @@ impl PullConsumer {
             ),
             None => (FLAG_SUBSCRIPTION, Duration::ZERO, config.timeout),
         };
-        let cmd = request(
-            RequestCode::PULL_MESSAGE,
-            &[
-                ("consumerGroup", self.inner.group.clone()),
-                ("topic", mq.topic.clone()),
-                ("queueId", mq.queue_id.to_string()),
-                ("queueOffset", offset.to_string()),
-                ("maxMsgNums", max_nums.to_string()),
-                ("sysFlag", sys_flag.to_string()),
-                ("commitOffset", "0".to_owned()),
-                ("suspendTimeoutMillis", suspend.as_millis().to_string()),
-                ("subscription", config.subscription.clone()),
-                ("subVersion", "0".to_owned()),
-                ("expressionType", "TAG".to_owned()),
-                ("bname", mq.broker_name.clone()),
-            ],
-        );
+        let header = PullMessageRequestHeader {
+            consumer_group: self.inner.group.clone(),
+            topic: mq.topic.clone(),
+            queue_id: mq.queue_id,
+            queue_offset: offset,
+            max_msg_nums: max_nums,
+            sys_flag,
+            commit_offset: 0,
+            suspend_timeout_millis: suspend.as_millis() as i64,
+            subscription: Some(config.subscription.clone()),
+            sub_version: 0,
+            expression_type: Some("TAG".to_owned()),
+            broker_name: Some(mq.broker_name.clone()),
+            ..Default::default()
+        };
+        let cmd = RemotingCommand::request(RequestCode::PULL_MESSAGE, &header);
         let answer = self.inner.pool.invoke(&addr, cmd, timeout).await?;
         let status = match ResponseCode::from_code(answer.code) {
             Some(ResponseCode::SUCCESS) => PullStatus::Found,
@@ -211,8 +211,14 @@ impl PullConsumer {
             Some(ResponseCode::PULL_OFFSET_MOVED) => PullStatus::OffsetIllegal,
             _ => return Err(response_error(&addr, &answer)),
         };
-        let next = header_field::<i64>(&addr, &answer, "suggestWhichBrokerId")?;
-        lock(&self.inner.suggested).insert(mq.clone(), next);
+        let header: PullMessageResponseHeader =
+            answer
+                .decode_header()
+                .map_err(|e| ClientError::BadResponse {
+                    addr: addr.clone(),
+                    reason: e.to_string(),
+                })?;
+        lock(&self.inner.suggested).insert(mq.clone(), header.suggest_which_broker_id);
         let messages = if status == PullStatus::Found {
             message::decode_all(&answer.body, false).map_err(|e| ClientError::BadResponse {
                 addr: addr.clone(),
@@ -223,9 +229,9 @@ impl PullConsumer {
         };
         Ok(PullResult {
             status,
-            next_begin_offset: header_field(&addr, &answer, "nextBeginOffset")?,
-            min_offset: header_field(&addr, &answer, "minOffset")?,
-            max_offset: header_field(&addr, &answer, "maxOffset")?,
+            next_begin_offset: header.next_begin_offset,
+            min_offset: header.min_offset,
+            max_offset: header.max_offset,
             messages,
         })
     }
@@ -404,8 +410,6 @@ mod tests {
         }
         answer
     }
-
-    use ferrum_protocol::RemotingCommand;
 
     #[tokio::test]
     async fn pulls_decode_records_and_follow_the_suggested_broker() {

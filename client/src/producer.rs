@@ -7,15 +7,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use ferrum_protocol::headers::{
+    SendMessageRequestHeader, SendMessageRequestHeaderV2, SendMessageResponseHeader,
+};
 use ferrum_protocol::message::{self, BatchEntry, java_string_hash, property};
 use ferrum_protocol::route::{PERM_WRITE, TopicRouteData};
-use ferrum_protocol::{ExtFields, RemotingCommand, RequestCode, ResponseCode};
+use ferrum_protocol::{CommandHeader, ExtFields, RemotingCommand, RequestCode, ResponseCode};
 
 use crate::connection::{ConnectOptions, ConnectionPool, DEFAULT_REQUEST_TIMEOUT, response_error};
 use crate::error::{ClientError, Result};
 use crate::fault::LatencyFaultTolerance;
 use crate::message::{Message, MessageQueue, SendResult, SendStatus, new_unique_id};
-use crate::namesrv::{NameServerClient, header_field};
+use crate::namesrv::NameServerClient;
 
 /// The topic whose route a producer borrows for a topic that does not exist yet (auto-create).
 pub const AUTO_CREATE_TOPIC: &str = "TBW102";
@@ -406,16 +409,23 @@ impl Producer {
         let Some(status) = SendStatus::from_code(answer.code) else {
             return Err(response_error(addr, &answer));
         };
+        let header: SendMessageResponseHeader =
+            answer
+                .decode_header()
+                .map_err(|e| ClientError::BadResponse {
+                    addr: addr.to_owned(),
+                    reason: e.to_string(),
+                })?;
         Ok(SendResult {
             status,
-            msg_id: header_field(addr, &answer, "msgId")?,
+            msg_id: header.msg_id,
             unique_id: msg.unique_id.clone(),
             queue: MessageQueue {
                 topic: mq.topic.clone(),
                 broker_name: mq.broker_name.clone(),
-                queue_id: header_field(addr, &answer, "queueId")?,
+                queue_id: header.queue_id,
             },
-            queue_offset: header_field(addr, &answer, "queueOffset")?,
+            queue_offset: header.queue_offset,
             broker_addr: addr.to_owned(),
         })
     }
@@ -432,33 +442,27 @@ struct Outgoing {
 /// The send header: `SendMessageRequestHeaderV2`'s one-letter names (310 / 320) or
 /// `SendMessageRequestHeader`'s long names (10).
 fn send_header(group: &str, mq: &MessageQueue, msg: &Outgoing, short: bool) -> ExtFields {
-    let fields: [(&str, &str, String); 13] = [
-        ("a", "producerGroup", group.to_owned()),
-        ("b", "topic", mq.topic.clone()),
-        ("c", "defaultTopic", AUTO_CREATE_TOPIC.to_owned()),
-        (
-            "d",
-            "defaultTopicQueueNums",
-            DEFAULT_TOPIC_QUEUE_NUMS.to_string(),
-        ),
-        ("e", "queueId", mq.queue_id.to_string()),
-        ("f", "sysFlag", "0".to_owned()),
-        ("g", "bornTimestamp", now_millis().to_string()),
-        ("h", "flag", msg.flag.to_string()),
-        (
-            "i",
-            "properties",
-            message::properties_to_string(&msg.properties),
-        ),
-        ("j", "reconsumeTimes", "0".to_owned()),
-        ("k", "unitMode", "false".to_owned()),
-        ("m", "batch", msg.batch.to_string()),
-        ("n", "bname", mq.broker_name.clone()),
-    ];
-    fields
-        .into_iter()
-        .map(|(s, l, v)| ((if short { s } else { l }).to_owned(), v))
-        .collect()
+    let header = SendMessageRequestHeader {
+        producer_group: group.to_owned(),
+        topic: mq.topic.clone(),
+        default_topic: AUTO_CREATE_TOPIC.to_owned(),
+        default_topic_queue_nums: DEFAULT_TOPIC_QUEUE_NUMS,
+        queue_id: mq.queue_id,
+        sys_flag: 0,
+        born_timestamp: now_millis(),
+        flag: msg.flag,
+        properties: Some(message::properties_to_string(&msg.properties)),
+        reconsume_times: Some(0),
+        unit_mode: Some(false),
+        batch: Some(msg.batch),
+        broker_name: Some(mq.broker_name.clone()),
+        ..Default::default()
+    };
+    if short {
+        SendMessageRequestHeaderV2::from(header).to_ext_fields()
+    } else {
+        header.to_ext_fields()
+    }
 }
 
 fn rand_seed() -> usize {
