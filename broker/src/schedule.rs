@@ -118,10 +118,13 @@ pub async fn run(core: Arc<BrokerCore>, mut shutdown: watch::Receiver<bool>) {
                 wait = wait.min(due_in);
             }
         }
-        if dirty {
-            if let Err(error) = persist::write_json(&path, &offsets) {
-                tracing::error!(%error, "delay offsets not persisted");
-            }
+        let saved = if dirty {
+            persist::write_json(&path, &offsets)
+        } else {
+            Ok(())
+        };
+        if let Err(error) = saved {
+            tracing::error!(%error, "delay offsets not persisted");
         }
         tokio::select! {
             _ = tokio::time::sleep(wait.max(Duration::from_millis(10))) => {}
