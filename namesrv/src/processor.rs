@@ -391,6 +391,24 @@ mod tests {
     }
 
     #[test]
+    fn compressed_registration_is_decoded() {
+        let mut ns = NameServer::new();
+        let json = register(0, "m:1");
+        let body: RegisterBrokerBody = route::from_json(&json.body, "body").expect("json");
+        let packed = body.encode_compressed();
+        let mut req = json.with_body(packed.clone());
+        req.ext_fields.insert("compressed".into(), "true".into());
+        req.ext_fields
+            .insert("bodyCrc32".into(), java_crc32(&packed).to_string());
+        let resp = ns.handle(&req, ConnId(1), 0).expect("answer");
+        assert_eq!(resp.code, 0, "{:?}", resp.remark);
+        let resp = ns
+            .handle(&route_request("T"), ConnId(1), 0)
+            .expect("answer");
+        assert_eq!(resp.code, 0);
+    }
+
+    #[test]
     fn kv_config_codes() {
         let mut ns = NameServer::new();
         let put = RemotingCommand::request(

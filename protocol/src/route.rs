@@ -25,10 +25,8 @@ pub enum RouteError {
         #[source]
         source: serde_json::Error,
     },
-    #[error(
-        "compressed RegisterBrokerBody is not supported by this NameServer; set compressedRegister=false on the broker"
-    )]
-    CompressedUnsupported,
+    #[error("compressed RegisterBrokerBody: {0}")]
+    Compressed(String),
 }
 
 /// `TopicRouteData`: which broker groups hold a topic and where they listen.
@@ -179,18 +177,158 @@ pub struct RegisterBrokerBody {
     pub filter_server_list: Vec<String>,
 }
 
+/// Largest inflated size accepted for a compressed RegisterBrokerBody: the frame limit, so a
+/// small hostile body cannot make the reader allocate without bound.
+pub const MAX_INFLATED_REGISTER_BODY: usize = crate::MAX_FRAME_LENGTH;
+
 impl RegisterBrokerBody {
     /// Reads a REGISTER_BROKER body. `compressed` is the request header's flag.
-    ///
-    /// The compressed form is RocketMQ's own deflate framing (`RegisterBrokerBody.encode(true)`),
-    /// off by default on brokers (`compressedRegister=false`); it is refused with a clear error
-    /// rather than guessed at.
     pub fn decode(body: &[u8], compressed: bool) -> Result<Self, RouteError> {
         if compressed {
-            return Err(RouteError::CompressedUnsupported);
+            return decode_compressed(body);
         }
         from_json(body, "RegisterBrokerBody")
     }
+
+    /// The compressed form a broker sends with `compressedRegister=true`
+    /// (`RegisterBrokerBody.encode(true)`): a zlib stream of big-endian i32-length-prefixed
+    /// parts — DataVersion JSON, the topic count, each topic as `TopicConfig.encode()` text,
+    /// the filter-server list JSON and (5.x) the static-topic mapping count, here always 0.
+    pub fn encode_compressed(&self) -> Vec<u8> {
+        use std::io::Write;
+        let wrapper = &self.topic_config_serialize_wrapper;
+        let mut plain = Vec::new();
+        put_part(&mut plain, &to_json(&wrapper.data_version));
+        put_int(&mut plain, wrapper.topic_config_table.len());
+        for config in wrapper.topic_config_table.values() {
+            let text = format!(
+                "{} {} {} {} {} {}",
+                config.topic_name,
+                config.read_queue_nums,
+                config.write_queue_nums,
+                config.perm,
+                config.topic_filter_type,
+                String::from_utf8_lossy(&to_json(&config.attributes))
+            );
+            put_part(&mut plain, text.as_bytes());
+        }
+        put_part(&mut plain, &to_json(&self.filter_server_list));
+        put_int(&mut plain, 0);
+        let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        // Writing to a Vec cannot fail.
+        let _ = encoder.write_all(&plain);
+        encoder.finish().unwrap_or_default()
+    }
+}
+
+fn put_int(out: &mut Vec<u8>, value: usize) {
+    out.extend_from_slice(&i32::try_from(value).unwrap_or(i32::MAX).to_be_bytes());
+}
+
+fn put_part(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_int(out, bytes.len());
+    out.extend_from_slice(bytes);
+}
+
+fn decode_compressed(body: &[u8]) -> Result<RegisterBrokerBody, RouteError> {
+    use std::io::Read;
+    let bad = |why: String| RouteError::Compressed(why);
+    let mut plain = Vec::new();
+    flate2::read::ZlibDecoder::new(body)
+        .take(MAX_INFLATED_REGISTER_BODY as u64 + 1)
+        .read_to_end(&mut plain)
+        .map_err(|e| bad(format!("not a zlib stream: {e}")))?;
+    if plain.len() > MAX_INFLATED_REGISTER_BODY {
+        return Err(bad(format!(
+            "inflates beyond {MAX_INFLATED_REGISTER_BODY} bytes"
+        )));
+    }
+    let mut reader = PartReader { rest: &plain };
+    let mut out = RegisterBrokerBody::default();
+    let wrapper = &mut out.topic_config_serialize_wrapper;
+    wrapper.data_version = from_json(reader.part("dataVersion")?, "DataVersion")?;
+    let count = reader.int("topic count")?;
+    for index in 0..count {
+        let text = reader.part("topic config")?;
+        let config = parse_topic_config(text).ok_or_else(|| {
+            bad(format!(
+                "topic config #{index} is not 'name read write perm filterType [attributes]'"
+            ))
+        })?;
+        wrapper
+            .topic_config_table
+            .insert(config.topic_name.clone(), config);
+    }
+    out.filter_server_list = from_json(reader.part("filterServerList")?, "filterServerList")?;
+    // 4.x brokers end here; 5.x adds static-topic mappings, which Ferrum does not serve.
+    if !reader.rest.is_empty() {
+        let mappings = reader.int("topic queue mapping count")?;
+        for _ in 0..mappings {
+            reader.part("topic queue mapping")?;
+        }
+    }
+    Ok(out)
+}
+
+struct PartReader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> PartReader<'a> {
+    fn int(&mut self, what: &str) -> Result<i32, RouteError> {
+        let Some((head, rest)) = self.rest.split_first_chunk::<4>() else {
+            return Err(RouteError::Compressed(format!("ends before the {what}")));
+        };
+        self.rest = rest;
+        Ok(i32::from_be_bytes(*head))
+    }
+
+    fn part(&mut self, what: &str) -> Result<&'a [u8], RouteError> {
+        let len = self.int(what)?;
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|len| *len <= self.rest.len())
+            .ok_or_else(|| {
+                RouteError::Compressed(format!(
+                    "{what} length {len} exceeds the {} bytes left",
+                    self.rest.len()
+                ))
+            })?;
+        let (part, rest) = self.rest.split_at(len);
+        self.rest = rest;
+        Ok(part)
+    }
+}
+
+/// `TopicConfig.decode`: space-separated name, read and write queue counts, perm, filter type,
+/// then (5.x) the attributes as JSON. Sys flag and order are not carried in this form.
+fn parse_topic_config(bytes: &[u8]) -> Option<TopicConfig> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let mut fields = text.splitn(6, ' ');
+    let name = fields.next().filter(|n| !n.is_empty())?;
+    let read = fields.next()?.parse().ok()?;
+    let write = fields.next()?.parse().ok()?;
+    let perm = fields.next()?.parse().ok()?;
+    let filter = fields.next()?;
+    if filter.is_empty() {
+        return None;
+    }
+    // Java ignores attributes it cannot parse; so does this.
+    let attributes = fields
+        .next()
+        .filter(|a| !a.trim().is_empty())
+        .and_then(|a| from_json(a.as_bytes(), "attributes").ok())
+        .unwrap_or_default();
+    Some(TopicConfig {
+        topic_name: name.to_owned(),
+        read_queue_nums: read,
+        write_queue_nums: write,
+        perm,
+        topic_filter_type: filter.to_owned(),
+        topic_sys_flag: 0,
+        order: false,
+        attributes,
+    })
 }
 
 /// `TopicList`: GET_ALL_TOPIC_LIST_FROM_NAMESERVER and friends.
@@ -321,8 +459,68 @@ mod tests {
     }
 
     #[test]
-    fn compressed_register_body_is_refused() {
+    fn compressed_register_body_round_trips() {
+        let mut body = RegisterBrokerBody::default();
+        let wrapper = &mut body.topic_config_serialize_wrapper;
+        wrapper.data_version = DataVersion {
+            timestamp: 1_700_000_000_000,
+            counter: 9,
+            state_version: 0,
+        };
+        let mut config = TopicConfig::new("TopicTest", 8);
+        config
+            .attributes
+            .insert("+message.type".into(), "NORMAL".into());
+        wrapper
+            .topic_config_table
+            .insert("TopicTest".into(), config);
+        wrapper
+            .topic_config_table
+            .insert("TBW102".into(), TopicConfig::new("TBW102", 4));
+        body.filter_server_list = vec!["10.0.0.9:4000".into()];
+        let packed = body.encode_compressed();
+        assert_eq!(
+            RegisterBrokerBody::decode(&packed, true).expect("decode"),
+            body
+        );
+    }
+
+    #[test]
+    fn compressed_four_x_layout_without_mappings() {
+        use std::io::Write;
+        // What a 4.x broker writes: no attributes, no static-topic mapping count.
+        let mut plain = Vec::new();
+        put_part(&mut plain, br#"{"counter":2,"timestamp":7}"#);
+        put_int(&mut plain, 1);
+        put_part(&mut plain, b"T 4 4 6 SINGLE_TAG");
+        put_part(&mut plain, b"[]");
+        let mut enc = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(&plain).expect("write");
+        let body =
+            RegisterBrokerBody::decode(&enc.finish().expect("finish"), true).expect("decode");
+        let wrapper = body.topic_config_serialize_wrapper;
+        assert_eq!(wrapper.data_version.counter, 2);
+        assert_eq!(wrapper.topic_config_table["T"], TopicConfig::new("T", 4));
+    }
+
+    #[test]
+    fn bad_compressed_bodies_are_clear_errors() {
         let err = RegisterBrokerBody::decode(b"\x00\x01", true).unwrap_err();
-        assert!(err.to_string().contains("compressedRegister"), "{err}");
+        assert!(err.to_string().contains("zlib"), "{err}");
+
+        use std::io::Write;
+        let mut enc = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(&[0x7f, 0, 0, 0, b'{']).expect("write");
+        let err = RegisterBrokerBody::decode(&enc.finish().expect("finish"), true).unwrap_err();
+        assert!(err.to_string().contains("dataVersion length"), "{err}");
+
+        // A bomb: many zero bytes squeezed small must not be inflated past the limit.
+        let mut enc = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..(MAX_INFLATED_REGISTER_BODY >> 20) + 1 {
+            enc.write_all(&zeros).expect("write");
+        }
+        let err = RegisterBrokerBody::decode(&enc.finish().expect("finish"), true).unwrap_err();
+        assert!(err.to_string().contains("inflates beyond"), "{err}");
     }
 }
