@@ -32,7 +32,7 @@ use tokio::sync::Notify;
 use crate::config::BrokerRole;
 use crate::processor::BrokerCore;
 use crate::schedule::divert_if_delayed;
-use crate::server::{Channel, Reply};
+use crate::server::{Channel, Reply, WorkPermit};
 use crate::topic::{AutoCreate, DLQ_GROUP_TOPIC_PREFIX, RETRY_GROUP_TOPIC_PREFIX, now_millis};
 
 /// Most bytes one pull answer carries; the frame limit is 16 MiB.
@@ -303,7 +303,12 @@ impl BrokerCore {
         Reply::Command(response)
     }
 
-    pub(crate) async fn pull_message(&self, request: &RemotingCommand) -> Reply {
+    pub(crate) async fn pull_message(
+        &self,
+        request: &RemotingCommand,
+        permit: WorkPermit,
+    ) -> Reply {
+        let mut permit = Some(permit);
         let header: PullMessageRequestHeader = match request.decode_header() {
             Ok(header) => header,
             Err(error) => return header_error(request, error),
@@ -416,6 +421,8 @@ impl BrokerCore {
             if code != ResponseCode::PULL_NOT_FOUND || tokio::time::Instant::now() >= deadline {
                 break result;
             }
+            // A held pull is waiting, not working: it must not count towards SYSTEM_BUSY.
+            drop(permit.take());
             tokio::select! {
                 _ = &mut notified => {}
                 _ = tokio::time::sleep_until(deadline) => {}

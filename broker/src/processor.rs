@@ -22,7 +22,7 @@ use crate::config::BrokerConfig;
 use crate::headers::*;
 use crate::message_processor::PullWaiters;
 use crate::persist::PersistError;
-use crate::server::{Channel, Handler, Reply};
+use crate::server::{Channel, Handler, Reply, WorkPermit};
 use crate::subscription::{
     ConsumerOffsetManager, SubscriptionGroupConfig, SubscriptionGroupManager,
 };
@@ -107,7 +107,12 @@ impl BrokerCore {
     }
 
     /// Runs the processor for `request.code`.
-    pub async fn process(&self, channel: &Channel, request: &RemotingCommand) -> Reply {
+    pub async fn process(
+        &self,
+        channel: &Channel,
+        request: &RemotingCommand,
+        permit: WorkPermit,
+    ) -> Reply {
         let result = match RequestCode::from_code(request.code) {
             Some(
                 RequestCode::SEND_MESSAGE
@@ -115,7 +120,7 @@ impl BrokerCore {
                 | RequestCode::SEND_BATCH_MESSAGE,
             ) => return self.send_message(channel, request).await,
             Some(RequestCode::PULL_MESSAGE | RequestCode::LITE_PULL_MESSAGE) => {
-                return self.pull_message(request).await;
+                return self.pull_message(request, permit).await;
             }
             Some(RequestCode::CONSUMER_SEND_MSG_BACK) => {
                 return self.consumer_send_msg_back(channel, request).await;
@@ -489,8 +494,13 @@ impl BrokerCore {
 }
 
 impl Handler for BrokerCore {
-    async fn handle(&self, channel: &Channel, request: RemotingCommand) -> Reply {
-        self.process(channel, &request).await
+    async fn handle(
+        &self,
+        channel: &Channel,
+        request: RemotingCommand,
+        permit: WorkPermit,
+    ) -> Reply {
+        self.process(channel, &request, permit).await
     }
 
     fn connection_closed(&self, channel: &Channel) {

@@ -20,7 +20,7 @@ use ferrum_protocol::{RemotingCodec, RemotingCommand, ResponseCode};
 use futures::StreamExt;
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 use tokio_util::codec::{Encoder, FramedRead};
 
 /// What a processor hands back.
@@ -73,14 +73,29 @@ impl Channel {
 
 /// Request dispatch, implemented by the broker's processor table (and by tests).
 pub trait Handler: Send + Sync + 'static {
+    /// `permit` is the request's slot in the global limit; a handler that is about to wait for
+    /// something other than work (a long-polled pull) drops it so waiting is not overload.
     fn handle(
         &self,
         channel: &Channel,
         request: RemotingCommand,
+        permit: WorkPermit,
     ) -> impl Future<Output = Reply> + Send;
 
     /// Called once when a connection ends, so client tables can forget it.
     fn connection_closed(&self, _channel: &Channel) {}
+}
+
+/// A request's slot in the server's global limit, held until dropped.
+#[derive(Debug)]
+// The permit is held only for its Drop, which returns the slot.
+pub struct WorkPermit(#[allow(dead_code)] Option<OwnedSemaphorePermit>);
+
+impl WorkPermit {
+    /// A permit that limits nothing, for calling handlers outside the server.
+    pub fn unlimited() -> Self {
+        WorkPermit(None)
+    }
 }
 
 /// Limits of the server.
@@ -193,11 +208,11 @@ impl<H: Handler> RemotingServer<H> {
             tokio::spawn(async move {
                 let _slot = slot;
                 let oneway = request.is_oneway();
-                let reply = match tokio::time::timeout(wait, global.acquire()).await {
+                let reply = match tokio::time::timeout(wait, global.clone().acquire_owned()).await {
                     Ok(Ok(permit)) => {
-                        let reply = handler.handle(&channel, request).await;
-                        drop(permit);
-                        reply
+                        handler
+                            .handle(&channel, request, WorkPermit(Some(permit)))
+                            .await
                     }
                     _ => Reply::Command(request.error_to(
                         ResponseCode::SYSTEM_BUSY,
@@ -286,7 +301,16 @@ mod tests {
     struct Echo;
 
     impl Handler for Echo {
-        async fn handle(&self, _channel: &Channel, request: RemotingCommand) -> Reply {
+        async fn handle(
+            &self,
+            _channel: &Channel,
+            request: RemotingCommand,
+            permit: WorkPermit,
+        ) -> Reply {
+            if request.code == 3 {
+                drop(permit);
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
             if request.code == 1 {
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
@@ -382,6 +406,33 @@ mod tests {
             .expect("frame")
             .expect("decodes");
         assert_eq!((answer.opaque, answer.code), (1, 0));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_request_gives_its_slot_back() {
+        let (addr, _stop) = start(ServerLimits {
+            global_capacity: 1,
+            ..LIMITS
+        })
+        .await;
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        let mut framed = Framed::new(stream, RemotingCodec::default());
+        framed
+            .send(RemotingCommand::bare_request(3).with_opaque(1))
+            .await
+            .expect("send");
+        framed
+            .send(RemotingCommand::bare_request(5).with_opaque(2))
+            .await
+            .expect("send");
+        for _ in 0..2 {
+            let answer = tokio::time::timeout(Duration::from_secs(5), framed.next())
+                .await
+                .expect("in time")
+                .expect("frame")
+                .expect("decodes");
+            assert_eq!(answer.code, 0, "opaque {} answered busy", answer.opaque);
+        }
     }
 
     #[tokio::test]
