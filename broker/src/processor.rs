@@ -19,7 +19,7 @@ use crate::client_manager::{
     ClientManager, HeartbeatData, LockBatchRequestBody, LockBatchResponseBody, RebalanceLockManager,
 };
 use crate::config::BrokerConfig;
-use crate::headers::*;
+use crate::headers::CreateTopicRequestHeader;
 use crate::message_processor::PullWaiters;
 use crate::persist::PersistError;
 use crate::server::{Channel, Handler, Reply, WorkPermit};
@@ -29,6 +29,12 @@ use crate::subscription::{
 use crate::topic::{
     AUTO_CREATE_TOPIC_KEY_TOPIC, RETRY_GROUP_TOPIC_PREFIX, TopicConfigManager, now_millis,
     validate_topic_name,
+};
+use ferrum_protocol::headers::{
+    DeleteSubscriptionGroupRequestHeader, DeleteTopicRequestHeader,
+    GetConsumerListByGroupRequestHeader, NotifyConsumerIdsChangedRequestHeader,
+    QueryConsumerOffsetRequestHeader, QueryConsumerOffsetResponseHeader,
+    UnregisterClientRequestHeader, UpdateConsumerOffsetRequestHeader,
 };
 use ferrum_store::MessageStore;
 
@@ -311,7 +317,7 @@ impl BrokerCore {
     }
 
     fn consumer_list(&self, request: &RemotingCommand) -> Result<RemotingCommand, ProcessError> {
-        let header: ConsumerGroupHeader = request.decode_header()?;
+        let header: GetConsumerListByGroupRequestHeader = request.decode_header()?;
         #[derive(Serialize)]
         #[serde(rename_all = "camelCase")]
         struct GetConsumerListByGroupResponseBody {
@@ -395,7 +401,7 @@ impl BrokerCore {
     /// Sends NOTIFY_CONSUMER_IDS_CHANGED (oneway) to every consumer of `group`, so they
     /// rebalance at once instead of at their next 20 s tick.
     pub fn notify_consumer_ids_changed(&self, group: &str) {
-        let header = ConsumerGroupHeader {
+        let header = NotifyConsumerIdsChangedRequestHeader {
             consumer_group: group.to_owned(),
         };
         for channel in self.clients.consumer_channels(group) {

@@ -14,10 +14,10 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_util::codec::Framed;
 
-use crate::headers::{
-    RegisterBrokerRequestHeader, RegisterBrokerResponseHeader, UnRegisterBrokerRequestHeader,
-};
 use crate::processor::BrokerCore;
+use ferrum_protocol::headers::{
+    RegisterBrokerRequestHeader, RegisterBrokerResponseHeader, UnregisterBrokerRequestHeader,
+};
 
 /// Why one call to a NameServer failed.
 #[derive(Debug, thiserror::Error)]
@@ -158,9 +158,9 @@ impl Registrar {
             broker_id: config.broker_id,
             heartbeat_timeout_millis: None,
             enable_acting_master: None,
-            compressed: false,
+            compressed: Some(false),
             // 0 tells the NameServer not to check the body's CRC.
-            body_crc32: 0,
+            body_crc32: Some(0),
         };
         RemotingCommand::request(RequestCode::REGISTER_BROKER, &header).with_body(to_json(&body))
     }
@@ -212,7 +212,7 @@ impl Registrar {
     /// Tells every NameServer this broker is leaving.
     pub async fn unregister_all(&mut self) {
         let config = &self.core.config;
-        let header = UnRegisterBrokerRequestHeader {
+        let header = UnregisterBrokerRequestHeader {
             broker_name: config.broker_name.clone(),
             broker_addr: self.core.broker_addr.clone(),
             cluster_name: config.broker_cluster_name.clone(),
