@@ -336,11 +336,16 @@ fn default_handler(request: &RemotingCommand) -> Option<RemotingCommand> {
 }
 
 /// Connections by address, opened on first use and replaced once closed.
+///
+/// Each address has its own lock, so connecting to an unresponsive broker (up to the connect
+/// timeout) never holds up requests to the others.
 #[derive(Debug, Clone, Default)]
 pub struct ConnectionPool {
     options: Arc<PoolOptions>,
-    connections: Arc<tokio::sync::Mutex<HashMap<String, Connection>>>,
+    slots: Arc<Mutex<HashMap<String, Slot>>>,
 }
+
+type Slot = Arc<tokio::sync::Mutex<Option<Connection>>>;
 
 #[derive(Debug, Default)]
 struct PoolOptions(ConnectOptions);
@@ -349,20 +354,24 @@ impl ConnectionPool {
     pub fn new(options: ConnectOptions) -> Self {
         ConnectionPool {
             options: Arc::new(PoolOptions(options)),
-            connections: Default::default(),
+            slots: Default::default(),
         }
     }
 
     /// The open connection to `addr`, connecting if there is none.
     pub async fn get(&self, addr: &str) -> Result<Connection> {
-        let mut connections = self.connections.lock().await;
-        if let Some(conn) = connections.get(addr)
+        let slot = lock(&self.slots)
+            .entry(addr.to_owned())
+            .or_default()
+            .clone();
+        let mut slot = slot.lock().await;
+        if let Some(conn) = slot.as_ref()
             && !conn.is_closed()
         {
             return Ok(conn.clone());
         }
         let conn = Connection::connect_with(addr, self.options.0.clone()).await?;
-        connections.insert(addr.to_owned(), conn.clone());
+        *slot = Some(conn.clone());
         Ok(conn)
     }
 
@@ -602,5 +611,43 @@ mod tests {
         let dead = crate::testutil::dead_addr().await;
         let err = Connection::connect(&dead).await.expect_err("refused");
         assert!(err.to_string().contains(&dead), "{err}");
+    }
+
+    #[tokio::test]
+    async fn the_pool_replaces_a_closed_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        tokio::spawn(async move {
+            // Each connection answers one request and then closes.
+            while let Ok((stream, _)) = listener.accept().await {
+                let mut framed = Framed::new(stream, RemotingCodec::default());
+                if let Some(Ok(req)) = framed.next().await {
+                    let _ = framed.send(req.success_to()).await;
+                }
+            }
+        });
+        let pool = ConnectionPool::default();
+        let first = pool.get(&addr).await.expect("connect");
+        pool.invoke_ok(
+            &addr,
+            RemotingCommand::bare_request(RequestCode::HEART_BEAT),
+            T,
+        )
+        .await
+        .expect("first answer");
+        for _ in 0..100 {
+            if first.is_closed() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(first.is_closed());
+        pool.invoke_ok(
+            &addr,
+            RemotingCommand::bare_request(RequestCode::HEART_BEAT),
+            T,
+        )
+        .await
+        .expect("answer on a new connection");
     }
 }

@@ -203,7 +203,16 @@ impl PullConsumer {
             ..Default::default()
         };
         let cmd = RemotingCommand::request(RequestCode::PULL_MESSAGE, &header);
-        let answer = self.inner.pool.invoke(&addr, cmd, timeout).await?;
+        let answer = match self.inner.pool.invoke(&addr, cmd, timeout).await {
+            Ok(answer) => answer,
+            Err(e) => {
+                // A replica the master pointed us to may be gone; the master is the safe default.
+                if e.is_transport() {
+                    lock(&self.inner.suggested).remove(mq);
+                }
+                return Err(e);
+            }
+        };
         let status = match ResponseCode::from_code(answer.code) {
             Some(ResponseCode::SUCCESS) => PullStatus::Found,
             Some(ResponseCode::PULL_NOT_FOUND) => PullStatus::NoNewMsg,
