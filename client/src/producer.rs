@@ -673,6 +673,44 @@ mod tests {
         }
 
         #[tokio::test]
+        async fn batches_go_out_as_one_send_batch_request() {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            let live = serve(move |req| {
+                let _ = tx.send((req.code, req.ext_fields.get("m").cloned(), req.body.clone()));
+                let mut answer = req.success_to();
+                answer.ext_fields.insert("msgId".into(), "A,B".into());
+                answer.ext_fields.insert("queueId".into(), "0".into());
+                answer.ext_fields.insert("queueOffset".into(), "9".into());
+                vec![answer]
+            })
+            .await;
+            let route = route_json(&[("a", &live)]);
+            let namesrv = serve(move |req| vec![req.success_to().with_body(route.clone())]).await;
+            let producer = Producer::new([namesrv], "pg");
+            let result = producer
+                .send_batch(
+                    "T",
+                    vec![Message::new("one"), Message::new("two").with_tags("t")],
+                )
+                .await
+                .expect("sent");
+            assert_eq!(result.msg_id, "A,B");
+            assert_eq!(result.unique_id.split(',').count(), 2);
+            let (code, batch_flag, body) = rx.recv().await.expect("request seen");
+            assert_eq!(code, RequestCode::SEND_BATCH_MESSAGE.code());
+            assert_eq!(batch_flag.as_deref(), Some("true"));
+            let entries = message::decode_batch(&body).expect("batch body");
+            assert_eq!(entries.len(), 2);
+            assert_eq!(&entries[1].body[..], b"two");
+            assert!(
+                entries
+                    .iter()
+                    .all(|e| e.properties.contains_key("UNIQ_KEY"))
+            );
+            assert!(producer.send_batch("T", Vec::new()).await.is_err());
+        }
+
+        #[tokio::test]
         async fn definite_refusals_are_not_retried() {
             let bad = broker(ResponseCode::MESSAGE_ILLEGAL).await;
             let route = route_json(&[("a", &bad)]);
