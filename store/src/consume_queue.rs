@@ -212,3 +212,53 @@ impl ConsumeQueue {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_layout_is_rocketmq_s() {
+        let u = CqUnit {
+            phy_offset: 0x0102,
+            size: 0x0304,
+            tags_code: -1,
+        };
+        let b = u.encode();
+        assert_eq!(&b[..8], &[0, 0, 0, 0, 0, 0, 1, 2]);
+        assert_eq!(&b[8..12], &[0, 0, 3, 4]);
+        assert_eq!(&b[12..], &[0xFF; 8]);
+        assert_eq!(CqUnit::decode(&b), Some(u));
+        assert_eq!(CqUnit::decode(&b[..19]), None);
+    }
+
+    #[test]
+    fn queue_rolls_reloads_and_truncates() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let unit = |i: i64| CqUnit {
+            phy_offset: i * 100,
+            size: 100,
+            tags_code: i,
+        };
+        {
+            let cq = ConsumeQueue::load(dir.path(), "T", 3, 4).expect("load");
+            for i in 0..10 {
+                cq.put(i, unit(i)).expect("put");
+            }
+            cq.put(5, unit(99)).expect("re-dispatch is a no-op");
+            assert_eq!(cq.get(5), Some(unit(5)));
+        }
+        let cq = ConsumeQueue::load(dir.path(), "T", 3, 4).expect("reload");
+        assert_eq!(cq.max_offset(), 10);
+        assert_eq!(cq.get(9), Some(unit(9)));
+        cq.truncate_dirty(650).expect("truncate");
+        assert_eq!(cq.max_offset(), 6);
+        cq.correct_min_offset(450).expect("min");
+        assert_eq!(cq.min_offset(), 5);
+        assert_eq!(
+            cq.get(4),
+            Some(unit(4)),
+            "files still holding live units stay"
+        );
+    }
+}

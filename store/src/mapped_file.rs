@@ -253,3 +253,54 @@ impl MappedFile {
         std::fs::remove_file(&self.path).map_err(|e| StoreError::io(&self.path, e))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slices_outlive_file_deletion_and_queue_removal() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = MappedFile::open(dir.path(), 8192, 4096).expect("open");
+        assert_eq!(
+            f.path().file_name().and_then(|n| n.to_str()),
+            Some("00000000000000008192")
+        );
+        assert!(f.append(b"hello"));
+        let s = f.slice(0, 5).expect("written range");
+        assert!(f.slice(0, 6).is_none(), "unwritten bytes are never served");
+        f.destroy().expect("destroy");
+        drop(f);
+        assert_eq!(&s[..], b"hello");
+    }
+
+    #[test]
+    fn append_refuses_overflow_and_pads_with_blank() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = MappedFile::open(dir.path(), 0, 4096).expect("open");
+        assert!(f.append(&[7; 4000]));
+        assert!(!f.append(&[7; 97]));
+        f.pad_to_end();
+        assert!(f.is_full());
+        let blank = f.slice(4000, 8).expect("blank header");
+        assert_eq!(&blank[..4], &96i32.to_be_bytes());
+        assert_eq!(
+            &blank[4..],
+            &ferrum_protocol::message::BLANK_MAGIC_CODE.to_be_bytes()
+        );
+        f.truncate_to(10);
+        assert_eq!(f.wrote_position(), 10);
+        assert_eq!(&f.read_raw(10, 4).expect("raw")[..], &[0; 4]);
+    }
+
+    #[test]
+    fn flush_honours_least_pages() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = MappedFile::open(dir.path(), 0, 64 * 1024).expect("open");
+        assert!(f.append(&[1; 5000]));
+        assert_eq!(f.flush(4).expect("flush"), 0);
+        assert_eq!(f.flush(0).expect("flush"), 5000);
+        assert!(f.append(&[1; 20_000]));
+        assert_eq!(f.flush(4).expect("flush"), 25_000);
+    }
+}

@@ -1264,3 +1264,21 @@ fn write_synced(path: &Path, data: &[u8]) -> Result<(), StoreError> {
     f.write_all(data).map_err(|e| StoreError::io(path, e))?;
     f.sync_all().map_err(|e| StoreError::io(path, e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoint_round_trips_and_rejects_damage() {
+        let c = Checkpoint {
+            physic_offset: 12345,
+            dispatched_offset: 12000,
+        };
+        let mut b = c.encode();
+        assert_eq!(Checkpoint::decode(&b), Some(c));
+        b[3] ^= 1;
+        assert_eq!(Checkpoint::decode(&b), None);
+        assert_eq!(Checkpoint::decode(&b[..10]), None);
+    }
+}
