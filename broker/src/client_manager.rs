@@ -91,8 +91,28 @@ pub struct LockBatchResponseBody {
 #[derive(Debug, Clone)]
 struct ClientChannel {
     client_id: String,
+    language: String,
+    version: i32,
     last_update: Instant,
     channel: Channel,
+}
+
+/// Who sent a heartbeat: its client id and the language and version of its request.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientMeta<'a> {
+    pub client_id: &'a str,
+    pub language: &'a str,
+    pub version: i32,
+}
+
+/// One consumer connection as GET_CONSUMER_CONNECTION_LIST reports it (`Connection`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionInfo {
+    pub client_id: String,
+    pub client_addr: String,
+    pub language: String,
+    pub version: i32,
 }
 
 #[derive(Debug, Default)]
@@ -118,7 +138,13 @@ impl ClientManager {
         self.tables.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn register_producer(&self, group: &str, client_id: &str, channel: &Channel, now: Instant) {
+    pub fn register_producer(
+        &self,
+        group: &str,
+        meta: ClientMeta<'_>,
+        channel: &Channel,
+        now: Instant,
+    ) {
         self.lock()
             .producers
             .entry(group.to_owned())
@@ -126,7 +152,9 @@ impl ClientManager {
             .insert(
                 channel.id,
                 ClientChannel {
-                    client_id: client_id.to_owned(),
+                    client_id: meta.client_id.to_owned(),
+                    language: meta.language.to_owned(),
+                    version: meta.version,
                     last_update: now,
                     channel: channel.clone(),
                 },
@@ -137,10 +165,11 @@ impl ClientManager {
     pub fn register_consumer(
         &self,
         data: &ConsumerData,
-        client_id: &str,
+        meta: ClientMeta<'_>,
         channel: &Channel,
         now: Instant,
     ) -> bool {
+        let client_id = meta.client_id;
         let mut tables = self.lock();
         let group = tables.consumers.entry(data.group_name.clone()).or_default();
         group.data = data.clone();
@@ -148,6 +177,8 @@ impl ClientManager {
             channel.id,
             ClientChannel {
                 client_id: client_id.to_owned(),
+                language: meta.language.to_owned(),
+                version: meta.version,
                 last_update: now,
                 channel: channel.clone(),
             },
@@ -231,6 +262,33 @@ impl ClientManager {
             .get(group)
             .map(|info| info.channels.values().map(|c| c.channel.clone()).collect())
             .unwrap_or_default()
+    }
+
+    /// The group's consumer connections, `None` when it has none online.
+    pub fn consumer_connections(&self, group: &str) -> Option<(ConsumerData, Vec<ConnectionInfo>)> {
+        let tables = self.lock();
+        let info = tables.consumers.get(group)?;
+        let connections = info
+            .channels
+            .values()
+            .map(|c| ConnectionInfo {
+                client_id: c.client_id.clone(),
+                client_addr: c.channel.remote.to_string(),
+                language: c.language.clone(),
+                version: c.version,
+            })
+            .collect();
+        Some((info.data.clone(), connections))
+    }
+
+    /// Online consumer groups subscribing to `topic`.
+    pub fn groups_subscribing(&self, topic: &str) -> Vec<String> {
+        self.lock()
+            .consumers
+            .iter()
+            .filter(|(_, g)| g.data.topics().any(|t| t == topic))
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 
     pub fn consumer_data(&self, group: &str) -> Option<ConsumerData> {

@@ -6,6 +6,7 @@
 //! Persistence belongs to ferrum-store and the wire format to ferrum-protocol; this crate wires
 //! them to the network and must not reach around either.
 
+pub mod admin_processor;
 pub mod client_manager;
 pub mod config;
 pub mod controller;

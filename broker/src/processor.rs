@@ -16,7 +16,8 @@ use ferrum_protocol::{RemotingCommand, RequestCode, ResponseCode};
 use serde::Serialize;
 
 use crate::client_manager::{
-    ClientManager, HeartbeatData, LockBatchRequestBody, LockBatchResponseBody, RebalanceLockManager,
+    ClientManager, ClientMeta, HeartbeatData, LockBatchRequestBody, LockBatchResponseBody,
+    RebalanceLockManager,
 };
 use crate::config::BrokerConfig;
 use crate::headers::CreateTopicRequestHeader;
@@ -37,11 +38,6 @@ use ferrum_protocol::headers::{
     UnregisterClientRequestHeader, UpdateConsumerOffsetRequestHeader,
 };
 use ferrum_store::MessageStore;
-
-/// Admin codes `RequestCode` in ferrum-protocol does not list yet.
-pub const UPDATE_AND_CREATE_SUBSCRIPTIONGROUP: i32 = 200;
-pub const GET_ALL_SUBSCRIPTIONGROUP_CONFIG: i32 = 201;
-pub const DELETE_SUBSCRIPTIONGROUP: i32 = 207;
 
 /// `MQVersion.Version.V5_3_3`, matching `ferrum_protocol::CURRENT_VERSION`.
 pub const BROKER_VERSION_DESC: &str = "V5_3_3";
@@ -151,18 +147,27 @@ impl BrokerCore {
             Some(RequestCode::GET_CONSUMER_LIST_BY_GROUP) => self.consumer_list(request),
             Some(RequestCode::LOCK_BATCH_MQ) => Ok(self.lock_batch(request)),
             Some(RequestCode::UNLOCK_BATCH_MQ) => Ok(self.unlock_batch(request)),
+            Some(RequestCode::GET_TOPIC_STATS_INFO) => Ok(self.topic_stats(request)),
+            Some(RequestCode::GET_CONSUMER_CONNECTION_LIST) => {
+                Ok(self.consumer_connections(request))
+            }
+            Some(RequestCode::GET_CONSUME_STATS) => Ok(self.consume_stats(request)),
+            Some(RequestCode::QUERY_TOPIC_CONSUME_BY_WHO) => Ok(self.consumed_by_who(request)),
+            Some(RequestCode::GET_ALL_CONSUMER_OFFSET) => Ok(self.all_consumer_offsets(request)),
+            Some(RequestCode::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP) => {
+                self.update_subscription_group(request)
+            }
+            Some(RequestCode::GET_ALL_SUBSCRIPTIONGROUP_CONFIG) => {
+                Ok(json_body(request, &self.groups.snapshot()))
+            }
+            Some(RequestCode::DELETE_SUBSCRIPTIONGROUP) => self.delete_subscription_group(request),
             Some(RequestCode::GET_BROKER_RUNTIME_INFO) => {
                 Ok(json_body(request, &self.runtime_info()))
             }
-            _ => match request.code {
-                UPDATE_AND_CREATE_SUBSCRIPTIONGROUP => self.update_subscription_group(request),
-                GET_ALL_SUBSCRIPTIONGROUP_CONFIG => Ok(json_body(request, &self.groups.snapshot())),
-                DELETE_SUBSCRIPTIONGROUP => self.delete_subscription_group(request),
-                code => Ok(request.error_to(
-                    ResponseCode::REQUEST_CODE_NOT_SUPPORTED,
-                    format!(" request type {code} not supported"),
-                )),
-            },
+            _ => Ok(request.error_to(
+                ResponseCode::REQUEST_CODE_NOT_SUPPORTED,
+                format!(" request type {} not supported", request.code),
+            )),
         };
         Reply::Command(result.unwrap_or_else(|error| system_error(request, error)))
     }
@@ -275,6 +280,12 @@ impl BrokerCore {
             Err(error) => return Ok(system_error(request, error)),
         };
         let now = Instant::now();
+        let language = request.language.map_or("OTHER", |l| l.name());
+        let meta = ClientMeta {
+            client_id: &data.client_id,
+            language,
+            version: request.version,
+        };
         for consumer in &data.consumer_data_set {
             if let Some(group) = self.groups.find_or_create(&consumer.group_name)? {
                 let retry = format!("{RETRY_GROUP_TOPIC_PREFIX}{}", consumer.group_name);
@@ -283,9 +294,7 @@ impl BrokerCore {
                     group.retry_queue_nums.max(1),
                     PERM_READ | PERM_WRITE,
                 )?;
-                let changed =
-                    self.clients
-                        .register_consumer(consumer, &data.client_id, channel, now);
+                let changed = self.clients.register_consumer(consumer, meta, channel, now);
                 if changed && group.notify_consumer_ids_changed_enable {
                     self.notify_consumer_ids_changed(&consumer.group_name);
                 }
@@ -293,7 +302,7 @@ impl BrokerCore {
         }
         for producer in &data.producer_data_set {
             self.clients
-                .register_producer(&producer.group_name, &data.client_id, channel, now);
+                .register_producer(&producer.group_name, meta, channel, now);
         }
         Ok(request.success_to())
     }

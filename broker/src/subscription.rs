@@ -235,6 +235,31 @@ impl ConsumerOffsetManager {
         self.dirty.store(true, Ordering::Release);
     }
 
+    /// Topics `group` has offsets for (`whichTopicByConsumer`).
+    pub fn topics_of_group(&self, group: &str) -> Vec<String> {
+        let suffix = format!("@{group}");
+        self.lock()
+            .offset_table
+            .keys()
+            .filter_map(|k| k.strip_suffix(&suffix).map(str::to_owned))
+            .collect()
+    }
+
+    /// Groups with offsets for `topic` (`whichGroupByTopic`).
+    pub fn groups_of_topic(&self, topic: &str) -> Vec<String> {
+        let prefix = format!("{topic}@");
+        self.lock()
+            .offset_table
+            .keys()
+            .filter_map(|k| k.strip_prefix(&prefix).map(str::to_owned))
+            .collect()
+    }
+
+    /// A copy of the whole table (GET_ALL_CONSUMER_OFFSET).
+    pub fn snapshot(&self) -> OffsetTable {
+        self.lock().clone()
+    }
+
     /// Forgets every group's offsets of `topic` (DELETE_TOPIC_IN_BROKER).
     pub fn remove_topic(&self, topic: &str) {
         let prefix = format!("{topic}@");

@@ -319,6 +319,54 @@ async fn admin_offsets_heartbeat_and_restart() {
         Some("42")
     );
 
+    // The admin tool's consumer-progress and topic-status queries.
+    let stats = conn
+        .call(request(
+            RequestCode::GET_CONSUME_STATS,
+            &[("consumerGroup", "G")],
+        ))
+        .await;
+    assert_eq!(stats.code, 0, "{:?}", stats.remark);
+    let text = String::from_utf8_lossy(&stats.body).into_owned();
+    assert!(
+        text.contains(r#"{"brokerName":"broker-a","queueId":3,"topic":"Orders"}:{"brokerOffset":0,"consumerOffset":42"#),
+        "{text}"
+    );
+    let connections = conn
+        .call(request(
+            RequestCode::GET_CONSUMER_CONNECTION_LIST,
+            &[("consumerGroup", "G")],
+        ))
+        .await;
+    assert_eq!(connections.code, 0);
+    let body: serde_json::Value = serde_json::from_slice(&connections.body).expect("json");
+    assert_eq!(body["connectionSet"].as_array().map(Vec::len), Some(2));
+    let who = conn
+        .call(request(
+            RequestCode::QUERY_TOPIC_CONSUME_BY_WHO,
+            &[("topic", "Orders")],
+        ))
+        .await;
+    let body: serde_json::Value = serde_json::from_slice(&who.body).expect("json");
+    assert_eq!(body["groupList"], serde_json::json!(["G"]));
+    let topic_stats = conn
+        .call(request(
+            RequestCode::GET_TOPIC_STATS_INFO,
+            &[("topic", "Orders")],
+        ))
+        .await;
+    assert_eq!(topic_stats.code, 0);
+    assert!(
+        String::from_utf8_lossy(&topic_stats.body).contains(r#""queueId":7,"topic":"Orders"}"#)
+    );
+    let offline = conn
+        .call(request(
+            RequestCode::GET_CONSUMER_CONNECTION_LIST,
+            &[("consumerGroup", "Nobody")],
+        ))
+        .await;
+    assert_eq!(offline.code, ResponseCode::CONSUMER_NOT_ONLINE.code());
+
     // Unknown code → REQUEST_CODE_NOT_SUPPORTED naming the code, in the request's (binary)
     // serialization.
     let unknown = conn
