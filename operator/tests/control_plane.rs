@@ -299,6 +299,42 @@ async fn reconcile_creates_owned_objects_and_deletion_collects_them() {
     assert_eq!(status.master.as_deref(), Some("orders-0"));
     assert!(status.conditions.iter().any(|x| x.type_ == "Ready"));
 
+    // What CEL cannot see ends in Degraded, and nothing is applied for that group.
+    let bad: BrokerGroupSpec = serde_yaml::from_str(
+        "clusterName: rc\nmode: MasterSlave\nreplicas: 1\nimage: ferrum/broker:it\nstorage: { size: 1Gi }\nnameServer: { replicas: 2, image: ferrum/namesrv:it }\nbrokerConfig: { brokerId: \"3\" }\n",
+    )
+    .expect("spec");
+    let bad = api
+        .create(
+            &PostParams::default(),
+            &BrokerGroup::new("managed-key", bad),
+        )
+        .await
+        .expect("admitted: the key check is the operator's");
+    let ctx = std::sync::Arc::new(ferrum_operator::controller::Context {
+        client: client.clone(),
+    });
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        ferrum_operator::controller::reconcile(std::sync::Arc::new(bad), ctx),
+    )
+    .await
+    .expect("reconcile in time")
+    .expect("an invalid spec is a status, not an error");
+    let bad = api.get("managed-key").await.expect("group");
+    let degraded = bad
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Degraded"))
+        .expect("Degraded condition");
+    assert_eq!(degraded.status, "True");
+    assert!(
+        degraded.message.contains("brokerConfig.brokerId"),
+        "{}",
+        degraded.message
+    );
+    assert!(sts.get_opt("managed-key").await.expect("get").is_none());
+
     api.delete("orders", &Default::default())
         .await
         .expect("delete");
