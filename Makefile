@@ -10,11 +10,9 @@ all: build
 build:
 	$(CARGO) build --workspace --release
 
-## run: a local NameServer (later: NameServer + broker) with data under .data/
+## run: a local NameServer + broker with data under .data/ (Ctrl-C stops both)
 run:
-	$(CARGO) build --release -p ferrum-namesrv
-	@mkdir -p $(DATA)
-	./target/release/ferrum-namesrv --listen 127.0.0.1:$(NAMESRV_PORT)
+	DATA=$(DATA) NAMESRV_PORT=$(NAMESRV_PORT) bash hack/run-local.sh
 
 ## test: every unit, property and process-level test over real TCP
 test:
