@@ -500,7 +500,9 @@ impl Drop for NamesrvProcess {
 
 fn start_namesrv() -> NamesrvProcess {
     let mut child = Command::new(namesrv_binary())
-        .args(["--listen", "127.0.0.1:0"])
+        // Without drop-on-close only UNREGISTER_BROKER can remove the broker, so the test sees
+        // the unregistration itself rather than the connection closing.
+        .args(["--listen", "127.0.0.1:0", "--drop-on-close", "false"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
