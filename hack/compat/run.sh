@@ -6,8 +6,13 @@
 # port, register a broker holding one topic, then run `clusterList` and `topicRoute` and check
 # what they print. Exits non-zero on the first failed check.
 #
+# Then a real Apache broker (rocketmq-broker, same version) registers with ferrum-namesrv: it
+# must show up in clusterList, its topics must route, a topic created through it must appear,
+# a message sent by the admin tool through the route must be stored, and the broker must
+# disappear when it stops. Skip that phase with FERRUM_COMPAT_JAVA_BROKER=0.
+#
 # Environment: ROCKETMQ_VERSION (default 5.3.3), FERRUM_M2 (local Maven repository, default
-# ~/.cache/ferrum/m2), CARGO (default cargo), CARGO_TARGET_DIR.
+# ~/.cache/ferrum/m2), CARGO (default cargo), CARGO_TARGET_DIR, FERRUM_COMPAT_JAVA_BROKER.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -124,5 +129,106 @@ step "mqadmin topicRoute for an unknown topic"
 mqadmin topicRoute -n "$NAMESRV" -t NoSuchFerrumTopic >"$WORK/unknown.out" 2>&1 || true
 check "$WORK/unknown.out" 'CODE: 17 +DESC: No topic route info in name server for the topic: NoSuchFerrumTopic' \
     "unknown topic answers TOPIC_NOT_EXIST (17) with a true remark"
+
+if [ "${FERRUM_COMPAT_JAVA_BROKER:-1}" = 0 ]; then
+    step "compat: all checks passed (Java broker phase skipped)"
+    exit 0
+fi
+
+step "resolving rocketmq-broker $ROCKETMQ_VERSION"
+mvn -q -B -f hack/compat/pom.xml -P apache-broker -Dmaven.repo.local="$M2" \
+    -Drocketmq.version="$ROCKETMQ_VERSION" \
+    dependency:build-classpath -Dmdep.outputFile="$WORK/broker-classpath.txt" >"$WORK/mvn-broker.log" 2>&1 ||
+    { cat "$WORK/mvn-broker.log" >&2; fail "Maven could not resolve rocketmq-broker $ROCKETMQ_VERSION"; }
+
+# The broker also binds listenPort-2 (VIP channel) and listenPort+1 (HA): pick a port whose
+# neighbours are free too.
+free_port() {
+    local port
+    for _ in $(seq 1 50); do
+        port=$((20000 + RANDOM % 20000))
+        if ! (: <"/dev/tcp/127.0.0.1/$((port - 2))") 2>/dev/null &&
+            ! (: <"/dev/tcp/127.0.0.1/$port") 2>/dev/null &&
+            ! (: <"/dev/tcp/127.0.0.1/$((port + 1))") 2>/dev/null; then
+            echo "$port"
+            return
+        fi
+    done
+    fail "no free port found for the Java broker"
+}
+JAVA_CLUSTER=JavaCompatCluster
+JAVA_BROKER=java-compat-broker
+JAVA_PORT=$(free_port)
+JAVA_TOPIC=JavaCreatedTopic
+mkdir -p "$WORK/broker-home" "$WORK/broker-store"
+cat >"$WORK/broker.conf" <<CONF
+brokerClusterName=$JAVA_CLUSTER
+brokerName=$JAVA_BROKER
+brokerId=0
+namesrvAddr=$NAMESRV
+brokerIP1=127.0.0.1
+listenPort=$JAVA_PORT
+storePathRootDir=$WORK/broker-store
+storePathCommitLog=$WORK/broker-store/commitlog
+mappedFileSizeCommitLog=67108864
+autoCreateTopicEnable=true
+CONF
+
+step "starting Apache rocketmq-broker $ROCKETMQ_VERSION on 127.0.0.1:$JAVA_PORT"
+ROCKETMQ_HOME="$WORK/broker-home" java -Xms512m -Xmx512m -XX:MaxDirectMemorySize=512m \
+    -Duser.home="$WORK/broker-home" -cp "$(cat "$WORK/broker-classpath.txt")" \
+    org.apache.rocketmq.broker.BrokerStartup -c "$WORK/broker.conf" >"$WORK/broker.out" 2>&1 &
+BROKER_PID=$!
+PIDS+=("$BROKER_PID")
+
+# wait_for_cluster_row PRESENT|ABSENT SECONDS
+wait_for_cluster_row() {
+    local deadline=$((SECONDS + $2))
+    while [ "$SECONDS" -lt "$deadline" ]; do
+        mqadmin clusterList -n "$NAMESRV" >"$WORK/javaCluster.out" 2>/dev/null || true
+        if grep -Eq "^$JAVA_CLUSTER +$JAVA_BROKER +0 +127.0.0.1:$JAVA_PORT " "$WORK/javaCluster.out"; then
+            [ "$1" = PRESENT ] && return 0
+        else
+            [ "$1" = ABSENT ] && return 0
+        fi
+        kill -0 "$BROKER_PID" 2>/dev/null || [ "$1" = ABSENT ] ||
+            { tail -20 "$WORK/broker.out" >&2; fail "the Java broker exited"; }
+        sleep 2
+    done
+    return 1
+}
+
+wait_for_cluster_row PRESENT 120 ||
+    { tail -20 "$WORK/broker.out" >&2; fail "the Java broker did not appear in clusterList within 120 s"; }
+cat "$WORK/javaCluster.out"
+check "$WORK/javaCluster.out" "^$JAVA_CLUSTER +$JAVA_BROKER +0 +127.0.0.1:$JAVA_PORT +V[0-9_]+" \
+    "clusterList shows the Java broker, and its runtime info (version) answers"
+
+mqadmin topicRoute -n "$NAMESRV" -t TBW102 -l >"$WORK/javaTbw.out" 2>&1 || true
+check "$WORK/javaTbw.out" "^$JAVA_CLUSTER +$JAVA_BROKER +\{0=127.0.0.1:$JAVA_PORT\} +[0-9]+ +[0-9]+ +7" \
+    "the Java broker's TBW102 routes with perm 7 (inherit)"
+
+step "mqadmin updateTopic through the Java broker, then its route"
+mqadmin updateTopic -n "$NAMESRV" -c "$JAVA_CLUSTER" -t "$JAVA_TOPIC" -r 3 -w 3 >"$WORK/update.out" 2>&1 || true
+check "$WORK/update.out" "create topic to 127.0.0.1:$JAVA_PORT success" "the broker created $JAVA_TOPIC"
+ROUTED=
+for _ in $(seq 1 30); do
+    mqadmin topicRoute -n "$NAMESRV" -t "$JAVA_TOPIC" -l >"$WORK/javaRoute.out" 2>&1 || true
+    if grep -Eq "^$JAVA_CLUSTER +$JAVA_BROKER .* 3 +3 +6" "$WORK/javaRoute.out"; then ROUTED=1; break; fi
+    sleep 1
+done
+cat "$WORK/javaRoute.out"
+[ -n "$ROUTED" ] || fail "$JAVA_TOPIC never routed with 3/3 queues (the broker's re-registration was not applied)"
+printf '  ok: %s\n' "$JAVA_TOPIC routes with 3 read / 3 write queues, perm 6"
+
+step "mqadmin sendMessage to $JAVA_TOPIC (route from ferrum-namesrv, message to the Java broker)"
+mqadmin sendMessage -n "$NAMESRV" -t "$JAVA_TOPIC" -p hello-from-ferrum-compat >"$WORK/send.out" 2>&1 || true
+cat "$WORK/send.out"
+check "$WORK/send.out" "^$JAVA_BROKER +[0-2] +SEND_OK" "the message was stored by the Java broker"
+
+step "stopping the Java broker: it must leave the cluster"
+kill "$BROKER_PID" 2>/dev/null || true
+wait_for_cluster_row ABSENT 60 || fail "the stopped Java broker is still listed after 60 s"
+printf '  ok: %s\n' "the stopped Java broker is gone from clusterList"
 
 step "compat: all checks passed"
