@@ -16,6 +16,7 @@ use ferrum_protocol::message::{
 
 use crate::StoreError;
 use crate::consume_queue::{ConsumeQueue, CqUnit};
+use crate::index::KeyIndex;
 use crate::mapped_file_queue::MappedFileQueue;
 use crate::types::*;
 
@@ -120,7 +121,7 @@ struct Inner {
     dispatched: AtomicI64,
     consume_queues: RwLock<HashMap<QueueKey, Arc<ConsumeQueue>>>,
     /// `topic#key` → CommitLog offsets, in append order.
-    index: RwLock<HashMap<String, Vec<i64>>>,
+    index: Mutex<Option<KeyIndex>>,
     flushed: AtomicI64,
     requests: Mutex<Vec<FlushRequest>>,
     requests_cv: Condvar,
@@ -173,7 +174,7 @@ impl MessageStore {
             write: Mutex::new(WriteState::default()),
             dispatched: AtomicI64::new(0),
             consume_queues: RwLock::new(HashMap::new()),
-            index: RwLock::new(HashMap::new()),
+            index: Mutex::new(None),
             flushed: AtomicI64::new(0),
             requests: Mutex::new(Vec::new()),
             requests_cv: Condvar::new(),
@@ -345,13 +346,10 @@ impl MessageStore {
         begin: i64,
         end: i64,
     ) -> Vec<Bytes> {
-        let offsets = {
-            let index = self.inner.index.read().unwrap_or_else(|p| p.into_inner());
-            index
-                .get(&format!("{topic}#{key}"))
-                .cloned()
-                .unwrap_or_default()
-        };
+        let offsets = lock(&self.inner.index)
+            .as_ref()
+            .map(|i| i.get(&format!("{topic}#{key}")))
+            .unwrap_or_default();
         let mut out = Vec::new();
         for off in offsets.into_iter().rev() {
             if out.len() >= max_num {
@@ -606,12 +604,17 @@ impl Inner {
                 }
             }
         }
-        // The in-memory key index is rebuilt from the whole CommitLog; consume queues are
-        // written only from the checkpoint's dispatch point on (writes below it are no-ops).
-        let from = self.commit_log.min_offset();
+        // Consume queues and the key index hold everything below the checkpoint's dispatch
+        // point; records from there on are dispatched again (already present entries are
+        // skipped). Without an index log the index is rebuilt from the whole CommitLog.
+        let min = self.commit_log.min_offset();
+        let index_dir = self.config.store_path_root_dir.join("index");
+        let index_existed = index_dir.join("keys").exists();
+        *lock(&self.index) = Some(KeyIndex::load(&index_dir, min, max)?);
         let cq_from = checkpoint
-            .map_or(from, |c| c.dispatched_offset)
-            .clamp(from, max);
+            .map_or(min, |c| c.dispatched_offset)
+            .clamp(min, max);
+        let from = if index_existed { cq_from } else { min };
         self.dispatch_range(from, cq_from)?;
         let mut state = lock(&self.write);
         for cq in self.all_cqs() {
@@ -676,11 +679,13 @@ impl Inner {
         if keys.is_empty() {
             return;
         }
-        let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+        let mut index = lock(&self.index);
+        let Some(index) = index.as_mut() else {
+            return;
+        };
         for k in keys {
-            let list = index.entry(format!("{}#{k}", v.topic)).or_default();
-            if list.last() != Some(&offset) {
-                list.push(offset);
+            if let Err(e) = index.put(format!("{}#{k}", v.topic), offset) {
+                tracing::warn!(error = %e, "writing the key index failed");
             }
         }
     }
@@ -928,12 +933,8 @@ impl Inner {
         for cq in self.all_cqs() {
             cq.truncate_dirty(offset)?;
         }
-        {
-            let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
-            index.retain(|_, offs| {
-                offs.retain(|o| *o < offset);
-                !offs.is_empty()
-            });
+        if let Some(index) = lock(&self.index).as_mut() {
+            index.retain_range(i64::MIN, offset)?;
         }
         let d = self.dispatched.load(Ordering::Acquire).min(offset);
         self.dispatched.store(d, Ordering::Release);
@@ -1093,6 +1094,9 @@ impl Inner {
         for cq in self.all_cqs() {
             cq.flush(0)?;
         }
+        if let Some(index) = lock(&self.index).as_mut() {
+            index.sync()?;
+        }
         let c = Checkpoint {
             physic_offset: self.flushed.load(Ordering::Acquire),
             dispatched_offset: dispatched.min(self.flushed.load(Ordering::Acquire)),
@@ -1248,11 +1252,9 @@ impl Inner {
             for cq in self.all_cqs() {
                 cq.correct_min_offset(min_phy)?;
             }
-            let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
-            index.retain(|_, offs| {
-                offs.retain(|o| *o >= min_phy);
-                !offs.is_empty()
-            });
+            if let Some(index) = lock(&self.index).as_mut() {
+                index.retain_range(min_phy, i64::MAX)?;
+            }
         }
         Ok(())
     }

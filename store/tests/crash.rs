@@ -93,6 +93,13 @@ fn verify(store: &MessageStore, acked: &[(i32, i64, i64)]) -> Result<(), String>
                 "acknowledged message {queue}/{qo} at {phy} differs"
             ));
         }
+        let by_key = store.query_message_by_key(TOPIC, &format!("{queue}-{qo}"), 4, 0, i64::MAX);
+        if by_key != [rec.clone()] {
+            return Err(format!(
+                "key index lost or duplicated {queue}-{qo}: {} hits",
+                by_key.len()
+            ));
+        }
         let r = store.get_message("g", TOPIC, queue, qo, 1, usize::MAX, &MessageFilter::All);
         if r.status != GetMessageStatus::Found || r.messages.first() != Some(&rec) {
             return Err(format!(
