@@ -142,6 +142,12 @@ pub async fn start(mut config: BrokerConfig) -> Result<RunningBroker, StartError
 /// (it may be a DNS name); an unresolvable name falls back to loopback with a warning.
 async fn store_config(config: &BrokerConfig) -> MessageStoreConfig {
     let mut store = MessageStoreConfig::new(&config.store_path_root_dir);
+    if config.store_path_commit_log() != config.store_path_root_dir.join("commitlog") {
+        tracing::warn!(
+            key = "storePathCommitLog",
+            "the commit log always lives in storePathRootDir/commitlog; storePathCommitLog is ignored"
+        );
+    }
     store.mapped_file_size_commit_log = config.mapped_file_size_commit_log as usize;
     store.consume_queue_units_per_file = (config.mapped_file_size_consume_queue / 20) as usize;
     store.flush_disk_type = match config.flush_disk_type {

@@ -358,6 +358,15 @@ impl BrokerCore {
                 ),
             );
         }
+        let expression_type = header.expression_type.as_deref().unwrap_or("TAG");
+        if !expression_type.eq_ignore_ascii_case("TAG") {
+            return fail(
+                ResponseCode::SYSTEM_ERROR,
+                format!(
+                    "The broker does not support consumer to filter message by {expression_type}"
+                ),
+            );
+        }
         let filter = if pull_sys_flag::has_subscription(header.sys_flag) {
             tag_filter(header.subscription.as_deref())
         } else {
