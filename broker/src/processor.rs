@@ -522,3 +522,150 @@ impl Handler for BrokerCore {
         self.channel_gone(channel.id);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrum_protocol::SerializeType;
+    use ferrum_store::MessageStoreConfig;
+
+    /// A small deterministic generator, so a failure replays exactly.
+    struct XorShift(u64);
+
+    impl XorShift {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+            items[(self.next() % items.len() as u64) as usize]
+        }
+    }
+
+    const FIELDS: &[&str] = &[
+        "topic",
+        "queueId",
+        "consumerGroup",
+        "commitOffset",
+        "queueOffset",
+        "maxMsgNums",
+        "sysFlag",
+        "suspendTimeoutMillis",
+        "subVersion",
+        "offset",
+        "group",
+        "delayLevel",
+        "readQueueNums",
+        "writeQueueNums",
+        "perm",
+        "a",
+        "b",
+        "c",
+        "d",
+        "e",
+        "f",
+        "g",
+        "h",
+        "i",
+        "producerGroup",
+        "defaultTopic",
+        "defaultTopicQueueNums",
+        "bornTimestamp",
+        "flag",
+        "key",
+        "maxNum",
+        "beginTimestamp",
+        "endTimestamp",
+        "timestamp",
+        "clientID",
+        "groupName",
+        "expressionType",
+        "subscription",
+        "batch",
+        "maxMsgBytes",
+    ];
+    const VALUES: &[&str] = &[
+        "",
+        "0",
+        "1",
+        "-1",
+        "3",
+        "2147483647",
+        "-2147483648",
+        "9223372036854775807",
+        "x",
+        "TBW102",
+        "%RETRY%g",
+        "T",
+        "true",
+        "DELAY\u{1}3\u{2}",
+        "a || b",
+        "SQL92",
+        "1e9",
+        "\u{0}",
+        "%DLQ%g",
+        "999999999999999999999",
+    ];
+
+    #[tokio::test]
+    async fn garbage_requests_get_answers_not_panics() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = BrokerConfig {
+            store_path_root_dir: dir.path().to_owned(),
+            mapped_file_size_commit_log: 1 << 20,
+            ..BrokerConfig::default()
+        };
+        let store = MessageStore::open(MessageStoreConfig {
+            mapped_file_size_commit_log: 1 << 20,
+            ..MessageStoreConfig::new(dir.path())
+        })
+        .expect("store");
+        let core = BrokerCore::load(config, "127.0.0.1:10911".into(), store.clone()).expect("core");
+        let channel = Channel::detached(1);
+        let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+        let mut codes: Vec<i32> = RequestCode::ALL.iter().map(|c| c.code()).collect();
+        codes.extend([-1, 0, 9999, i32::MAX]);
+        for round in 0..4000 {
+            let code = codes[(rng.next() % codes.len() as u64) as usize];
+            let mut request = RemotingCommand::bare_request(code).with_opaque(round);
+            if rng.next() % 2 == 0 {
+                request = request.with_serialize_type(SerializeType::RocketMq);
+            }
+            for _ in 0..(rng.next() % 12) {
+                let field = rng.pick(FIELDS);
+                let value = rng.pick(VALUES);
+                request
+                    .ext_fields
+                    .insert(field.to_owned(), value.to_owned());
+            }
+            // Suspended pulls would wait; garbage tests the answers, not the holds.
+            request.ext_fields.remove("suspendTimeoutMillis");
+            let body_len = (rng.next() % 64) as usize;
+            let body: Vec<u8> = (0..body_len).map(|_| rng.next() as u8).collect();
+            request.body = body.into();
+            let reply = core
+                .process(&channel, &request, WorkPermit::unlimited())
+                .await;
+            match reply {
+                Reply::Command(answer) | Reply::HeaderAndBody(answer, _) => {
+                    assert_eq!(answer.opaque, round);
+                    assert_eq!(answer.serialize_type, request.serialize_type);
+                    if answer.code != 0 {
+                        assert!(
+                            answer.remark.as_deref().is_some_and(|r| !r.is_empty())
+                                || answer.code == ResponseCode::PULL_NOT_FOUND.code()
+                                || answer.code == ResponseCode::PULL_OFFSET_MOVED.code()
+                                || answer.code == ResponseCode::PULL_RETRY_IMMEDIATELY.code(),
+                            "code {code} answered {} without a remark",
+                            answer.code
+                        );
+                    }
+                }
+                Reply::None => panic!("code {code} gave no answer"),
+            }
+        }
+        store.shutdown().expect("shutdown");
+    }
+}

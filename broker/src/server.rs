@@ -69,6 +69,17 @@ impl Channel {
     pub fn is_closed(&self) -> bool {
         self.tx.is_closed()
     }
+
+    /// A channel to nowhere, for calling processors without a connection.
+    #[cfg(test)]
+    pub(crate) fn detached(id: u64) -> Channel {
+        let (tx, _rx) = mpsc::channel(1);
+        Channel {
+            id,
+            remote: SocketAddr::from(([127, 0, 0, 1], 1)),
+            tx,
+        }
+    }
 }
 
 /// Request dispatch, implemented by the broker's processor table (and by tests).
