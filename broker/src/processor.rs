@@ -630,7 +630,7 @@ mod tests {
         for round in 0..4000 {
             let code = codes[(rng.next() % codes.len() as u64) as usize];
             let mut request = RemotingCommand::bare_request(code).with_opaque(round);
-            if rng.next() % 2 == 0 {
+            if rng.next().is_multiple_of(2) {
                 request = request.with_serialize_type(SerializeType::RocketMq);
             }
             for _ in 0..(rng.next() % 12) {
