@@ -12,6 +12,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
@@ -37,6 +38,34 @@ pub enum Error {
 #[derive(Clone)]
 pub struct Context {
     pub client: Client,
+    pub recorder: Recorder,
+}
+
+impl Context {
+    pub fn new(client: Client) -> Self {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: MANAGER.into(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+        );
+        Context { client, recorder }
+    }
+
+    /// Events are for people; failing to write one must not fail the reconcile.
+    async fn event(&self, bg: &BrokerGroup, type_: EventType, reason: &str, note: String) {
+        let ev = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &bg.object_ref(&())).await {
+            tracing::warn!(error = %e, reason, "could not record event");
+        }
+    }
 }
 
 impl std::fmt::Debug for Context {
@@ -149,6 +178,38 @@ pub async fn reconcile(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<Action
         .as_ref()
         .map(|s| s.conditions.clone())
         .unwrap_or_default();
+    let was = |t: &str| previous.iter().any(|c| c.type_ == t && c.status == "True");
+    let new_generation =
+        bg.status.as_ref().and_then(|s| s.observed_generation) != bg.metadata.generation;
+    if !problems.is_empty() {
+        if new_generation || !was(crate::status::DEGRADED) {
+            ctx.event(&bg, EventType::Warning, "InvalidSpec", problems.join("; "))
+                .await;
+        }
+    } else if is_paused {
+        if !was(crate::status::PAUSED) {
+            ctx.event(
+                &bg,
+                EventType::Normal,
+                "Paused",
+                format!("{PAUSE_ANNOTATION} is set; objects are left as they are"),
+            )
+            .await;
+        }
+    } else if new_generation {
+        ctx.event(
+            &bg,
+            EventType::Normal,
+            "Applied",
+            format!(
+                "applied generation {} ({} replicas, {:?})",
+                bg.metadata.generation.unwrap_or_default(),
+                bg.spec.replicas,
+                bg.spec.mode
+            ),
+        )
+        .await;
+    }
     let obs = Observation {
         generation: bg.metadata.generation,
         desired_replicas: bg.spec.replicas,
@@ -274,9 +335,7 @@ fn error_policy(bg: Arc<BrokerGroup>, err: &Error, _ctx: Arc<Context>) -> Action
 
 /// Runs the BrokerGroup controller until a shutdown signal.
 pub async fn run(client: Client) {
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-    });
+    let ctx = Arc::new(Context::new(client.clone()));
     let cfg = watcher::Config::default();
     Controller::new(Api::<BrokerGroup>::all(client.clone()), cfg.clone())
         .owns(Api::<StatefulSet>::all(client.clone()), cfg.clone())

@@ -75,17 +75,26 @@ impl Cluster {
         let crds = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/ferrum.dev.yaml");
         let (ok, out) = c.kubectl(&["apply", "--server-side", "-f", crds], None);
         assert!(ok, "CRDs apply: {out}");
-        let (ok, out) = c.kubectl(
-            &[
-                "wait",
-                "--for=condition=Established",
-                "--timeout=60s",
-                "crd/brokergroups.ferrum.dev",
-                "crd/topics.ferrum.dev",
-            ],
-            None,
-        );
-        assert!(ok, "CRDs established: {out}");
+        // `kubectl wait` errors out instead of waiting while a fresh CRD has no conditions
+        // yet, so it is retried a bounded number of times.
+        let mut established = (false, String::new());
+        for _ in 0..30 {
+            established = c.kubectl(
+                &[
+                    "wait",
+                    "--for=condition=Established",
+                    "--timeout=60s",
+                    "crd/brokergroups.ferrum.dev",
+                    "crd/topics.ferrum.dev",
+                ],
+                None,
+            );
+            if established.0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        assert!(established.0, "CRDs established: {}", established.1);
         let (ok, out) = c.kubectl(&["create", "namespace", &c.namespace], None);
         assert!(ok, "namespace: {out}");
     }
@@ -235,9 +244,7 @@ async fn reconcile_creates_owned_objects_and_deletion_collects_them() {
         .create(&PostParams::default(), &BrokerGroup::new("orders", spec))
         .await
         .expect("created");
-    let ctx = std::sync::Arc::new(ferrum_operator::controller::Context {
-        client: client.clone(),
-    });
+    let ctx = std::sync::Arc::new(ferrum_operator::controller::Context::new(client.clone()));
     tokio::time::timeout(
         Duration::from_secs(60),
         ferrum_operator::controller::reconcile(std::sync::Arc::new(bg), ctx),
@@ -282,9 +289,7 @@ async fn reconcile_creates_owned_objects_and_deletion_collects_them() {
         .patch("orders", &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .expect("storage grows");
-    let ctx = std::sync::Arc::new(ferrum_operator::controller::Context {
-        client: client.clone(),
-    });
+    let ctx = std::sync::Arc::new(ferrum_operator::controller::Context::new(client.clone()));
     tokio::time::timeout(
         Duration::from_secs(60),
         ferrum_operator::controller::reconcile(std::sync::Arc::new(grown), ctx),
@@ -311,9 +316,7 @@ async fn reconcile_creates_owned_objects_and_deletion_collects_them() {
         )
         .await
         .expect("admitted: the key check is the operator's");
-    let ctx = std::sync::Arc::new(ferrum_operator::controller::Context {
-        client: client.clone(),
-    });
+    let ctx = std::sync::Arc::new(ferrum_operator::controller::Context::new(client.clone()));
     tokio::time::timeout(
         Duration::from_secs(60),
         ferrum_operator::controller::reconcile(std::sync::Arc::new(bad), ctx),
@@ -334,6 +337,17 @@ async fn reconcile_creates_owned_objects_and_deletion_collects_them() {
         degraded.message
     );
     assert!(sts.get_opt("managed-key").await.expect("get").is_none());
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
+    let reasons: Vec<String> = events
+        .list(&Default::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect();
+    assert!(reasons.iter().any(|r| r == "InvalidSpec"), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r == "Applied"), "{reasons:?}");
 
     api.delete("orders", &Default::default())
         .await
