@@ -111,9 +111,10 @@ func produce(args []string) {
 	count := fs.Int("count", 100, "messages to send")
 	run := fs.String("run", "r", "run id put into keys and bodies")
 	out := fs.String("out", "", "file for the canonical lines of what was sent")
+	batch := fs.Int("batch", 1, "messages per SendSync call; above 1 the client sends SEND_BATCH_MESSAGE")
 	_ = fs.Parse(args)
-	if *topic == "" || *out == "" {
-		fail("produce needs -t and -out")
+	if *topic == "" || *out == "" || *batch < 1 {
+		fail("produce needs -t, -out and a positive -batch")
 	}
 	p, err := rocketmq.NewProducer(
 		producer.WithNsResolver(primitive.NewPassthroughResolver([]string{*ns})),
@@ -128,10 +129,13 @@ func produce(args []string) {
 		fail("start producer: %v", err)
 	}
 	var lines []string
-	for i := 0; i < *count; i++ {
-		msg := goMessage(*topic, *run, i)
+	for i := 0; i < *count; i += *batch {
+		var msgs []*primitive.Message
+		for j := i; j < i+*batch && j < *count; j++ {
+			msgs = append(msgs, goMessage(*topic, *run, j))
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		res, err := p.SendSync(ctx, msg)
+		res, err := p.SendSync(ctx, msgs...)
 		cancel()
 		if err != nil {
 			fail("send %d: %v", i, err)
@@ -139,10 +143,17 @@ func produce(args []string) {
 		if res.Status != primitive.SendOK {
 			fail("send %d: status %d, want SendOK (%s)", i, res.Status, res.String())
 		}
-		if res.MsgID == "" || res.OffsetMsgID == "" {
+		// The Go client gives UNIQ_KEYs (SendResult.MsgID) to single messages only, never to
+		// the messages of a batch; the broker's offsetMsgId must be there in both cases.
+		if (len(msgs) == 1 && res.MsgID == "") || res.OffsetMsgID == "" {
 			fail("send %d: result lacks msgId/offsetMsgId: %s", i, res.String())
 		}
-		lines = append(lines, canonical(msg.GetKeys(), msg.GetTags(), msg.GetProperties(), msg.Body))
+		if n := len(strings.Split(res.OffsetMsgID, ",")); n != len(msgs) {
+			fail("send %d: %d offsetMsgIds for %d messages: %s", i, n, len(msgs), res.String())
+		}
+		for _, msg := range msgs {
+			lines = append(lines, canonical(msg.GetKeys(), msg.GetTags(), msg.GetProperties(), msg.Body))
+		}
 	}
 	_ = p.Shutdown()
 	writeLines(*out, lines)
@@ -158,6 +169,8 @@ func consume(args []string) {
 	expect := fs.String("expect", "", "file of canonical lines that must be received exactly")
 	out := fs.String("out", "", "file for the canonical lines received")
 	timeout := fs.Duration("timeout", 60*time.Second, "give up after this long")
+	tags := fs.String("tags", "*", "subscription expression (TagA || TagB, or *)")
+	settle := fs.Duration("settle", 0, "after the last expected message, keep listening this long for extra ones")
 	_ = fs.Parse(args)
 	if *topic == "" || *out == "" {
 		fail("consume needs -t and -out")
@@ -166,6 +179,7 @@ func consume(args []string) {
 	seen := map[string]bool{}
 	var lines []string
 	badTopic := ""
+	extra := 0
 	done := make(chan struct{})
 	c, err := rocketmq.NewPushConsumer(
 		consumer.WithNsResolver(primitive.NewPassthroughResolver([]string{*ns})),
@@ -175,7 +189,7 @@ func consume(args []string) {
 	if err != nil {
 		fail("new push consumer: %v", err)
 	}
-	err = c.Subscribe(*topic, consumer.MessageSelector{Type: consumer.TAG, Expression: "*"},
+	err = c.Subscribe(*topic, consumer.MessageSelector{Type: consumer.TAG, Expression: *tags},
 		func(_ context.Context, msgs ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -197,6 +211,9 @@ func consume(args []string) {
 				if len(lines) == *count {
 					close(done)
 				}
+				if len(lines) > *count {
+					extra++
+				}
 			}
 			return consumer.ConsumeSuccess, nil
 		})
@@ -212,8 +229,13 @@ func consume(args []string) {
 	case <-time.After(*timeout):
 		timedOut = true
 	}
+	if !timedOut && *settle > 0 {
+		time.Sleep(*settle)
+	}
 	mu.Lock()
 	got := append([]string(nil), lines...)
+	extraSeen := extra
+	wrongTopic := badTopic
 	mu.Unlock()
 	writeLines(*out, got)
 	shutdown := make(chan struct{})
@@ -223,11 +245,14 @@ func consume(args []string) {
 	case <-time.After(10 * time.Second):
 		fmt.Fprintln(os.Stderr, "go-client: consumer shutdown took over 10 s; exiting anyway")
 	}
-	if badTopic != "" {
-		fail("received a message of topic %q on %q", badTopic, *topic)
+	if wrongTopic != "" {
+		fail("received a message of topic %q on %q", wrongTopic, *topic)
 	}
 	if timedOut {
 		fail("received %d of %d messages within %v", len(got), *count, *timeout)
+	}
+	if extraSeen > 0 {
+		fail("received %d messages more than the %d expected", extraSeen, *count)
 	}
 	if *expect != "" {
 		compare(readLines(*expect), got)
