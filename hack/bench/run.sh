@@ -9,6 +9,7 @@
 #   BENCH_CONCURRENCY [32]   concurrent synchronous producers
 #   BENCH_SIZE [1024]        message body bytes
 #   BENCH_QUEUES [8]         queues of the bench topic
+#   BENCH_WARMUP [5]         seconds of the same produce load before the measured one (JIT, caches)
 #   ROUTE_SECONDS [10]       route-query phase length per NameServer
 #   BENCH_PEERS ["ferrum apache rocketmq-rust"]
 #   BENCH_DATA [target/bench]  where the stores go (a fresh subdirectory, removed at exit;
@@ -24,6 +25,7 @@ BENCH_CONCURRENCY=${BENCH_CONCURRENCY:-32}
 BENCH_SIZE=${BENCH_SIZE:-1024}
 BENCH_QUEUES=${BENCH_QUEUES:-8}
 ROUTE_SECONDS=${ROUTE_SECONDS:-10}
+BENCH_WARMUP=${BENCH_WARMUP:-5}
 BENCH_PEERS=${BENCH_PEERS:-ferrum apache rocketmq-rust}
 BENCH_DATA_PARENT=${BENCH_DATA:-$ROOT/target/bench}
 ROCKETMQ_VERSION=${ROCKETMQ_VERSION:-5.3.3}
@@ -39,7 +41,7 @@ BENCH_CLUSTER=BenchCluster
 BENCH_TOPIC=BenchTopic
 export BENCH_CLUSTER BIN
 
-for n in BENCH_SECONDS BENCH_CONCURRENCY BENCH_SIZE BENCH_QUEUES ROUTE_SECONDS; do
+for n in BENCH_SECONDS BENCH_CONCURRENCY BENCH_SIZE BENCH_QUEUES ROUTE_SECONDS BENCH_WARMUP; do
     [[ ${!n} =~ ^[1-9][0-9]*$ ]] || { echo "bench: $n must be a positive integer, got '${!n}'" >&2; exit 2; }
 done
 
@@ -102,6 +104,11 @@ wait_for_line() {
 }
 
 ctl() { timeout 60 "$BIN/ferrumctl" -n "$NAMESRV" "$@"; }
+
+summary() {
+    jq -r '"    \(.messages) msgs, \(.msgs_per_sec | floor) msgs/s, \(.mb_per_sec * 100 | floor / 100) MB/s, p99 \(.latency_us.p99_us / 1000) ms, errors \(.errors)"' \
+        "$1" 2>/dev/null || true
+}
 
 # Peak resident set of a process (kB), as the kernel tracked it.
 peak_rss_kb() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
@@ -217,7 +224,7 @@ create_topic() {
 
 # run_peer NAME START_FUNCTION: one peer's phases; its results land in $OUT/runs/NAME.*
 run_peer() {
-    local name=$1 start=$2 produced
+    local name=$1 start=$2 produced warm=0
     WORK=$OUT/runs/$name
     DATA=$BENCH_DATA/$name
     rm -rf "$WORK" "$DATA"
@@ -243,21 +250,31 @@ run_peer() {
     note "NameServer peak RSS: $(peak_rss_kb "$NAMESRV_PID") kB"
     peak_rss_kb "$NAMESRV_PID" >"$OUT/runs/$name.namesrv_rss_kb"
 
+    step "$name: warm-up produce, ${BENCH_WARMUP}s (not counted)"
+    if timeout $((BENCH_WARMUP + 120)) "$BIN/ferrumctl" -n "$NAMESRV" --json bench produce "$BENCH_TOPIC" \
+        -c "$BENCH_CONCURRENCY" -s "$BENCH_SIZE" -d "$BENCH_WARMUP" --group "bench-$name-producer" \
+        >"$WORK/warmup.json" 2>"$WORK/warmup.err"; then
+        warm=$(jq -r '.messages // 0' "$WORK/warmup.json" 2>/dev/null || echo 0)
+    else
+        echo "$name: warm-up failed:"
+        tail -5 "$WORK/warmup.err"
+    fi
+
     step "$name: produce, ${BENCH_SECONDS}s"
     timeout $((BENCH_SECONDS + 120)) "$BIN/ferrumctl" -n "$NAMESRV" --json bench produce "$BENCH_TOPIC" \
         -c "$BENCH_CONCURRENCY" -s "$BENCH_SIZE" -d "$BENCH_SECONDS" --group "bench-$name-producer" \
         >"$OUT/runs/$name.produce.json" 2>"$WORK/produce.err" ||
         { echo "$name: produce failed:"; tail -5 "$WORK/produce.err"; }
-    tail -1 "$WORK/produce.err" | sed 's/^/    /'
+    summary "$OUT/runs/$name.produce.json"
     produced=$(jq -r '.messages // 0' "$OUT/runs/$name.produce.json" 2>/dev/null || echo 0)
 
-    step "$name: consume the $produced messages (at most ${BENCH_SECONDS}s)"
+    step "$name: consume the $((warm + produced)) messages from the start (at most ${BENCH_SECONDS}s)"
     if [ "${produced:-0}" -gt 0 ]; then
         timeout $((BENCH_SECONDS + 120)) "$BIN/ferrumctl" -n "$NAMESRV" --json bench consume "$BENCH_TOPIC" \
-            -g "bench-$name-consumer" -d "$BENCH_SECONDS" --count "$produced" \
+            -g "bench-$name-consumer" -d "$BENCH_SECONDS" --count "$((warm + produced))" \
             >"$OUT/runs/$name.consume.json" 2>"$WORK/consume.err" ||
             { echo "$name: consume failed:"; tail -5 "$WORK/consume.err"; }
-        tail -1 "$WORK/consume.err" | sed 's/^/    /'
+        summary "$OUT/runs/$name.consume.json"
     fi
     peak_rss_kb "$BROKER_PID" >"$OUT/runs/$name.broker_rss_kb"
     note "broker peak RSS: $(cat "$OUT/runs/$name.broker_rss_kb") kB"
