@@ -33,9 +33,10 @@ use crate::topic::{
 };
 use ferrum_protocol::headers::{
     DeleteSubscriptionGroupRequestHeader, DeleteTopicRequestHeader,
-    GetConsumerListByGroupRequestHeader, NotifyConsumerIdsChangedRequestHeader,
-    QueryConsumerOffsetRequestHeader, QueryConsumerOffsetResponseHeader,
-    UnregisterClientRequestHeader, UpdateConsumerOffsetRequestHeader,
+    GetConsumerListByGroupRequestHeader, GetTopicConfigRequestHeader,
+    NotifyConsumerIdsChangedRequestHeader, QueryConsumerOffsetRequestHeader,
+    QueryConsumerOffsetResponseHeader, UnregisterClientRequestHeader,
+    UpdateConsumerOffsetRequestHeader,
 };
 use ferrum_store::MessageStore;
 
@@ -147,6 +148,7 @@ impl BrokerCore {
             Some(RequestCode::GET_CONSUMER_LIST_BY_GROUP) => self.consumer_list(request),
             Some(RequestCode::LOCK_BATCH_MQ) => Ok(self.lock_batch(request)),
             Some(RequestCode::UNLOCK_BATCH_MQ) => Ok(self.unlock_batch(request)),
+            Some(RequestCode::GET_TOPIC_CONFIG) => self.topic_config(request),
             Some(RequestCode::GET_TOPIC_STATS_INFO) => Ok(self.topic_stats(request)),
             Some(RequestCode::GET_CONSUMER_CONNECTION_LIST) => {
                 Ok(self.consumer_connections(request))
@@ -214,6 +216,19 @@ impl BrokerCore {
         self.topics.put(topic)?;
         tracing::info!(topic = %header.topic, "topic created or updated");
         Ok(request.success_to())
+    }
+
+    /// GET_TOPIC_CONFIG 351: one topic as `TopicConfigAndQueueMapping` (the config's fields;
+    /// static-topic mapping is never set here).
+    fn topic_config(&self, request: &RemotingCommand) -> Result<RemotingCommand, ProcessError> {
+        let header: GetTopicConfigRequestHeader = request.decode_header()?;
+        match self.topics.get(&header.topic) {
+            Some(topic) => Ok(json_body(request, &topic)),
+            None => Ok(request.error_to(
+                ResponseCode::TOPIC_NOT_EXIST,
+                format!("No topic in this broker. topic: {}", header.topic),
+            )),
+        }
     }
 
     fn delete_topic(&self, request: &RemotingCommand) -> Result<RemotingCommand, ProcessError> {

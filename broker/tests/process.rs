@@ -239,6 +239,16 @@ async fn admin_offsets_heartbeat_and_restart() {
     assert_eq!(all.topic_config_table["Orders"].write_queue_nums, 8);
     assert!(all.topic_config_table.contains_key("TBW102"));
 
+    let one = conn
+        .call(request(
+            RequestCode::GET_TOPIC_CONFIG,
+            &[("topic", "Orders")],
+        ))
+        .await;
+    assert_eq!(one.code, 0, "{:?}", one.remark);
+    let one: serde_json::Value = serde_json::from_slice(&one.body).expect("json");
+    assert_eq!(one["writeQueueNums"], 8);
+
     // A required header field missing: an error naming it, not a dropped connection.
     let missing = conn
         .call(request(
