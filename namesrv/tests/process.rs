@@ -3,7 +3,7 @@
 mod support;
 
 use ferrum_protocol::route::{ClusterInfo, TopicList, TopicRouteData, from_json};
-use ferrum_protocol::{RemotingCommand, RequestCode, ResponseCode};
+use ferrum_protocol::{RemotingCommand, RequestCode, ResponseCode, SerializeType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -117,6 +117,50 @@ async fn silent_broker_expires() {
     let info: ClusterInfo = from_json(&resp.body, "ClusterInfo").expect("cluster JSON");
     assert!(info.broker_addr_table.is_empty());
     drop(broker);
+}
+
+#[tokio::test]
+async fn liveness_settings_from_environment() {
+    let ns = NameSrv::start_with_env(
+        &[],
+        &[
+            ("FERRUM_NAMESRV_SCAN_INTERVAL_MS", "200"),
+            ("FERRUM_NAMESRV_BROKER_EXPIRY_MS", "1000"),
+            ("FERRUM_NAMESRV_DROP_ON_CLOSE", "false"),
+        ],
+    );
+    let mut broker = Conn::connect(ns.addr).await;
+    broker
+        .call(register_request(
+            "C",
+            "b",
+            "127.0.0.1:10911",
+            0,
+            &["FromEnv"],
+        ))
+        .await;
+    let mut client = Conn::connect(ns.addr).await;
+    wait_for_route_code(&mut client, "FromEnv", NOT_EXIST).await;
+    drop(broker);
+}
+
+#[tokio::test]
+async fn binary_header_request_gets_binary_header_answer() {
+    let ns = NameSrv::start(&[]);
+    let mut broker = Conn::connect(ns.addr).await;
+    broker
+        .call(
+            register_request("C", "b", "127.0.0.1:10911", 0, &["Binary"])
+                .with_serialize_type(SerializeType::RocketMq),
+        )
+        .await;
+    let resp = broker
+        .call(support::route_request("Binary").with_serialize_type(SerializeType::RocketMq))
+        .await;
+    assert_eq!(resp.code, 0, "{:?}", resp.remark);
+    assert_eq!(resp.serialize_type, SerializeType::RocketMq);
+    let route: TopicRouteData = from_json(&resp.body, "TopicRouteData").expect("route JSON");
+    assert_eq!(route.queue_datas[0].broker_name, "b");
 }
 
 #[tokio::test]

@@ -28,9 +28,14 @@ pub struct NameSrv {
 
 impl NameSrv {
     pub fn start(extra: &[&str]) -> NameSrv {
+        Self::start_with_env(extra, &[])
+    }
+
+    pub fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> NameSrv {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ferrum-namesrv"))
             .args(["--listen", "127.0.0.1:0"])
             .args(extra)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
