@@ -370,3 +370,45 @@ async fn reconcile_creates_owned_objects_and_deletion_collects_them() {
     let (ok, out) = c.kubectl(&["delete", "namespace", &c.namespace, "--wait=false"], None);
     assert!(ok, "cleanup: {out}");
 }
+
+/// The controller loop itself picks up a group created with kubectl, with no direct call.
+#[tokio::test]
+async fn controller_loop_reconciles_a_group_created_with_kubectl() {
+    let Some(c) = Cluster::from_env() else {
+        eprintln!(
+            "SKIPPED control_plane: FERRUM_KUBECONFIG is not set (start one with hack/k8s/up.sh)"
+        );
+        return;
+    };
+    c.setup();
+    let client = c.client().await;
+    let controller = tokio::spawn(ferrum_operator::controller::run(client.clone()));
+    c.must_apply(&broker_group("loop", "Raft", 3, "1Gi", ""));
+
+    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), &c.namespace);
+    let groups: Api<BrokerGroup> = Api::namespaced(client.clone(), &c.namespace);
+    let seen = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let has_sts = sts.get_opt("loop").await.expect("get").is_some();
+            let observed = groups
+                .get("loop")
+                .await
+                .expect("group")
+                .status
+                .and_then(|s| s.observed_generation)
+                .is_some();
+            if has_sts && observed {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    })
+    .await;
+    controller.abort();
+    assert!(
+        seen.is_ok(),
+        "the controller did not reconcile the new group in time"
+    );
+    let (ok, out) = c.kubectl(&["delete", "namespace", &c.namespace, "--wait=false"], None);
+    assert!(ok, "cleanup: {out}");
+}
