@@ -19,7 +19,7 @@ echo "raw dd conv=fdatasync: ${raw_mib} MiB/s ($raw)"
 for size in 128 1024 16384; do
   for mode in async sync; do
     writers=1
-    [ "$mode" = sync ] && writers=8
+    [ "$mode" = sync ] && writers=32
     total=$MIB
     # Sync appends of small messages are bounded by fsync latency; keep their runs short.
     [ "$mode" = sync ] && total=$(( MIB / 8 ))

@@ -58,6 +58,34 @@ fn parse(data: &[u8]) -> Vec<(String, i64)> {
     out
 }
 
+/// Writes `map` to a temporary file, syncs it, renames it over `path` and opens it for appends.
+fn write_log(path: &Path, map: &HashMap<String, Vec<i64>>) -> Result<BufWriter<File>, StoreError> {
+    let tmp = path.with_extension("tmp");
+    let f = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(&tmp)
+        .map_err(|e| StoreError::io(&tmp, e))?;
+    let mut w = BufWriter::new(f);
+    for (key, offs) in map {
+        for phy in offs {
+            w.write_all(&entry(key, *phy))
+                .map_err(|e| StoreError::io(&tmp, e))?;
+        }
+    }
+    let f = w
+        .into_inner()
+        .map_err(|e| StoreError::io(&tmp, e.into_error()))?;
+    f.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| StoreError::io(path, e))?;
+    let f = OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(|e| StoreError::io(path, e))?;
+    Ok(BufWriter::new(f))
+}
+
 impl KeyIndex {
     /// Loads the index keeping entries in `[min_phy, max_phy)`, and rewrites its log.
     pub fn load(dir: &Path, min_phy: i64, max_phy: i64) -> Result<Self, StoreError> {
@@ -82,44 +110,15 @@ impl KeyIndex {
                 }
             }
         }
-        let mut index = Self {
-            log: BufWriter::new(Self::create(&path)?),
-            path,
-            map,
-        };
-        index.rewrite()?;
-        Ok(index)
+        // The old log stays in place until the new one is renamed over it: a crash while
+        // loading must not lose entries.
+        let log = write_log(&path, &map)?;
+        Ok(Self { path, map, log })
     }
 
-    fn create(path: &Path) -> Result<File, StoreError> {
-        OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .open(path)
-            .map_err(|e| StoreError::io(path, e))
-    }
-
-    /// Rewrites the log from the map (after load, truncation or retention).
+    /// Rewrites the log from the map (after truncation or retention).
     fn rewrite(&mut self) -> Result<(), StoreError> {
-        let tmp = self.path.with_extension("tmp");
-        let mut w = BufWriter::new(Self::create(&tmp)?);
-        for (key, offs) in &self.map {
-            for phy in offs {
-                w.write_all(&entry(key, *phy))
-                    .map_err(|e| StoreError::io(&tmp, e))?;
-            }
-        }
-        let f = w
-            .into_inner()
-            .map_err(|e| StoreError::io(&tmp, e.into_error()))?;
-        f.sync_all().map_err(|e| StoreError::io(&tmp, e))?;
-        std::fs::rename(&tmp, &self.path).map_err(|e| StoreError::io(&self.path, e))?;
-        let f = OpenOptions::new()
-            .append(true)
-            .open(&self.path)
-            .map_err(|e| StoreError::io(&self.path, e))?;
-        self.log = BufWriter::new(f);
+        self.log = write_log(&self.path, &self.map)?;
         Ok(())
     }
 
