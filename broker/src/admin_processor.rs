@@ -153,6 +153,9 @@ impl BrokerCore {
                         "brokerOffset": broker_offset,
                         "consumerOffset": consumer_offset,
                         "lastTimestamp": last,
+                        // Pull positions are not tracked apart from commits, so nothing
+                        // reads as in flight rather than a negative count.
+                        "pullOffset": consumer_offset,
                     }),
                 ));
             }
