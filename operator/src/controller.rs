@@ -20,6 +20,7 @@ use serde::de::DeserializeOwned;
 
 use crate::build::{self, MANAGER, ROLE_LABEL, ROLE_MASTER};
 use crate::crd::{BrokerGroup, BrokerGroupStatus, BrokerMode};
+use crate::metrics::Metrics;
 use crate::status::{Observation, conditions};
 use crate::validate::{nameserver_conflict, parse_quantity, validate_spec};
 
@@ -39,9 +40,17 @@ pub enum Error {
 pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
+    pub metrics: Option<Metrics>,
 }
 
 impl Context {
+    pub fn with_metrics(client: Client, metrics: Metrics) -> Self {
+        Context {
+            metrics: Some(metrics),
+            ..Context::new(client)
+        }
+    }
+
     pub fn new(client: Client) -> Self {
         let recorder = Recorder::new(
             client.clone(),
@@ -50,7 +59,11 @@ impl Context {
                 instance: std::env::var("POD_NAME").ok(),
             },
         );
-        Context { client, recorder }
+        Context {
+            client,
+            recorder,
+            metrics: None,
+        }
     }
 
     /// Events are for people; failing to write one must not fail the reconcile.
@@ -101,6 +114,21 @@ fn paused(bg: &BrokerGroup) -> bool {
 /// One pass over one BrokerGroup. A bad spec ends in `Degraded`, not in an error, so the
 /// controller keeps its normal pace and the other groups are unaffected.
 pub async fn reconcile(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
+    let result = reconcile_once(bg, ctx.clone()).await;
+    if let Some(m) = &ctx.metrics {
+        let outcome = match &result {
+            Ok((_, true)) => "ok",
+            Ok((_, false)) => "invalid",
+            Err(_) => "error",
+        };
+        m.observe("BrokerGroup", outcome, started.elapsed());
+    }
+    result.map(|(action, _)| action)
+}
+
+/// The pass itself; the flag tells whether the spec was valid.
+async fn reconcile_once(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<(Action, bool), Error> {
     let client = &ctx.client;
     let id = build::GroupIdentity::of(&bg)?;
     let ns = id.namespace.as_str();
@@ -246,10 +274,10 @@ pub async fn reconcile(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<Action
 
     if problems.is_empty() {
         tracing::info!(group = %id.name, namespace = ns, ready, "reconciled");
-        Ok(Action::requeue(Duration::from_secs(60)))
+        Ok((Action::requeue(Duration::from_secs(60)), true))
     } else {
         tracing::warn!(group = %id.name, namespace = ns, ?problems, "invalid spec");
-        Ok(Action::requeue(Duration::from_secs(300)))
+        Ok((Action::requeue(Duration::from_secs(300)), false))
     }
 }
 
@@ -335,7 +363,13 @@ fn error_policy(bg: Arc<BrokerGroup>, err: &Error, _ctx: Arc<Context>) -> Action
 
 /// Runs the BrokerGroup controller until a shutdown signal.
 pub async fn run(client: Client) {
-    let ctx = Arc::new(Context::new(client.clone()));
+    run_with(Context::new(client)).await
+}
+
+/// Like [`run`], with a prepared context (e.g. one that records metrics).
+pub async fn run_with(ctx: Context) {
+    let client = ctx.client.clone();
+    let ctx = Arc::new(ctx);
     let cfg = watcher::Config::default();
     Controller::new(Api::<BrokerGroup>::all(client.clone()), cfg.clone())
         .owns(Api::<StatefulSet>::all(client.clone()), cfg.clone())

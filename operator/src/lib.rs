@@ -8,5 +8,6 @@
 pub mod build;
 pub mod controller;
 pub mod crd;
+pub mod metrics;
 pub mod status;
 pub mod validate;

@@ -1,0 +1,164 @@
+//! Operator metrics (prometheus crate) and the HTTP endpoint that serves them with
+//! `/healthz` and `/readyz`. The registry belongs to the operator instance, not to a global,
+//! so tests and several controllers in one process do not share counters.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+};
+use tokio::net::TcpListener;
+
+#[derive(Clone, Debug)]
+pub struct Metrics {
+    registry: Registry,
+    reconciles: IntCounterVec,
+    duration: HistogramVec,
+}
+
+impl Metrics {
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let reconciles = IntCounterVec::new(
+            Opts::new(
+                "ferrum_operator_reconciles_total",
+                "Reconcile passes by kind and result (ok, invalid, error)",
+            ),
+            &["kind", "result"],
+        )?;
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "ferrum_operator_reconcile_duration_seconds",
+                "Time of one reconcile pass",
+            )
+            .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            &["kind"],
+        )?;
+        registry.register(Box::new(reconciles.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        Ok(Metrics {
+            registry,
+            reconciles,
+            duration,
+        })
+    }
+
+    pub fn observe(&self, kind: &str, result: &str, elapsed: Duration) {
+        self.reconciles.with_label_values(&[kind, result]).inc();
+        self.duration
+            .with_label_values(&[kind])
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Text exposition format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        // Encoding into a Vec only fails on invalid metric families, which we never build.
+        if TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .is_err()
+        {
+            return String::new();
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+fn respond(metrics: &Metrics, path: &str) -> Response<Full<Bytes>> {
+    let (status, body) = match path {
+        "/metrics" => (StatusCode::OK, metrics.render()),
+        "/healthz" | "/readyz" => (StatusCode::OK, "ok\n".to_owned()),
+        _ => (StatusCode::NOT_FOUND, "not found\n".to_owned()),
+    };
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp
+}
+
+/// Serves until the task is dropped. Each connection is handled on its own task; a broken
+/// client only ends its own connection.
+pub async fn serve(listener: TcpListener, metrics: Metrics) -> std::io::Result<()> {
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let resp = respond(&metrics, req.uri().path());
+                async move { Ok::<_, Infallible>(resp) }
+            });
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), svc)
+                .await
+            {
+                tracing::debug!(error = %e, "metrics connection");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn counters_and_histogram_are_rendered() {
+        let m = Metrics::new().expect("metrics");
+        m.observe("BrokerGroup", "ok", Duration::from_millis(20));
+        m.observe("BrokerGroup", "error", Duration::from_millis(5));
+        let text = m.render();
+        assert!(
+            text.contains(r#"ferrum_operator_reconciles_total{kind="BrokerGroup",result="ok"} 1"#)
+        );
+        assert!(
+            text.contains(
+                r#"ferrum_operator_reconciles_total{kind="BrokerGroup",result="error"} 1"#
+            )
+        );
+        assert!(
+            text.contains(
+                r#"ferrum_operator_reconcile_duration_seconds_count{kind="BrokerGroup"} 2"#
+            )
+        );
+    }
+
+    async fn get(addr: std::net::SocketAddr, path: &str) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .expect("write");
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.expect("read");
+        out
+    }
+
+    #[tokio::test]
+    async fn endpoint_serves_metrics_and_health_over_tcp() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let m = Metrics::new().expect("metrics");
+        m.observe("Topic", "ok", Duration::from_millis(1));
+        let server = tokio::spawn(serve(listener, m));
+        let result = tokio::time::timeout(Duration::from_secs(10), async {
+            (
+                get(addr, "/metrics").await,
+                get(addr, "/healthz").await,
+                get(addr, "/nope").await,
+            )
+        })
+        .await;
+        server.abort();
+        let (metrics, health, missing) = result.expect("answers in time");
+        assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+        assert!(metrics.contains(r#"kind="Topic",result="ok"} 1"#));
+        assert!(health.starts_with("HTTP/1.1 200"));
+        assert!(missing.starts_with("HTTP/1.1 404"));
+    }
+}
