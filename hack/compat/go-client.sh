@@ -12,6 +12,9 @@
 #   4. go batch -> go:  SendSync with 10 messages per call (SEND_BATCH_MESSAGE 320).
 #   5. tag filter:      a Go consumer subscribed to TagA receives exactly the TagA messages.
 #   6. offsets:         the group of scenario 1, started again, receives only newer messages.
+#   7, 8 (when FERRUM_COMPAT_RUST_CLIENT names the binary of hack/compat/rust-client, as
+#        hack/compat/rust-client.sh does): rocketmq-client-rust produces for the Go and its own
+#        consumer, and consumes what the Go producer sent.
 #
 # Environment: GO (default go), CARGO (default cargo), CARGO_TARGET_DIR, FERRUM_GO_MESSAGES
 # (default 200), GOMODCACHE / GOCACHE (default under ~/.cache/ferrum).
@@ -164,5 +167,28 @@ step "6. offsets: the group of scenario 1 resumes after its committed offsets"
 "$GOC" consume -n "$NAMESRV" -t "$T_GO" -g GoCompatConsumer -count 50 -timeout 60s -settle 3s \
     -expect "$WORK/more-sent.txt" -out "$WORK/more-got.txt" || { show_logs; fail "Go consumer resuming its group"; }
 printf '  ok: only the 50 new messages were delivered to the returning group\n'
+
+if [ -n "${FERRUM_COMPAT_RUST_CLIENT:-}" ]; then
+    RC=$FERRUM_COMPAT_RUST_CLIENT
+    T_RUST=RustTopic
+    create_topic "$T_RUST"
+    step "7. rust -> go and rust -> rust: rocketmq-client-rust sends 100 messages"
+    "$RC" produce "$NAMESRV" "$T_RUST" 100 compat "$WORK/rust-sent.jsonl" || { show_logs; fail "Rust producer"; }
+    "$GOC" canon -in "$WORK/rust-sent.jsonl" -out "$WORK/rust-sent.txt" >/dev/null
+    "$GOC" consume -n "$NAMESRV" -t "$T_RUST" -g GoReadsRust -count 100 -timeout 60s \
+        -expect "$WORK/rust-sent.txt" -out "$WORK/go-reads-rust.txt" || { show_logs; fail "Go consumer of Rust messages"; }
+    "$RC" consume "$NAMESRV" "$T_RUST" RustReadsRust 100 60 "$WORK/rust-rust.jsonl" || { show_logs; fail "Rust consumer"; }
+    "$GOC" canon -in "$WORK/rust-rust.jsonl" -expect "$WORK/rust-sent.txt" -out "$WORK/rust-rust.txt" ||
+        fail "the Rust consumer read different messages than the Rust producer sent"
+    printf '  ok: 100 Rust messages identical in the Go and the Rust consumer\n'
+
+    step "8. go -> rust: rocketmq-client-rust consumes what the Go producer sent"
+    cat "$WORK/go-sent.txt" "$WORK/more-sent.txt" >"$WORK/go-all.txt"
+    GO_ALL=$(wc -l <"$WORK/go-all.txt")
+    "$RC" consume "$NAMESRV" "$T_GO" RustReadsGo "$GO_ALL" 60 "$WORK/rust-go.jsonl" || { show_logs; fail "Rust consumer of Go messages"; }
+    "$GOC" canon -in "$WORK/rust-go.jsonl" -expect "$WORK/go-all.txt" -out "$WORK/rust-go.txt" ||
+        fail "the Rust consumer read different messages than the Go producer sent"
+    printf '  ok: %s Go messages identical in the Rust consumer\n' "$GO_ALL"
+fi
 
 step "go-client compat: all scenarios passed"
