@@ -123,6 +123,8 @@ struct Inner {
     /// `topic#key` → CommitLog offsets, in append order.
     index: Mutex<Option<KeyIndex>>,
     flushed: AtomicI64,
+    /// Reads never serve records ending past this (Raft / quorum commit); `i64::MAX` by default.
+    committed: AtomicI64,
     requests: Mutex<Vec<FlushRequest>>,
     requests_cv: Condvar,
     shutdown: AtomicBool,
@@ -176,6 +178,7 @@ impl MessageStore {
             consume_queues: RwLock::new(HashMap::new()),
             index: Mutex::new(None),
             flushed: AtomicI64::new(0),
+            committed: AtomicI64::new(i64::MAX),
             requests: Mutex::new(Vec::new()),
             requests_cv: Condvar::new(),
             shutdown: AtomicBool::new(false),
@@ -394,6 +397,14 @@ impl MessageStore {
     /// CommitLog bytes below this are on disk.
     pub fn flushed_phy_offset(&self) -> i64 {
         self.inner.flushed.load(Ordering::Acquire)
+    }
+
+    /// Limits `get_message` to records ending at or before `offset` (bytes a quorum has
+    /// committed); `None` serves everything written, the default.
+    pub fn set_committed_offset(&self, offset: Option<i64>) {
+        self.inner
+            .committed
+            .store(offset.unwrap_or(i64::MAX), Ordering::Release);
     }
 
     /// Raw CommitLog bytes from `offset` up to `max_len`, within one file, for replication.
@@ -1016,6 +1027,10 @@ impl Inner {
                 r.status = GetMessageStatus::MessageWasRemoving;
                 next += 1;
                 continue;
+            }
+            if unit.phy_offset + i64::from(unit.size) > self.committed.load(Ordering::Acquire) {
+                // Not committed yet: the queue ends here for readers.
+                break;
             }
             if !filter.matches(unit.tags_code) {
                 next += 1;

@@ -299,3 +299,29 @@ fn empty_replica_starts_at_a_file_boundary() {
     follower.shutdown().expect("shutdown");
     leader.shutdown().expect("shutdown");
 }
+
+#[test]
+fn reads_stop_at_the_committed_offset() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store =
+        MessageStore::open(small_config(dir.path(), FlushDiskType::AsyncFlush)).expect("open");
+    let mut ends = Vec::new();
+    for i in 0..5 {
+        let a = store
+            .put_messages_blocking(vec![msg("C", 0, &body(i, 50), None, None)])
+            .append
+            .expect("append");
+        ends.push(a.wrote_offset + a.wrote_bytes as i64);
+    }
+    store.set_committed_offset(Some(ends[2]));
+    let r = store.get_message("g", "C", 0, 0, 10, usize::MAX, &MessageFilter::All);
+    assert_eq!(r.messages.len(), 3);
+    assert_eq!(r.next_begin_offset, 3);
+    let r = store.get_message("g", "C", 0, 3, 10, usize::MAX, &MessageFilter::All);
+    assert!(r.messages.is_empty());
+    assert_eq!(r.next_begin_offset, 3);
+    store.set_committed_offset(None);
+    let r = store.get_message("g", "C", 0, 3, 10, usize::MAX, &MessageFilter::All);
+    assert_eq!(r.messages.len(), 2);
+    store.shutdown().expect("shutdown");
+}
