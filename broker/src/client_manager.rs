@@ -372,6 +372,54 @@ mod tests {
         }
     }
 
+    fn consumer(group: &str, topic: &str) -> ConsumerData {
+        ConsumerData {
+            group_name: group.into(),
+            subscription_data_set: vec![serde_json::json!({"topic": topic, "subString": "*"})],
+            ..Default::default()
+        }
+    }
+
+    fn meta(client_id: &str) -> ClientMeta<'_> {
+        ClientMeta {
+            client_id,
+            language: "JAVA",
+            version: 479,
+        }
+    }
+
+    #[test]
+    fn group_membership_changes_are_reported() {
+        let m = ClientManager::default();
+        let (a, b) = (Channel::detached(1), Channel::detached(2));
+        let t0 = Instant::now();
+        assert!(m.register_consumer(&consumer("G", "T"), meta("a"), &a, t0));
+        assert!(
+            !m.register_consumer(&consumer("G", "T"), meta("a"), &a, t0),
+            "renewal"
+        );
+        assert!(m.register_consumer(&consumer("G", "T"), meta("b"), &b, t0));
+        m.register_producer("P", meta("a"), &a, t0);
+        assert_eq!(m.consumer_ids("G").map(|ids| ids.len()), Some(2));
+        assert_eq!(m.groups_subscribing("T"), vec!["G".to_owned()]);
+        let (_, connections) = m.consumer_connections("G").expect("online");
+        assert_eq!(connections[0].language, "JAVA");
+
+        assert_eq!(m.channel_gone(1), vec!["G".to_owned()]);
+        assert_eq!(m.producer_group_count(), 0);
+        assert_eq!(m.consumer_ids("G"), Some(vec!["b".to_owned()]));
+
+        // b goes silent: after the expiry it is dropped and the group reported.
+        let later = t0 + CHANNEL_EXPIRED_TIMEOUT + Duration::from_secs(1);
+        assert!(m.scan_expired(t0, CHANNEL_EXPIRED_TIMEOUT).is_empty());
+        assert_eq!(
+            m.scan_expired(later, CHANNEL_EXPIRED_TIMEOUT),
+            vec!["G".to_owned()]
+        );
+        assert_eq!(m.consumer_ids("G"), None);
+        assert!(!m.unregister_consumer("G", 2));
+    }
+
     #[test]
     fn locks_are_exclusive_until_they_expire() {
         let m = RebalanceLockManager::default();
