@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 /// Why a body could not be read; the message is fit for a response remark.
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {
-    #[error("the body is not UTF-8 text")]
-    NotUtf8,
+    #[error("the {what} body is not UTF-8 text")]
+    NotUtf8 { what: &'static str },
     #[error("the body is not valid {what} JSON: {reason}")]
     Json { what: &'static str, reason: String },
 }
@@ -35,7 +35,7 @@ pub fn from_json<T: DeserializeOwned>(bytes: &[u8], what: &'static str) -> Resul
     if let Ok(value) = serde_json::from_slice(bytes) {
         return Ok(value);
     }
-    let text = std::str::from_utf8(bytes).map_err(|_| BodyError::NotUtf8)?;
+    let text = std::str::from_utf8(bytes).map_err(|_| BodyError::NotUtf8 { what })?;
     let normalized = normalize_fastjson(text).map_err(|reason| json_error(what, reason))?;
     serde_json::from_str(&normalized).map_err(|e| json_error(what, e))
 }
@@ -472,7 +472,8 @@ pub struct GroupList {
     pub group_list: Vec<String>,
 }
 
-/// `KVTable`, the GET_KVLIST_BY_NAMESPACE (219) body.
+/// `KVTable`: the GET_KVLIST_BY_NAMESPACE (219) body, the REGISTER_BROKER answer and the
+/// broker's runtime info (`route::KVTable` names the same type).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct KvTable {
@@ -584,6 +585,17 @@ mod tests {
         ));
         assert!(normalize_fastjson(r#"{{"a":"#).is_err());
         assert!(normalize_fastjson(r#"{"a"#).is_err());
+    }
+
+    #[test]
+    fn bare_keys_are_quoted_outside_strings_only() {
+        let raw = r#"{0:"a:1",1 : "b", "x":[1,2], "s":"{3:4}", -1:{2:"c"}}"#;
+        assert_eq!(
+            normalize_fastjson(raw).unwrap(),
+            r#"{"0":"a:1","1" : "b", "x":[1,2], "s":"{3:4}", "-1":{"2":"c"}}"#
+        );
+        let standard = r#"{"0":"a","list":[0,1],"esc":"\"{5:6}"}"#;
+        assert!(matches!(normalize_fastjson(standard), Ok(Cow::Borrowed(_))));
     }
 
     #[test]

@@ -2,13 +2,16 @@
 //!
 //! Maps with numeric keys (`brokerAddrs`: brokerId → address) are written with quoted keys, which
 //! every client reads. Plain fastjson writes them bare (`{0:"addr"}`), which is not JSON, so
-//! [`from_json`] quotes bare numeric object keys before handing the text to serde_json.
+//! [`from_json`] reads through [`crate::body::from_json`], which quotes such keys first.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+
+use crate::body::BodyError;
+/// `to_json` and `KVTable` live in [`crate::body`]; route callers keep their old names.
+pub use crate::body::{KvTable as KVTable, to_json};
 
 /// `MixAll.MASTER_ID`: the brokerId of a group's master.
 pub const MASTER_ID: i64 = 0;
@@ -19,12 +22,8 @@ pub const NAMESPACE_ORDER_TOPIC_CONFIG: &str = "ORDER_TOPIC_CONFIG";
 /// Why a route body could not be read; the message is fit for a response remark.
 #[derive(Debug, thiserror::Error)]
 pub enum RouteError {
-    #[error("the body is not valid {what} JSON: {source}")]
-    Json {
-        what: &'static str,
-        #[source]
-        source: serde_json::Error,
-    },
+    #[error(transparent)]
+    Json(#[from] BodyError),
     #[error("compressed RegisterBrokerBody: {0}")]
     Compressed(String),
 }
@@ -341,115 +340,14 @@ pub struct TopicList {
     pub broker_addr: Option<String>,
 }
 
-/// `KVTable`: GET_KVLIST_BY_NAMESPACE and the REGISTER_BROKER answer.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub struct KVTable {
-    #[serde(default)]
-    pub table: BTreeMap<String, String>,
-}
-
-/// Serializes a body as standard JSON (quoted keys, fields in a fixed order).
-pub fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
-    // Serializing these plain structs and string/integer-keyed maps cannot fail.
-    serde_json::to_vec(value).unwrap_or_default()
-}
-
 /// Reads a body written either as standard JSON or by plain fastjson (bare numeric keys).
 pub fn from_json<T: DeserializeOwned>(body: &[u8], what: &'static str) -> Result<T, RouteError> {
-    let text = quote_numeric_keys(body);
-    serde_json::from_slice(&text).map_err(|source| RouteError::Json { what, source })
-}
-
-/// Quotes bare numeric object keys (`{0:"a",-1:"b"}` → `{"0":"a","-1":"b"}`) outside strings.
-///
-/// Anything else is left as is, so invalid JSON stays invalid and serde_json reports it.
-pub fn quote_numeric_keys(input: &[u8]) -> Cow<'_, [u8]> {
-    let Some(first) = find_bare_key(input, 0) else {
-        return Cow::Borrowed(input);
-    };
-    let mut out = Vec::with_capacity(input.len() + 16);
-    let mut copied = 0;
-    let mut next = Some(first);
-    while let Some((start, end)) = next {
-        out.extend_from_slice(&input[copied..start]);
-        out.push(b'"');
-        out.extend_from_slice(&input[start..end]);
-        out.push(b'"');
-        copied = end;
-        next = find_bare_key(input, end);
-    }
-    out.extend_from_slice(&input[copied..]);
-    Cow::Owned(out)
-}
-
-/// The next bare numeric key at or after `from`: its byte range. Scans from `from` assuming it is
-/// outside a string, which holds for 0 and for the end of a key found earlier.
-fn find_bare_key(input: &[u8], from: usize) -> Option<(usize, usize)> {
-    let mut i = from;
-    let mut in_string = false;
-    // True right after `{` or `,` (ignoring whitespace): where an object key may start.
-    let mut key_position = false;
-    while i < input.len() {
-        let c = input[i];
-        if in_string {
-            match c {
-                b'\\' => i += 1,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            i += 1;
-            continue;
-        }
-        match c {
-            b'"' => {
-                in_string = true;
-                key_position = false;
-            }
-            b'{' | b',' => key_position = true,
-            b' ' | b'\t' | b'\r' | b'\n' => {}
-            b'-' | b'0'..=b'9' if key_position => {
-                let start = i;
-                let mut end = i + 1;
-                while end < input.len() && input[end].is_ascii_digit() {
-                    end += 1;
-                }
-                let mut after = end;
-                while after < input.len() && input[after].is_ascii_whitespace() {
-                    after += 1;
-                }
-                if input.get(after) == Some(&b':') && end > start + usize::from(c == b'-') {
-                    return Some((start, end));
-                }
-                key_position = false;
-                i = end;
-                continue;
-            }
-            _ => key_position = false,
-        }
-        i += 1;
-    }
-    None
+    Ok(crate::body::from_json(body, what)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn bare_keys_are_quoted_outside_strings_only() {
-        let raw = br#"{0:"a:1",1 : "b", "x":[1,2], "s":"{3:4}", -1:{2:"c"}}"#;
-        let quoted = quote_numeric_keys(raw);
-        assert_eq!(
-            std::str::from_utf8(&quoted).ok(),
-            Some(r#"{"0":"a:1","1" : "b", "x":[1,2], "s":"{3:4}", "-1":{"2":"c"}}"#)
-        );
-    }
-
-    #[test]
-    fn standard_json_is_untouched() {
-        let raw = br#"{"0":"a","list":[0,1],"esc":"\"{5:6}"}"#;
-        assert!(matches!(quote_numeric_keys(raw), Cow::Borrowed(_)));
-    }
 
     #[test]
     fn invalid_input_stays_an_error() {
