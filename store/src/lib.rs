@@ -20,9 +20,22 @@
 //! persisted as an append-only, CRC-checked log (`index/keys`) fsynced with each checkpoint; see
 //! the `index` module for its cost compared with RocketMQ's IndexFile.
 //!
-//! # Entry point
-//! [`MessageStore::open`] recovers and starts the store; `put_message(s)` are async (the SYNC_FLUSH
-//! wait never blocks a tokio worker) and `put_messages_blocking` serves plain threads.
+//! # API
+//! [`MessageStore`] (cheap to clone, one store behind all clones):
+//! - [`MessageStore::open`] recovers and starts the flush and clean-up threads; stop them with
+//!   [`MessageStore::shutdown`] (clean) or [`MessageStore::halt`] (as a crash would): dropping the
+//!   handles does not.
+//! - Writes: `put_message` / `put_messages` are `async` (the SYNC_FLUSH wait never blocks a tokio
+//!   worker; a timeout yields FLUSH_DISK_TIMEOUT), `put_messages_blocking` serves plain threads. A
+//!   batch is one topic/queue, stored contiguously with consecutive queue offsets.
+//! - Reads: `get_message` (zero-copy record slices, next/min/max offsets,
+//!   `suggest_pulling_from_slave`), `get_max_offset_in_queue`, `get_min_offset_in_queue`,
+//!   `get_offset_in_queue_by_time`, `get_commit_log_offset_in_queue`, `lookup_message_by_offset`,
+//!   `query_message_by_key`, `get_earliest_message_time`, `min_phy_offset`, `max_phy_offset`,
+//!   `flushed_phy_offset`.
+//! - Replication: `read_raw`, `append_raw_at` (at the end, or at a file boundary on an empty
+//!   store), `truncate_to`, `set_committed_offset` (reads stop at the committed offset).
+//! - Retention: the clean-up thread; `clean_now`, `disk_refusal`, `set_disk_ratio_override`.
 
 pub mod consume_queue;
 mod disk;

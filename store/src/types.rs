@@ -33,7 +33,7 @@ pub struct MessageStoreConfig {
     pub max_message_size: usize,
     /// Age after which CommitLog files are deleted (72 h).
     pub file_reserved_time: Duration,
-    /// Hours of the day (local to UTC here) when expired files are deleted, `;`-separated ("04").
+    /// Hours of the day (UTC) when expired files are deleted, `;`-separated ("04").
     pub delete_when: String,
     pub disk_max_used_space_ratio: u8,
     pub disk_space_clean_forcibly_ratio: u8,
