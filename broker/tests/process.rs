@@ -874,3 +874,48 @@ async fn delayed_messages_and_send_back_to_retry_and_dlq() {
     drop(conn);
     broker.stop();
 }
+
+#[test]
+fn unknown_keys_are_warned_about_by_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path().join("broker.conf");
+    std::fs::write(&conf, "brokerName=warned\nmysteryKnob=11\n").expect("write");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ferrum-broker"))
+        .args(["-c", &conf.display().to_string()])
+        .args(["--set", "listenPort=0", "--set", "bindAddress=127.0.0.1"])
+        .args([
+            "--set",
+            &format!("storePathRootDir={}", dir.path().display()),
+        ])
+        .args(["--set", "mappedFileSizeCommitLog=1048576"])
+        .env("RUST_LOG", "warn")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let started = rx.recv_timeout(STEP).expect("start line");
+    assert!(started.contains("warned"), "{started}");
+    let pid = child.id().to_string();
+    Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    let mut log = String::new();
+    std::io::Read::read_to_string(&mut BufReader::new(stderr), &mut log).expect("stderr");
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "{status}");
+    assert!(
+        log.lines()
+            .any(|l| l.contains("unknown configuration key") && l.contains("mysteryKnob")),
+        "{log}"
+    );
+}
