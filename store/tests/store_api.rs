@@ -325,3 +325,47 @@ fn reads_stop_at_the_committed_offset() {
     assert_eq!(r.messages.len(), 2);
     store.shutdown().expect("shutdown");
 }
+
+#[test]
+fn expired_files_are_deleted_at_delete_when() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = small_config(dir.path(), FlushDiskType::AsyncFlush);
+    cfg.file_reserved_time = std::time::Duration::ZERO;
+    cfg.delete_when = (0..24)
+        .map(|h| format!("{h:02}"))
+        .collect::<Vec<_>>()
+        .join(";");
+    let store = MessageStore::open(cfg.clone()).expect("open");
+    for i in 0..60 {
+        store.put_messages_blocking(vec![msg(
+            "E",
+            0,
+            &body(i, 300),
+            None,
+            Some(&format!("k{i}")),
+        )]);
+    }
+    store.set_disk_ratio_override(Some(0.1));
+    store.clean_now().expect("clean");
+    // Everything but the file being written has expired.
+    let max = store.max_phy_offset();
+    assert_eq!(store.min_phy_offset(), max - max % 4096);
+    let min_q = store.get_min_offset_in_queue("E", 0);
+    assert!(min_q > 0);
+    assert!(
+        store
+            .query_message_by_key("E", "k0", 1, 0, i64::MAX)
+            .is_empty()
+    );
+    assert_eq!(
+        store.query_message_by_key("E", "k59", 1, 0, i64::MAX).len(),
+        1
+    );
+    let r = store.get_message("g", "E", 0, min_q, 100, usize::MAX, &MessageFilter::All);
+    assert_eq!(r.messages.len() as i64, 60 - min_q);
+    store.shutdown().expect("shutdown");
+    let store = MessageStore::open(cfg).expect("reopen");
+    assert_eq!(store.get_min_offset_in_queue("E", 0), min_q);
+    assert!(store.get_earliest_message_time().is_some());
+    store.shutdown().expect("shutdown");
+}
