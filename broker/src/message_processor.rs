@@ -664,6 +664,15 @@ impl BrokerCore {
             header.begin_timestamp,
             header.end_timestamp,
         );
+        // Keep the answer inside a client's frame limit however many records match.
+        let mut total = 0;
+        let records: Vec<Bytes> = records
+            .into_iter()
+            .take_while(|r| {
+                total += r.len();
+                total <= MAX_PULL_BYTES
+            })
+            .collect();
         if records.is_empty() {
             return Reply::Command(request.error_to(
                 ResponseCode::QUERY_NOT_FOUND,
