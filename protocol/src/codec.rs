@@ -32,6 +32,10 @@ pub enum FrameError {
     Json(String),
     #[error("malformed ROCKETMQ binary header: {0}")]
     Binary(&'static str),
+    /// A value does not fit the width of its length or number field; writing it would put a
+    /// wrong length on the wire and desynchronise the peer's reader.
+    #[error("cannot encode the header: {0}")]
+    Unencodable(String),
     #[error("io error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -133,15 +137,50 @@ pub fn encode_header_frame(
     command: &RemotingCommand,
     body_length: usize,
 ) -> Result<BytesMut, FrameError> {
-    let header = encode_header(command);
-    let length = 4 + header.len() + body_length;
+    let header = encode_header(command)?;
     let mut dst = BytesMut::with_capacity(8 + header.len());
-    dst.put_u32(length as u32);
-    dst.put_u32(
-        (u32::from(command.serialize_type.code()) << 24) | (header.len() as u32 & 0x00FF_FFFF),
-    );
+    // The peer enforces its own frame limit; here only the i32 length field bounds the frame.
+    put_prefix(
+        &mut dst,
+        command,
+        header.len(),
+        body_length,
+        i32::MAX as usize,
+    )?;
     dst.extend_from_slice(&header);
     Ok(dst)
+}
+
+/// The largest header the 24-bit header length field can describe.
+pub const MAX_HEADER_LENGTH: usize = 0x00FF_FFFF;
+
+/// Writes the frame length and the `serializeType|headerLength` mark, refusing lengths their
+/// fields cannot hold.
+fn put_prefix(
+    dst: &mut BytesMut,
+    command: &RemotingCommand,
+    header_length: usize,
+    body_length: usize,
+    limit: usize,
+) -> Result<(), FrameError> {
+    if header_length > MAX_HEADER_LENGTH {
+        return Err(FrameError::Unencodable(format!(
+            "a header of {header_length} bytes exceeds the 24-bit header length field"
+        )));
+    }
+    let length = (4 + header_length).saturating_add(body_length);
+    if length > limit {
+        return Err(FrameError::TooLong { length, limit });
+    }
+    let wire_length = i32::try_from(length).map_err(|_| FrameError::TooLong {
+        length,
+        limit: i32::MAX as usize,
+    })?;
+    dst.reserve(8);
+    dst.put_i32(wire_length);
+    // header_length fits 24 bits, checked above.
+    dst.put_u32((u32::from(command.serialize_type.code()) << 24) | header_length as u32);
+    Ok(())
 }
 
 fn encode_into(
@@ -149,25 +188,18 @@ fn encode_into(
     dst: &mut BytesMut,
     limit: usize,
 ) -> Result<(), FrameError> {
-    let header = encode_header(command);
-    let length = 4 + header.len() + command.body.len();
-    if length > limit {
-        return Err(FrameError::TooLong { length, limit });
-    }
-    dst.reserve(4 + length);
-    dst.put_u32(length as u32);
-    dst.put_u32(
-        (u32::from(command.serialize_type.code()) << 24) | (header.len() as u32 & 0x00FF_FFFF),
-    );
+    let header = encode_header(command)?;
+    put_prefix(dst, command, header.len(), command.body.len(), limit)?;
+    dst.reserve(header.len() + command.body.len());
     dst.extend_from_slice(&header);
     dst.extend_from_slice(&command.body);
     Ok(())
 }
 
 /// The header bytes of `command` in its own serialization.
-pub fn encode_header(command: &RemotingCommand) -> Vec<u8> {
+pub fn encode_header(command: &RemotingCommand) -> Result<Vec<u8>, FrameError> {
     match command.serialize_type {
-        SerializeType::Json => encode_json_header(command),
+        SerializeType::Json => Ok(encode_json_header(command)),
         SerializeType::RocketMq => encode_binary_header(command),
     }
 }
@@ -261,31 +293,47 @@ fn decode_json_header(bytes: &[u8]) -> Result<RemotingCommand, FrameError> {
     })
 }
 
-fn encode_binary_header(command: &RemotingCommand) -> Vec<u8> {
+/// `what` does not fit the `width` of its binary-header field.
+fn unencodable(what: &str, value: impl std::fmt::Display, width: &str) -> FrameError {
+    FrameError::Unencodable(format!(
+        "{what} {value} does not fit the ROCKETMQ binary header's {width} field"
+    ))
+}
+
+fn encode_binary_header(command: &RemotingCommand) -> Result<Vec<u8>, FrameError> {
     let mut out = Vec::with_capacity(64);
-    // RocketMQ writes the code with writeShort: codes above 32767 do not fit this serialization.
-    out.put_i16(command.code as i16);
-    out.put_u8(command.language.unwrap_or(LanguageCode::JAVA).code() as u8);
-    out.put_i16(command.version as i16);
+    // RocketMQ writes code and version with writeShort; Java would truncate a wider value.
+    let code = i16::try_from(command.code).map_err(|_| unencodable("code", command.code, "i16"))?;
+    let language = command.language.unwrap_or(LanguageCode::JAVA).code();
+    let language = u8::try_from(language).map_err(|_| unencodable("language", language, "u8"))?;
+    let version = i16::try_from(command.version)
+        .map_err(|_| unencodable("version", command.version, "i16"))?;
+    out.put_i16(code);
+    out.put_u8(language);
+    out.put_i16(version);
     out.put_i32(command.opaque);
     out.put_i32(command.flag);
-    match &command.remark {
-        Some(remark) => {
-            out.put_i32(remark.len() as i32);
-            out.extend_from_slice(remark.as_bytes());
-        }
-        None => out.put_i32(0),
-    }
+    let remark = command.remark.as_deref().unwrap_or("");
+    put_i32_len(&mut out, remark.len(), "remark length")?;
+    out.extend_from_slice(remark.as_bytes());
     let mut ext = Vec::new();
     for (key, value) in &command.ext_fields {
-        ext.put_i16(key.len() as i16);
+        let key_length = i16::try_from(key.len())
+            .map_err(|_| unencodable("extFields key length", key.len(), "i16"))?;
+        ext.put_i16(key_length);
         ext.extend_from_slice(key.as_bytes());
-        ext.put_i32(value.len() as i32);
+        put_i32_len(&mut ext, value.len(), "extFields value length")?;
         ext.extend_from_slice(value.as_bytes());
     }
-    out.put_i32(ext.len() as i32);
+    put_i32_len(&mut out, ext.len(), "extFields length")?;
     out.extend_from_slice(&ext);
-    out
+    Ok(out)
+}
+
+fn put_i32_len(out: &mut Vec<u8>, length: usize, what: &str) -> Result<(), FrameError> {
+    let length = i32::try_from(length).map_err(|_| unencodable(what, length, "i32"))?;
+    out.put_i32(length);
+    Ok(())
 }
 
 fn decode_binary_header(mut header: Bytes) -> Result<RemotingCommand, FrameError> {
@@ -507,6 +555,81 @@ mod tests {
             .unwrap();
         assert!(decoded.is_oneway());
         assert_eq!(decoded.ext_fields.get("k").map(String::as_str), Some("vv"));
+    }
+
+    #[test]
+    fn binary_values_wider_than_their_fields_are_refused() {
+        let mut codec = RemotingCodec::default();
+        let encode = |command: RemotingCommand| {
+            let mut buf = BytesMut::new();
+            let result = RemotingCodec::default().encode(command, &mut buf);
+            (result, buf)
+        };
+        let base = sample(SerializeType::RocketMq);
+
+        let mut long_key = base.clone();
+        long_key
+            .ext_fields
+            .insert("k".repeat(usize::from(u16::MAX)), "v".into());
+        let (result, buf) = encode(long_key.clone());
+        assert!(
+            matches!(&result, Err(FrameError::Unencodable(why)) if why.contains("key length")),
+            "{result:?}"
+        );
+        assert!(buf.is_empty(), "nothing is written for a refused command");
+
+        for (code, version) in [(40_000, 1), (-40_000, 1), (105, 70_000)] {
+            let wide = RemotingCommand {
+                code,
+                version,
+                ..base.clone()
+            };
+            let (result, _) = encode(wide);
+            assert!(
+                matches!(result, Err(FrameError::Unencodable(_))),
+                "{result:?}"
+            );
+        }
+
+        // The same long key is fine in JSON, which has no per-field length.
+        long_key.serialize_type = SerializeType::Json;
+        let mut buf = BytesMut::new();
+        codec.encode(&long_key, &mut buf).unwrap();
+        assert_eq!(codec.decode(&mut buf).unwrap().unwrap(), long_key);
+    }
+
+    #[test]
+    fn headers_beyond_the_24_bit_length_field_are_refused() {
+        let command = RemotingCommand {
+            remark: Some("r".repeat(MAX_HEADER_LENGTH + 1)),
+            ..Default::default()
+        };
+        let mut codec = RemotingCodec::with_max_frame_length(64 * 1024 * 1024);
+        let mut buf = BytesMut::new();
+        let result = codec.encode(&command, &mut buf);
+        assert!(
+            matches!(&result, Err(FrameError::Unencodable(why)) if why.contains("24-bit")),
+            "{result:?}"
+        );
+        assert!(buf.is_empty());
+        let result = encode_header_frame(&command, 0);
+        assert!(
+            matches!(result, Err(FrameError::Unencodable(_))),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn header_frame_refuses_a_body_beyond_the_i32_length_field() {
+        let command = sample(SerializeType::Json);
+        let result = encode_header_frame(&command, i32::MAX as usize);
+        assert!(
+            matches!(result, Err(FrameError::TooLong { .. })),
+            "{result:?}"
+        );
+        let fits = encode_header_frame(&command, 1 << 30).unwrap();
+        let length = i32::from_be_bytes([fits[0], fits[1], fits[2], fits[3]]);
+        assert_eq!(length as usize, 4 + (fits.len() - 8) + (1 << 30));
     }
 
     #[test]
