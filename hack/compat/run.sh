@@ -232,4 +232,4 @@ wait_for_cluster_row ABSENT 60 || fail "the stopped Java broker is still listed 
 printf '  ok: %s\n' "the stopped Java broker is gone from clusterList"
 
 step "compat: all checks passed"
-bash "$(dirname "$0")/java-client.sh"
+bash "$ROOT/hack/compat/java-client.sh"
