@@ -112,6 +112,9 @@ summary() {
 
 # Peak resident set of a process (kB), as the kernel tracked it.
 peak_rss_kb() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+# The peak counts the mapped store files' pages each broker touched; the anonymous part (heap,
+# buffers) is what the process holds apart from the page cache.
+anon_rss_kb() { awk '/^RssAnon:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 
 source hack/bench/ferrum.sh
 source hack/bench/apache.sh
@@ -277,7 +280,8 @@ run_peer() {
         summary "$OUT/runs/$name.consume.json"
     fi
     peak_rss_kb "$BROKER_PID" >"$OUT/runs/$name.broker_rss_kb"
-    note "broker peak RSS: $(cat "$OUT/runs/$name.broker_rss_kb") kB"
+    anon_rss_kb "$BROKER_PID" >"$OUT/runs/$name.broker_anon_kb"
+    note "broker peak RSS: $(cat "$OUT/runs/$name.broker_rss_kb") kB (anonymous at the end: $(cat "$OUT/runs/$name.broker_anon_kb") kB)"
     stop_peer
 }
 
@@ -372,12 +376,14 @@ for peer in peers:
     m = re.search(r"= ([0-9.]+)/s", route)
     rss = read(peer + ".broker_rss_kb")
     ns_rss = read(peer + ".namesrv_rss_kb")
+    anon = read(peer + ".broker_anon_kb")
     result["peers"][peer] = {
         "skipped": skipped,
         "produce": phase(load(peer + ".produce.json")),
         "consume": phase(load(peer + ".consume.json")),
         "route_queries_per_sec": float(m.group(1)) if m else None,
         "broker_peak_rss_mib": round(int(rss) / 1024, 1) if rss and rss.isdigit() else None,
+        "broker_anon_rss_mib": round(int(anon) / 1024, 1) if anon and anon.isdigit() else None,
         "namesrv_peak_rss_mib": round(int(ns_rss) / 1024, 1) if ns_rss and ns_rss.isdigit() else None,
     }
 
@@ -394,6 +400,7 @@ rows = [
     ("consume pull p99 ms", ("consume", "p99_ms")),
     ("consume pull p999 ms", ("consume", "p999_ms")),
     ("broker peak RSS MiB", ("broker_peak_rss_mib",)),
+    ("broker anon RSS MiB", ("broker_anon_rss_mib",)),
     ("route queries/s", ("route_queries_per_sec",)),
     ("namesrv peak RSS MiB", ("namesrv_peak_rss_mib",)),
 ]
