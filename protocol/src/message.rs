@@ -101,6 +101,13 @@ pub enum MessageError {
     InvalidUtf8(&'static str),
     #[error("invalid offset message id '{0}'")]
     BadMessageId(String),
+    #[error("a message of {0} bytes does not fit the i32 TOTALSIZE field")]
+    TooLarge(usize),
+}
+
+/// `size` as the i32 TOTALSIZE / BODYLEN fields carry it, refused rather than wrapped.
+fn size_field(size: usize) -> Result<i32, MessageError> {
+    i32::try_from(size).map_err(|_| MessageError::TooLarge(size))
 }
 
 /// The body CRC RocketMQ stores: `CRC32(body) & 0x7FFFFFFF`.
@@ -330,6 +337,8 @@ pub fn encode_record(buf: &mut BytesMut, p: &RecordParts<'_>) -> Result<usize, M
         return Err(MessageError::PropertiesTooLong(p.properties.len()));
     }
     let size = p.stored_size();
+    // The body is part of the record, so a size that fits covers BODYLEN too.
+    let size_word = size_field(size)?;
     let mut sys = p.sys_flag & !(sys_flag::BORNHOST_V6 | sys_flag::STOREHOST_V6);
     if p.born_host.is_ipv6() {
         sys |= sys_flag::BORNHOST_V6;
@@ -338,7 +347,7 @@ pub fn encode_record(buf: &mut BytesMut, p: &RecordParts<'_>) -> Result<usize, M
         sys |= sys_flag::STOREHOST_V6;
     }
     buf.reserve(size);
-    buf.put_i32(size as i32);
+    buf.put_i32(size_word);
     buf.put_i32(MAGIC_CODE_V1);
     buf.put_i32(body_crc(p.body));
     buf.put_i32(p.queue_id);
@@ -352,8 +361,9 @@ pub fn encode_record(buf: &mut BytesMut, p: &RecordParts<'_>) -> Result<usize, M
     put_host(buf, &p.store_host);
     buf.put_i32(p.reconsume_times);
     buf.put_i64(p.prepared_transaction_offset);
-    buf.put_i32(p.body.len() as i32);
+    buf.put_i32(size_field(p.body.len())?);
     buf.put_slice(p.body);
+    // Checked against MAX_TOPIC_LENGTH_V1 above.
     buf.put_u8(p.topic.len() as u8);
     buf.put_slice(p.topic.as_bytes());
     buf.put_i16(p.properties.len() as i16);
@@ -591,11 +601,12 @@ pub fn encode_batch(entries: &[BatchEntry]) -> Result<Bytes, MessageError> {
             return Err(MessageError::PropertiesTooLong(props.len()));
         }
         let size = 4 + 4 + 4 + 4 + 4 + e.body.len() + 2 + props.len();
-        buf.put_i32(size as i32);
+        let size_word = size_field(size)?;
+        buf.put_i32(size_word);
         buf.put_i32(0);
         buf.put_i32(0);
         buf.put_i32(e.flag);
-        buf.put_i32(e.body.len() as i32);
+        buf.put_i32(size_field(e.body.len())?);
         buf.put_slice(&e.body);
         buf.put_i16(props.len() as i16);
         buf.put_slice(props.as_bytes());
@@ -810,6 +821,13 @@ mod tests {
             m.encode(),
             Err(MessageError::PropertiesTooLong(_))
         ));
+    }
+
+    #[test]
+    fn sizes_beyond_i32_are_refused_not_wrapped() {
+        assert_eq!(size_field(i32::MAX as usize), Ok(i32::MAX));
+        let over = i32::MAX as usize + 1;
+        assert_eq!(size_field(over), Err(MessageError::TooLarge(over)));
     }
 
     #[test]
