@@ -571,7 +571,9 @@ impl Inner {
         // Files are loaded as full; the walk below relies on positions only up to `offset`.
         let mut offset = start;
         loop {
-            match self.step(offset, true) {
+            // After a clean stop the file was fsynced whole, so headers suffice; after a crash
+            // every body is checked against its CRC.
+            match self.step(offset, crashed) {
                 Step::Record { bytes, .. } => offset += bytes.len() as i64,
                 Step::Skip(next) => {
                     if self.commit_log.find(next).is_none() {
