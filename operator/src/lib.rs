@@ -7,6 +7,7 @@
 
 pub mod build;
 pub mod controller;
+pub mod leader;
 pub mod crd;
 pub mod metrics;
 pub mod status;

@@ -23,6 +23,9 @@ enum Command {
             default_value = "0.0.0.0:8080"
         )]
         metrics_listen: std::net::SocketAddr,
+        /// Namespace of the leader Lease; when set, only the replica holding it reconciles.
+        #[arg(long, env = "POD_NAMESPACE")]
+        leader_election_namespace: Option<String>,
     },
 }
 
@@ -34,7 +37,10 @@ async fn main() -> anyhow::Result<()> {
             print!("{}", ferrum_operator::crd::crds_yaml()?);
             Ok(())
         }
-        Command::Run { metrics_listen } => {
+        Command::Run {
+            metrics_listen,
+            leader_election_namespace,
+        } => {
             tracing_subscriber::fmt()
                 .with_env_filter(
                     tracing_subscriber::EnvFilter::try_from_default_env()
@@ -47,11 +53,27 @@ async fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("binding the metrics endpoint on {metrics_listen}"))?;
             tokio::spawn(ferrum_operator::metrics::serve(listener, metrics.clone()));
             let client = kube::Client::try_default().await?;
-            ferrum_operator::controller::run_with(
-                ferrum_operator::controller::Context::with_metrics(client, metrics),
-            )
-            .await;
-            Ok(())
+            let ctx = ferrum_operator::controller::Context::with_metrics(client.clone(), metrics);
+            let Some(ns) = leader_election_namespace else {
+                ferrum_operator::controller::run_with(ctx).await;
+                return Ok(());
+            };
+            let identity = std::env::var("POD_NAME")
+                .unwrap_or_else(|_| format!("ferrum-operator-{}", std::process::id()));
+            let elector = ferrum_operator::leader::LeaderElector::new(
+                kube::Api::namespaced(client, &ns),
+                "ferrum-operator",
+                &identity,
+                std::time::Duration::from_secs(15),
+            );
+            elector.acquire(std::time::Duration::from_secs(2)).await;
+            tracing::info!(%identity, "leading");
+            tokio::select! {
+                () = ferrum_operator::controller::run_with(ctx) => Ok(()),
+                // Exiting lets the Deployment restart us as a follower; continuing to
+                // reconcile without the lease could fight the new leader.
+                lost = elector.keep_leading() => Err(lost.into()),
+            }
         }
     }
 }

@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use ferrum_operator::crd::{BrokerGroup, BrokerGroupSpec};
+use ferrum_operator::leader::LeaderElector;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -409,6 +410,37 @@ async fn controller_loop_reconciles_a_group_created_with_kubectl() {
         seen.is_ok(),
         "the controller did not reconcile the new group in time"
     );
+    let (ok, out) = c.kubectl(&["delete", "namespace", &c.namespace, "--wait=false"], None);
+    assert!(ok, "cleanup: {out}");
+}
+
+/// Two candidates: one leads, the other waits, and takes over once the lease expires.
+#[tokio::test]
+async fn leader_lease_has_one_holder_and_fails_over() {
+    let Some(c) = Cluster::from_env() else {
+        eprintln!(
+            "SKIPPED control_plane: FERRUM_KUBECONFIG is not set (start one with hack/k8s/up.sh)"
+        );
+        return;
+    };
+    c.setup();
+    let client = c.client().await;
+    let api: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client, &c.namespace);
+    let lease = Duration::from_secs(2);
+    let a = LeaderElector::new(api.clone(), "ferrum-operator", "a", lease);
+    let b = LeaderElector::new(api, "ferrum-operator", "b", lease);
+    assert!(a.try_lead().await.expect("a tries"), "a leads first");
+    assert!(!b.try_lead().await.expect("b tries"), "b waits");
+    assert!(a.try_lead().await.expect("a renews"), "a renews");
+    // a stops renewing; after the lease duration b takes over and a is out.
+    let took_over = tokio::time::timeout(Duration::from_secs(30), async {
+        while !b.try_lead().await.expect("b tries") {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    })
+    .await;
+    assert!(took_over.is_ok(), "b never took over the expired lease");
+    assert!(!a.try_lead().await.expect("a tries"), "a no longer leads");
     let (ok, out) = c.kubectl(&["delete", "namespace", &c.namespace, "--wait=false"], None);
     assert!(ok, "cleanup: {out}");
 }
