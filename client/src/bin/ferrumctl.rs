@@ -4,14 +4,14 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use ferrum_client::admin::Admin;
 use ferrum_client::consumer::{PullConfig, PullConsumer, PullStatus};
 use ferrum_client::namesrv::parse_addrs;
-use ferrum_client::producer::{Producer, ProducerConfig};
+use ferrum_client::producer::{Producer, ProducerConfig, now_millis};
 use ferrum_client::stats::{LatencyRecorder, LatencySummary, svg_chart, throughput};
 use ferrum_client::{ConnectOptions, Message, MessageQueue};
 use ferrum_protocol::SerializeType;
@@ -715,16 +715,22 @@ async fn start_offset(
     })
 }
 
+/// The topic's readable queues; a topic without any is an error for the consume commands.
+async fn readable_queues(consumer: &PullConsumer, topic: &str) -> Result<Vec<MessageQueue>> {
+    let queues = consumer
+        .queues(topic)
+        .await
+        .with_context(|| format!("route of {topic}"))?;
+    if queues.is_empty() {
+        bail!("topic {topic} has no readable queue");
+    }
+    Ok(queues)
+}
+
 async fn consume(ctx: &Ctx, args: ConsumeArgs) -> Result<()> {
     let config = ctx.pull_config(Some(Duration::from_secs(5)));
     let consumer = PullConsumer::with_config(&ctx.addrs, &args.group, config);
-    let queues = consumer
-        .queues(&args.topic)
-        .await
-        .with_context(|| format!("route of {}", args.topic))?;
-    if queues.is_empty() {
-        bail!("topic {} has no readable queue", args.topic);
-    }
+    let queues = readable_queues(&consumer, &args.topic).await?;
     let (tx, mut rx) = mpsc::channel(64);
     for mq in queues {
         let offset = start_offset(&consumer, &mq, args.from_beginning, args.commit)
@@ -953,12 +959,6 @@ async fn bench_produce(ctx: &Ctx, args: BenchProduceArgs) -> Result<()> {
     Ok(())
 }
 
-fn now_millis() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 async fn bench_consume(ctx: &Ctx, args: BenchConsumeArgs) -> Result<()> {
     if !(1..=1024).contains(&args.batch) {
         bail!("--batch must be between 1 and 1024");
@@ -966,13 +966,7 @@ async fn bench_consume(ctx: &Ctx, args: BenchConsumeArgs) -> Result<()> {
     let (duration, count) = validate_limit(&args.limit)?;
     let config = ctx.pull_config(Some(Duration::from_secs(1)));
     let consumer = PullConsumer::with_config(&ctx.addrs, &args.group, config);
-    let queues = consumer
-        .queues(&args.topic)
-        .await
-        .with_context(|| format!("route of {}", args.topic))?;
-    if queues.is_empty() {
-        bail!("topic {} has no readable queue", args.topic);
-    }
+    let queues = readable_queues(&consumer, &args.topic).await?;
     let (tx, mut rx) = mpsc::channel(256);
     let mut tasks = Vec::new();
     for mq in &queues {
