@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
@@ -67,7 +68,7 @@ impl Context {
     }
 
     /// Events are for people; failing to write one must not fail the reconcile.
-    async fn event(&self, bg: &BrokerGroup, type_: EventType, reason: &str, note: String) {
+    async fn event(&self, bg: &ObjectReference, type_: EventType, reason: &str, note: String) {
         let ev = Event {
             type_,
             reason: reason.into(),
@@ -75,7 +76,7 @@ impl Context {
             action: "Reconcile".into(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&ev, &bg.object_ref(&())).await {
+        if let Err(e) = self.recorder.publish(&ev, bg).await {
             tracing::warn!(error = %e, reason, "could not record event");
         }
     }
@@ -211,13 +212,18 @@ async fn reconcile_once(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<(Acti
         bg.status.as_ref().and_then(|s| s.observed_generation) != bg.metadata.generation;
     if !problems.is_empty() {
         if new_generation || !was(crate::status::DEGRADED) {
-            ctx.event(&bg, EventType::Warning, "InvalidSpec", problems.join("; "))
-                .await;
+            ctx.event(
+                &bg.object_ref(&()),
+                EventType::Warning,
+                "InvalidSpec",
+                problems.join("; "),
+            )
+            .await;
         }
     } else if is_paused {
         if !was(crate::status::PAUSED) {
             ctx.event(
-                &bg,
+                &bg.object_ref(&()),
                 EventType::Normal,
                 "Paused",
                 format!("{PAUSE_ANNOTATION} is set; objects are left as they are"),
@@ -226,7 +232,7 @@ async fn reconcile_once(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<(Acti
         }
     } else if new_generation {
         ctx.event(
-            &bg,
+            &bg.object_ref(&()),
             EventType::Normal,
             "Applied",
             format!(
@@ -356,8 +362,42 @@ async fn label_master(
     Ok(())
 }
 
-fn error_policy(bg: Arc<BrokerGroup>, err: &Error, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(group = %bg.name_any(), error = %err, "reconcile failed");
+/// The controller watches through a [`DeserializeGuard`], so one object that no longer
+/// matches our types is reported and skipped instead of breaking the watch for all others.
+async fn guarded_reconcile(
+    obj: Arc<DeserializeGuard<BrokerGroup>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    match &obj.0 {
+        Ok(bg) => reconcile(Arc::new(bg.clone()), ctx).await,
+        Err(invalid) => {
+            tracing::warn!(
+                name = ?invalid.metadata.name,
+                namespace = ?invalid.metadata.namespace,
+                error = %invalid.error,
+                "unreadable BrokerGroup skipped"
+            );
+            if let Some(m) = &ctx.metrics {
+                m.observe("BrokerGroup", "invalid", Duration::ZERO);
+            }
+            ctx.event(
+                &obj.object_ref(&()),
+                EventType::Warning,
+                "Unreadable",
+                format!("the operator cannot read this object: {}", invalid.error),
+            )
+            .await;
+            Ok(Action::await_change())
+        }
+    }
+}
+
+fn error_policy(
+    obj: Arc<DeserializeGuard<BrokerGroup>>,
+    err: &Error,
+    _ctx: Arc<Context>,
+) -> Action {
+    tracing::warn!(group = %obj.name_any(), error = %err, "reconcile failed");
     Action::requeue(Duration::from_secs(15))
 }
 
@@ -371,17 +411,40 @@ pub async fn run_with(ctx: Context) {
     let client = ctx.client.clone();
     let ctx = Arc::new(ctx);
     let cfg = watcher::Config::default();
-    Controller::new(Api::<BrokerGroup>::all(client.clone()), cfg.clone())
-        .owns(Api::<StatefulSet>::all(client.clone()), cfg.clone())
-        .owns(Api::<ConfigMap>::all(client.clone()), cfg.clone())
-        .owns(Api::<Service>::all(client.clone()), cfg.clone())
-        .owns(Api::<PodDisruptionBudget>::all(client), cfg)
-        .shutdown_on_signal()
-        .run(reconcile, error_policy, ctx)
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                tracing::debug!(error = %e, "controller event");
-            }
-        })
-        .await;
+    Controller::new(
+        Api::<DeserializeGuard<BrokerGroup>>::all(client.clone()),
+        cfg.clone(),
+    )
+    .owns(Api::<StatefulSet>::all(client.clone()), cfg.clone())
+    .owns(Api::<ConfigMap>::all(client.clone()), cfg.clone())
+    .owns(Api::<Service>::all(client.clone()), cfg.clone())
+    .owns(Api::<PodDisruptionBudget>::all(client), cfg)
+    .shutdown_on_signal()
+    .run(guarded_reconcile, error_policy, ctx)
+    .for_each(|res| async move {
+        if let Err(e) = res {
+            tracing::debug!(error = %e, "controller event");
+        }
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreadable_object_keeps_its_identity() {
+        let raw = serde_json::json!({
+            "apiVersion": "ferrum.dev/v1alpha1",
+            "kind": "BrokerGroup",
+            "metadata": { "name": "broken", "namespace": "mq" },
+            "spec": { "clusterName": "c", "mode": "Sideways", "replicas": 3 }
+        });
+        let guard: DeserializeGuard<BrokerGroup> =
+            serde_json::from_value(raw).expect("the guard itself always deserializes");
+        assert!(guard.0.is_err());
+        assert_eq!(guard.name_any(), "broken");
+        assert_eq!(guard.object_ref(&()).kind.as_deref(), Some("BrokerGroup"));
+    }
 }
