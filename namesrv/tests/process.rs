@@ -119,6 +119,18 @@ async fn silent_broker_expires() {
     drop(broker);
 }
 
+/// Registers a broker serving `topic`, keeps its connection open without heartbeats and waits
+/// for the shortened expiry to drop the route (drop-on-close is off in these settings).
+async fn expires_while_connected(ns: &NameSrv, topic: &str) {
+    let mut broker = Conn::connect(ns.addr).await;
+    broker
+        .call(register_request("C", "b", "127.0.0.1:10911", 0, &[topic]))
+        .await;
+    let mut client = Conn::connect(ns.addr).await;
+    wait_for_route_code(&mut client, topic, NOT_EXIST).await;
+    drop(broker);
+}
+
 #[tokio::test]
 async fn liveness_settings_from_environment() {
     let ns = NameSrv::start_with_env(
@@ -129,19 +141,7 @@ async fn liveness_settings_from_environment() {
             ("FERRUM_NAMESRV_DROP_ON_CLOSE", "false"),
         ],
     );
-    let mut broker = Conn::connect(ns.addr).await;
-    broker
-        .call(register_request(
-            "C",
-            "b",
-            "127.0.0.1:10911",
-            0,
-            &["FromEnv"],
-        ))
-        .await;
-    let mut client = Conn::connect(ns.addr).await;
-    wait_for_route_code(&mut client, "FromEnv", NOT_EXIST).await;
-    drop(broker);
+    expires_while_connected(&ns, "FromEnv").await;
 }
 
 #[tokio::test]
@@ -336,17 +336,5 @@ async fn config_file_settings_apply() {
     .expect("write config");
     let path = path.to_string_lossy().into_owned();
     let ns = NameSrv::start(&["--config", &path]);
-    let mut broker = Conn::connect(ns.addr).await;
-    broker
-        .call(register_request(
-            "C",
-            "b",
-            "127.0.0.1:10911",
-            0,
-            &["FromFile"],
-        ))
-        .await;
-    let mut client = Conn::connect(ns.addr).await;
-    wait_for_route_code(&mut client, "FromFile", NOT_EXIST).await;
-    drop(broker);
+    expires_while_connected(&ns, "FromFile").await;
 }
