@@ -12,6 +12,8 @@
 #   4. go batch -> go:  SendSync with 10 messages per call (SEND_BATCH_MESSAGE 320).
 #   5. tag filter:      a Go consumer subscribed to TagA receives exactly the TagA messages.
 #   6. offsets:         the group of scenario 1, started again, receives only newer messages.
+#   9. retry:          a Go listener that fails each first delivery (CONSUMER_SEND_MSG_BACK)
+#                       gets every message again, identical, from %RETRY%group.
 #   7, 8 (when FERRUM_COMPAT_RUST_CLIENT names the binary of hack/compat/rust-client, as
 #        hack/compat/rust-client.sh does): rocketmq-client-rust produces for the Go and its own
 #        consumer, and consumes what the Go producer sent.
@@ -167,6 +169,19 @@ step "6. offsets: the group of scenario 1 resumes after its committed offsets"
 "$GOC" consume -n "$NAMESRV" -t "$T_GO" -g GoCompatConsumer -count 50 -timeout 60s -settle 3s \
     -expect "$WORK/more-sent.txt" -out "$WORK/more-got.txt" || { show_logs; fail "Go consumer resuming its group"; }
 printf '  ok: only the 50 new messages were delivered to the returning group\n'
+
+T_RETRY=GoRetry
+create_topic "$T_RETRY"
+# The Go push consumer fetches its routes before its first heartbeat (which is what creates
+# %RETRY%group on a broker, Apache's too), so for a new group the retry topic would only be
+# routed at the client's next 30 s route poll; creating it first keeps this scenario short.
+create_topic "%RETRY%GoCompatRetry"
+step "9. retry: the Go listener fails each first delivery; every message comes back via %RETRY%"
+"$GOC" produce -n "$NAMESRV" -t "$T_RETRY" -count 10 -run retry -out "$WORK/retry-sent.txt" ||
+    { show_logs; fail "Go producer (retry topic)"; }
+"$GOC" consume -n "$NAMESRV" -t "$T_RETRY" -g GoCompatRetry -retry-first -count 10 -timeout 90s \
+    -expect "$WORK/retry-sent.txt" -out "$WORK/retry-got.txt" || { show_logs; fail "Go consumer with retries"; }
+printf '  ok: 10 messages redelivered after ConsumeRetryLater, identical\n'
 
 if [ -n "${FERRUM_COMPAT_RUST_CLIENT:-}" ]; then
     RC=$FERRUM_COMPAT_RUST_CLIENT

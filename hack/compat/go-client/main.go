@@ -171,6 +171,7 @@ func consume(args []string) {
 	timeout := fs.Duration("timeout", 60*time.Second, "give up after this long")
 	tags := fs.String("tags", "*", "subscription expression (TagA || TagB, or *)")
 	settle := fs.Duration("settle", 0, "after the last expected message, keep listening this long for extra ones")
+	retryFirst := fs.Bool("retry-first", false, "fail each message's first delivery (ConsumeRetryLater, delay level 1) and count only its redelivery")
 	_ = fs.Parse(args)
 	if *topic == "" || *out == "" {
 		fail("consume needs -t and -out")
@@ -190,9 +191,23 @@ func consume(args []string) {
 		fail("new push consumer: %v", err)
 	}
 	err = c.Subscribe(*topic, consumer.MessageSelector{Type: consumer.TAG, Expression: *tags},
-		func(_ context.Context, msgs ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
+		func(ctx context.Context, msgs ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
 			mu.Lock()
 			defer mu.Unlock()
+			if *retryFirst {
+				retry := false
+				for _, m := range msgs {
+					if m.ReconsumeTimes == 0 {
+						retry = true
+					}
+				}
+				if retry {
+					if cc, ok := primitive.GetConcurrentlyCtx(ctx); ok {
+						cc.DelayLevelWhenNextConsume = 1
+					}
+					return consumer.ConsumeRetryLater, nil
+				}
+			}
 			for _, m := range msgs {
 				if m.Topic != *topic && badTopic == "" {
 					badTopic = m.Topic
