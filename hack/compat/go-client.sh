@@ -14,6 +14,7 @@
 #   6. offsets:         the group of scenario 1, started again, receives only newer messages.
 #   9. retry:          a Go listener that fails each first delivery (CONSUMER_SEND_MSG_BACK)
 #                       gets every message again, identical, from %RETRY%group.
+#  10. orderly:        a Go orderly push consumer (LOCK_BATCH_MQ) receives every message.
 #   7, 8 (when FERRUM_COMPAT_RUST_CLIENT names the binary of hack/compat/rust-client, as
 #        hack/compat/rust-client.sh does): rocketmq-client-rust produces for the Go and its own
 #        consumer, and consumes what the Go producer sent.
@@ -182,6 +183,11 @@ step "9. retry: the Go listener fails each first delivery; every message comes b
 "$GOC" consume -n "$NAMESRV" -t "$T_RETRY" -g GoCompatRetry -retry-first -count 10 -timeout 90s \
     -expect "$WORK/retry-sent.txt" -out "$WORK/retry-got.txt" || { show_logs; fail "Go consumer with retries"; }
 printf '  ok: 10 messages redelivered after ConsumeRetryLater, identical\n'
+
+step "10. orderly: a Go orderly push consumer (LOCK_BATCH_MQ) receives the batched messages"
+"$GOC" consume -n "$NAMESRV" -t "$T_BATCH" -g GoCompatOrderly -orderly -count 100 -timeout 60s \
+    -expect "$WORK/batch-sent.txt" -out "$WORK/orderly-got.txt" || { show_logs; fail "Go orderly consumer"; }
+printf '  ok: 100 messages identical through the orderly consumer\n'
 
 if [ -n "${FERRUM_COMPAT_RUST_CLIENT:-}" ]; then
     RC=$FERRUM_COMPAT_RUST_CLIENT

@@ -171,6 +171,7 @@ func consume(args []string) {
 	timeout := fs.Duration("timeout", 60*time.Second, "give up after this long")
 	tags := fs.String("tags", "*", "subscription expression (TagA || TagB, or *)")
 	settle := fs.Duration("settle", 0, "after the last expected message, keep listening this long for extra ones")
+	orderly := fs.Bool("orderly", false, "consume orderly (the client locks its queues with LOCK_BATCH_MQ)")
 	retryFirst := fs.Bool("retry-first", false, "fail each message's first delivery (ConsumeRetryLater, delay level 1) and count only its redelivery")
 	_ = fs.Parse(args)
 	if *topic == "" || *out == "" {
@@ -186,6 +187,7 @@ func consume(args []string) {
 		consumer.WithNsResolver(primitive.NewPassthroughResolver([]string{*ns})),
 		consumer.WithGroupName(*group),
 		consumer.WithConsumeFromWhere(consumer.ConsumeFromFirstOffset),
+		consumer.WithConsumerOrder(*orderly),
 	)
 	if err != nil {
 		fail("new push consumer: %v", err)
