@@ -12,10 +12,10 @@
 #   4. go batch -> go:  SendSync with 10 messages per call (SEND_BATCH_MESSAGE 320).
 #   5. tag filter:      a Go consumer subscribed to TagA receives exactly the TagA messages.
 #   6. offsets:         the group of scenario 1, started again, receives only newer messages.
-#   9. retry:          a Go listener that fails each first delivery (CONSUMER_SEND_MSG_BACK)
+#   7. retry:           a Go listener that fails each first delivery (CONSUMER_SEND_MSG_BACK)
 #                       gets every message again, identical, from %RETRY%group.
-#  10. orderly:        a Go orderly push consumer (LOCK_BATCH_MQ) receives every message.
-#   7, 8 (when FERRUM_COMPAT_RUST_CLIENT names the binary of hack/compat/rust-client, as
+#   8. orderly:         a Go orderly push consumer (LOCK_BATCH_MQ) receives every message.
+#   9, 10 (when FERRUM_COMPAT_RUST_CLIENT names the binary of hack/compat/rust-client, as
 #        hack/compat/rust-client.sh does): rocketmq-client-rust produces for the Go and its own
 #        consumer, and consumes what the Go producer sent.
 #
@@ -177,14 +177,14 @@ create_topic "$T_RETRY"
 # %RETRY%group on a broker, Apache's too), so for a new group the retry topic would only be
 # routed at the client's next 30 s route poll; creating it first keeps this scenario short.
 create_topic "%RETRY%GoCompatRetry"
-step "9. retry: the Go listener fails each first delivery; every message comes back via %RETRY%"
+step "7. retry: the Go listener fails each first delivery; every message comes back via %RETRY%"
 "$GOC" produce -n "$NAMESRV" -t "$T_RETRY" -count 10 -run retry -out "$WORK/retry-sent.txt" ||
     { show_logs; fail "Go producer (retry topic)"; }
 "$GOC" consume -n "$NAMESRV" -t "$T_RETRY" -g GoCompatRetry -retry-first -count 10 -timeout 90s \
     -expect "$WORK/retry-sent.txt" -out "$WORK/retry-got.txt" || { show_logs; fail "Go consumer with retries"; }
 printf '  ok: 10 messages redelivered after ConsumeRetryLater, identical\n'
 
-step "10. orderly: a Go orderly push consumer (LOCK_BATCH_MQ) receives the batched messages"
+step "8. orderly: a Go orderly push consumer (LOCK_BATCH_MQ) receives the batched messages"
 "$GOC" consume -n "$NAMESRV" -t "$T_BATCH" -g GoCompatOrderly -orderly -count 100 -timeout 60s \
     -expect "$WORK/batch-sent.txt" -out "$WORK/orderly-got.txt" || { show_logs; fail "Go orderly consumer"; }
 printf '  ok: 100 messages identical through the orderly consumer\n'
@@ -193,7 +193,7 @@ if [ -n "${FERRUM_COMPAT_RUST_CLIENT:-}" ]; then
     RC=$FERRUM_COMPAT_RUST_CLIENT
     T_RUST=RustTopic
     create_topic "$T_RUST"
-    step "7. rust -> go and rust -> rust: rocketmq-client-rust sends 100 messages"
+    step "9. rust -> go and rust -> rust: rocketmq-client-rust sends 100 messages"
     "$RC" produce "$NAMESRV" "$T_RUST" 100 compat "$WORK/rust-sent.jsonl" || { show_logs; fail "Rust producer"; }
     "$GOC" canon -in "$WORK/rust-sent.jsonl" -out "$WORK/rust-sent.txt" >/dev/null
     "$GOC" consume -n "$NAMESRV" -t "$T_RUST" -g GoReadsRust -count 100 -timeout 60s \
@@ -203,7 +203,7 @@ if [ -n "${FERRUM_COMPAT_RUST_CLIENT:-}" ]; then
         fail "the Rust consumer read different messages than the Rust producer sent"
     printf '  ok: 100 Rust messages identical in the Go and the Rust consumer\n'
 
-    step "8. go -> rust: rocketmq-client-rust consumes what the Go producer sent"
+    step "10. go -> rust: rocketmq-client-rust consumes what the Go producer sent"
     cat "$WORK/go-sent.txt" "$WORK/more-sent.txt" >"$WORK/go-all.txt"
     GO_ALL=$(wc -l <"$WORK/go-all.txt")
     "$RC" consume "$NAMESRV" "$T_GO" RustReadsGo "$GO_ALL" 60 "$WORK/rust-go.jsonl" || { show_logs; fail "Rust consumer of Go messages"; }
