@@ -395,7 +395,7 @@ mod tests {
         let mut ns = NameServer::new();
         let json = register(0, "m:1");
         let body: RegisterBrokerBody = route::from_json(&json.body, "body").expect("json");
-        let packed = body.encode_compressed();
+        let packed = body.encode_compressed().expect("encode");
         let mut req = json.with_body(packed.clone());
         req.ext_fields.insert("compressed".into(), "true".into());
         req.ext_fields

@@ -193,12 +193,12 @@ impl RegisterBrokerBody {
     /// (`RegisterBrokerBody.encode(true)`): a zlib stream of big-endian i32-length-prefixed
     /// parts — DataVersion JSON, the topic count, each topic as `TopicConfig.encode()` text,
     /// the filter-server list JSON and (5.x) the static-topic mapping count, here always 0.
-    pub fn encode_compressed(&self) -> Vec<u8> {
+    pub fn encode_compressed(&self) -> Result<Vec<u8>, RouteError> {
         use std::io::Write;
         let wrapper = &self.topic_config_serialize_wrapper;
         let mut plain = Vec::new();
-        put_part(&mut plain, &to_json(&wrapper.data_version));
-        put_int(&mut plain, wrapper.topic_config_table.len());
+        put_part(&mut plain, &to_json(&wrapper.data_version))?;
+        put_int(&mut plain, wrapper.topic_config_table.len())?;
         for config in wrapper.topic_config_table.values() {
             let text = format!(
                 "{} {} {} {} {} {}",
@@ -209,24 +209,31 @@ impl RegisterBrokerBody {
                 config.topic_filter_type,
                 String::from_utf8_lossy(&to_json(&config.attributes))
             );
-            put_part(&mut plain, text.as_bytes());
+            put_part(&mut plain, text.as_bytes())?;
         }
-        put_part(&mut plain, &to_json(&self.filter_server_list));
-        put_int(&mut plain, 0);
+        put_part(&mut plain, &to_json(&self.filter_server_list))?;
+        put_int(&mut plain, 0)?;
         let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
-        // Writing to a Vec cannot fail.
-        let _ = encoder.write_all(&plain);
-        encoder.finish().unwrap_or_default()
+        encoder
+            .write_all(&plain)
+            .and_then(|()| encoder.finish())
+            .map_err(|e| RouteError::Compressed(format!("zlib: {e}")))
     }
 }
 
-fn put_int(out: &mut Vec<u8>, value: usize) {
-    out.extend_from_slice(&i32::try_from(value).unwrap_or(i32::MAX).to_be_bytes());
+/// Writes a count or length as the big-endian i32 Java reads, refusing one that does not fit.
+fn put_int(out: &mut Vec<u8>, value: usize) -> Result<(), RouteError> {
+    let value = i32::try_from(value).map_err(|_| {
+        RouteError::Compressed(format!("{value} does not fit an i32 length or count"))
+    })?;
+    out.extend_from_slice(&value.to_be_bytes());
+    Ok(())
 }
 
-fn put_part(out: &mut Vec<u8>, bytes: &[u8]) {
-    put_int(out, bytes.len());
+fn put_part(out: &mut Vec<u8>, bytes: &[u8]) -> Result<(), RouteError> {
+    put_int(out, bytes.len())?;
     out.extend_from_slice(bytes);
+    Ok(())
 }
 
 fn decode_compressed(body: &[u8]) -> Result<RegisterBrokerBody, RouteError> {
@@ -376,7 +383,7 @@ mod tests {
             .topic_config_table
             .insert("TBW102".into(), TopicConfig::new("TBW102", 4));
         body.filter_server_list = vec!["10.0.0.9:4000".into()];
-        let packed = body.encode_compressed();
+        let packed = body.encode_compressed().expect("encode");
         assert_eq!(
             RegisterBrokerBody::decode(&packed, true).expect("decode"),
             body
@@ -388,10 +395,10 @@ mod tests {
         use std::io::Write;
         // What a 4.x broker writes: no attributes, no static-topic mapping count.
         let mut plain = Vec::new();
-        put_part(&mut plain, br#"{"counter":2,"timestamp":7}"#);
-        put_int(&mut plain, 1);
-        put_part(&mut plain, b"T 4 4 6 SINGLE_TAG");
-        put_part(&mut plain, b"[]");
+        put_part(&mut plain, br#"{"counter":2,"timestamp":7}"#).expect("part");
+        put_int(&mut plain, 1).expect("int");
+        put_part(&mut plain, b"T 4 4 6 SINGLE_TAG").expect("part");
+        put_part(&mut plain, b"[]").expect("part");
         let mut enc = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
         enc.write_all(&plain).expect("write");
         let body =
@@ -399,6 +406,19 @@ mod tests {
         let wrapper = body.topic_config_serialize_wrapper;
         assert_eq!(wrapper.data_version.counter, 2);
         assert_eq!(wrapper.topic_config_table["T"], TopicConfig::new("T", 4));
+    }
+
+    #[test]
+    fn lengths_beyond_i32_are_refused_not_capped() {
+        let mut out = Vec::new();
+        put_int(&mut out, i32::MAX as usize).expect("fits");
+        let err = put_int(&mut out, i32::MAX as usize + 1).unwrap_err();
+        assert!(err.to_string().contains("does not fit"), "{err}");
+        assert_eq!(
+            out,
+            i32::MAX.to_be_bytes(),
+            "nothing written for the refused value"
+        );
     }
 
     #[test]
