@@ -17,6 +17,9 @@ use crate::command::{ExtFields, RemotingCommand, SerializeType};
 /// RocketMQ's default `com.rocketmq.remoting.frameMaxLength`: 16 MiB.
 pub const MAX_FRAME_LENGTH: usize = 16 * 1024 * 1024;
 
+/// The most the decoder reserves ahead of bytes it has not received yet.
+const RESERVE_AHEAD: usize = 64 * 1024;
+
 /// Why bytes could not be read as a frame. Any of these ends the connection, as RocketMQ does.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
@@ -80,7 +83,9 @@ impl Decoder for RemotingCodec {
             });
         }
         if src.len() < 4 + length {
-            src.reserve(4 + length - src.len());
+            // Grow with the bytes that actually arrive: reserving the whole announced length
+            // would let a peer pin the frame limit in memory per connection with four bytes.
+            src.reserve((4 + length - src.len()).min(RESERVE_AHEAD));
             return Ok(None);
         }
         src.advance(4);
@@ -481,6 +486,15 @@ mod tests {
             Err(FrameError::TooLong { .. })
         ));
         assert!(buf.capacity() < 1024);
+    }
+
+    #[test]
+    fn announced_length_is_not_reserved_before_it_arrives() {
+        let mut codec = RemotingCodec::default();
+        let mut buf = BytesMut::new();
+        buf.put_u32((MAX_FRAME_LENGTH - 1) as u32);
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        assert!(buf.capacity() <= 4 + RESERVE_AHEAD, "{}", buf.capacity());
     }
 
     #[test]
