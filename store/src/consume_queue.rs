@@ -65,8 +65,13 @@ impl ConsumeQueue {
     ) -> Result<Self, StoreError> {
         let dir = root.join(topic).join(queue_id.to_string());
         let files = MappedFileQueue::load(&dir, units_per_file * CQ_UNIT_SIZE)?;
-        let mut end = files.min_offset();
-        'scan: for f in files.files() {
+        // A file is created only once its predecessor is full, so only the tail is scanned.
+        let all = files.files();
+        let from = all.len().saturating_sub(2);
+        let mut end = all
+            .get(from)
+            .map_or(files.min_offset(), |f| f.file_from_offset());
+        'scan: for f in &all[from..] {
             let mut pos = 0;
             while pos + CQ_UNIT_SIZE <= f.file_size() {
                 let unit = f
@@ -80,7 +85,19 @@ impl ConsumeQueue {
             }
             end = f.file_from_offset() + f.file_size() as i64;
         }
-        files.truncate_to(end)?;
+        // Zeroing the rest of a file costs a full write; it is needed only when something
+        // follows the end (a hole left by a crash), not for the usual all-zero tail.
+        let dirty_tail = files.find(end).is_some_and(|f| {
+            let pos = (end - f.file_from_offset()) as usize;
+            let len = (f.file_size() - pos).min(64 * CQ_UNIT_SIZE);
+            f.read_raw(pos, len)
+                .is_some_and(|b| b.iter().any(|x| *x != 0))
+        });
+        if dirty_tail {
+            files.truncate_to(end)?;
+        } else {
+            files.truncate_to_fast(end)?;
+        }
         let cq = Self {
             topic: topic.to_owned(),
             queue_id,
