@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::codec::{FramedRead, FramedWrite};
 
-use ferrum_protocol::{RemotingCodec, RemotingCommand, ResponseCode, SerializeType};
+use ferrum_protocol::{FrameError, RemotingCodec, RemotingCommand, ResponseCode, SerializeType};
 
 use crate::error::{ClientError, Result};
 
@@ -88,6 +88,33 @@ impl Shared {
         for waiter in waiters {
             let _ = waiter.send(Err(self.closed_error()));
         }
+    }
+}
+
+/// Queues one command on the socket. A command the codec refuses (too long for a frame, a value
+/// too wide for its header field) fails only its own caller: the encoder wrote nothing, so the
+/// stream is still in step and the other requests on it are unharmed. I/O errors end the writer.
+async fn feed_one(
+    sink: &mut FramedWrite<tokio::net::tcp::OwnedWriteHalf, RemotingCodec>,
+    cmd: RemotingCommand,
+    shared: &Shared,
+) -> std::result::Result<(), FrameError> {
+    let (opaque, code, is_response) = (cmd.opaque, cmd.code, cmd.is_response());
+    match sink.feed(cmd).await {
+        Err(FrameError::Io(e)) => Err(FrameError::Io(e)),
+        Err(refused) => {
+            tracing::warn!(addr = %shared.addr, code, error = %refused, "frame not sent");
+            let waiter = (!is_response)
+                .then(|| lock(&shared.pending).remove(&opaque))
+                .flatten();
+            if let Some(waiter) = waiter {
+                let _ = waiter.send(Err(ClientError::InvalidArgument(format!(
+                    "request code {code} not sent: {refused}"
+                ))));
+            }
+            Ok(())
+        }
+        Ok(()) => Ok(()),
     }
 }
 
@@ -176,10 +203,10 @@ impl Connection {
         let writer = tokio::spawn(async move {
             let mut sink = FramedWrite::new(write_half, RemotingCodec::default());
             while let Some(first) = queue.recv().await {
-                let mut result = sink.feed(first).await;
+                let mut result = feed_one(&mut sink, first, &writer_shared).await;
                 while result.is_ok() {
                     match queue.try_recv() {
-                        Ok(next) => result = sink.feed(next).await,
+                        Ok(next) => result = feed_one(&mut sink, next, &writer_shared).await,
                         Err(_) => break,
                     }
                 }
@@ -406,6 +433,46 @@ mod tests {
     use tokio_util::codec::Framed;
 
     const T: Duration = Duration::from_secs(5);
+
+    #[tokio::test]
+    async fn an_unencodable_request_fails_alone_and_the_connection_stays_up() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.expect("accept");
+            let mut framed = Framed::new(stream, RemotingCodec::default());
+            while let Some(Ok(req)) = framed.next().await {
+                let _ = framed.send(req.success_to()).await;
+            }
+        });
+        let options = ConnectOptions {
+            serialize_type: SerializeType::RocketMq,
+            ..Default::default()
+        };
+        let conn = Connection::connect_with(&addr, options)
+            .await
+            .expect("connect");
+        let mut wide = RemotingCommand::bare_request(RequestCode::GET_MAX_OFFSET);
+        wide.ext_fields.insert("k".repeat(40_000), "v".into());
+        let err = conn.invoke(wide, T).await.expect_err("refused");
+        assert!(
+            matches!(&err, ClientError::InvalidArgument(why) if why.contains("key length")),
+            "{err}"
+        );
+        let mut big = RemotingCommand::bare_request(RequestCode::SEND_MESSAGE);
+        big.body = bytes::Bytes::from(vec![0u8; ferrum_protocol::MAX_FRAME_LENGTH]);
+        let err = conn.invoke(big, T).await.expect_err("refused");
+        assert!(matches!(err, ClientError::InvalidArgument(_)), "{err}");
+        assert!(!conn.is_closed());
+        let answer = conn
+            .invoke(
+                RemotingCommand::bare_request(RequestCode::GET_MAX_OFFSET),
+                T,
+            )
+            .await
+            .expect("the connection still serves");
+        assert_eq!(answer.code, ResponseCode::SUCCESS.code());
+    }
 
     #[tokio::test]
     async fn answers_are_routed_by_opaque_even_out_of_order() {
