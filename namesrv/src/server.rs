@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 use tokio_util::codec::Framed;
 use tracing::{debug, info, warn};
 
-use ferrum_protocol::RemotingCodec;
+use ferrum_protocol::{FrameError, RemotingCodec, RemotingCommand, ResponseCode};
 
 use crate::config::Settings;
 use crate::processor::NameServer;
@@ -94,6 +94,28 @@ async fn scan_loop(shared: Arc<Shared>) {
     }
 }
 
+/// Sends `response`. One the codec refuses (larger than a frame may be) is replaced by a
+/// SYSTEM_ERROR saying why, so the caller hears back instead of waiting out its timeout; the
+/// encoder wrote nothing, so the stream is still in step.
+async fn send_answer(
+    framed: &mut Framed<TcpStream, RemotingCodec>,
+    request: &RemotingCommand,
+    response: RemotingCommand,
+    peer: &str,
+) -> Result<(), FrameError> {
+    match framed.send(response).await {
+        Err(FrameError::Io(e)) => Err(FrameError::Io(e)),
+        Err(refused) => {
+            warn!(%peer, code = request.code, error = %refused, "answer refused by the codec");
+            let remark = format!("the answer cannot be sent: {refused}");
+            framed
+                .send(request.error_to(ResponseCode::SYSTEM_ERROR, remark))
+                .await
+        }
+        Ok(()) => Ok(()),
+    }
+}
+
 async fn connection(shared: Arc<Shared>, socket: TcpStream, conn: ConnId, peer: String) {
     let _ = socket.set_nodelay(true);
     let mut framed = Framed::new(socket, RemotingCodec::default());
@@ -111,7 +133,7 @@ async fn connection(shared: Arc<Shared>, socket: TcpStream, conn: ConnId, peer: 
         let now = shared.now_ms();
         let response = shared.lock().handle(&request, conn, now);
         if let Some(response) = response
-            && let Err(e) = framed.send(response).await
+            && let Err(e) = send_answer(&mut framed, &request, response, &peer).await
         {
             debug!(%peer, error = %e, "send failed");
             break;

@@ -12,6 +12,37 @@ use support::{Conn, NameSrv, STEP, register_request, wait_for_route_code};
 const NOT_EXIST: i32 = ResponseCode::TOPIC_NOT_EXIST as i32;
 
 #[tokio::test]
+async fn an_answer_beyond_the_frame_limit_becomes_a_system_error() {
+    use ferrum_protocol::headers::{GetKvListByNamespaceRequestHeader, PutKvConfigRequestHeader};
+    let ns = NameSrv::start(&[]);
+    let mut conn = Conn::connect(ns.addr).await;
+    // Two values that each fit a request but together overflow the 16 MiB answer.
+    for key in ["a", "b"] {
+        let put = RemotingCommand::request(
+            RequestCode::PUT_KV_CONFIG,
+            &PutKvConfigRequestHeader {
+                namespace: "big".into(),
+                key: key.into(),
+                value: "v".repeat(9 << 20),
+            },
+        );
+        assert_eq!(conn.call(put).await.code, ResponseCode::SUCCESS as i32);
+    }
+    let list = RemotingCommand::request(
+        RequestCode::GET_KVLIST_BY_NAMESPACE,
+        &GetKvListByNamespaceRequestHeader {
+            namespace: "big".into(),
+        },
+    );
+    let answer = conn.call(list).await;
+    assert_eq!(answer.code, ResponseCode::SYSTEM_ERROR as i32);
+    let remark = answer.remark.unwrap_or_default();
+    assert!(remark.contains("exceeds the limit"), "{remark}");
+    // The same connection keeps serving.
+    assert_eq!(conn.route("Nothing").await.code, NOT_EXIST);
+}
+
+#[tokio::test]
 async fn register_then_route() {
     let ns = NameSrv::start(&[]);
     let mut broker = Conn::connect(ns.addr).await;
