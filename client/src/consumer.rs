@@ -1,6 +1,7 @@
 //! `PullConsumer`: pulls a queue from an offset, decodes the records and commits offsets on the
 //! broker, reading from the replica the master suggests.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -229,10 +230,22 @@ impl PullConsumer {
                 })?;
         lock(&self.inner.suggested).insert(mq.clone(), header.suggest_which_broker_id);
         let messages = if status == PullStatus::Found {
-            message::decode_all(&answer.body, false).map_err(|e| ClientError::BadResponse {
+            let bad = |e: message::MessageError| ClientError::BadResponse {
                 addr: addr.clone(),
                 reason: format!("undecodable pull body: {e}"),
-            })?
+            };
+            let mut messages = message::decode_all(&answer.body, false).map_err(bad)?;
+            for msg in &mut messages {
+                let inflated = match message::uncompressed_body(msg.sys_flag, &msg.body) {
+                    Ok(Cow::Owned(plain)) => Some(plain),
+                    Ok(Cow::Borrowed(_)) => None,
+                    Err(e) => return Err(bad(e)),
+                };
+                if let Some(plain) = inflated {
+                    msg.body = plain.into();
+                }
+            }
+            messages
         } else {
             Vec::new()
         };
@@ -449,5 +462,35 @@ mod tests {
             None
         );
         consumer.commit_offset(&qs[0], 5).await.expect("commit");
+    }
+
+    #[tokio::test]
+    async fn compressed_bodies_come_out_as_the_producer_wrote_them() {
+        use std::io::Write;
+        let mut enc = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(b"a body a Java producer compressed")
+            .expect("write");
+        let packed = enc.finish().expect("finish");
+        let broker = serve(move |req| {
+            let mut answer = pull_answer(req, 0, "x");
+            let record = MessageExt {
+                topic: "T".into(),
+                sys_flag: message::sys_flag::COMPRESSED,
+                body: bytes::Bytes::from(packed.clone()),
+                ..Default::default()
+            };
+            answer.body = record.encode().expect("encode");
+            vec![answer]
+        })
+        .await;
+        let body = ferrum_protocol::route::to_json(&route(&broker, &broker));
+        let namesrv = serve(move |req| vec![req.success_to().with_body(body.clone())]).await;
+        let consumer = PullConsumer::new([namesrv], "cg");
+        let qs = consumer.queues("T").await.expect("queues");
+        let pulled = consumer.pull(&qs[0], 0, 32).await.expect("pull");
+        assert_eq!(
+            &pulled.messages[0].body[..],
+            b"a body a Java producer compressed"
+        );
     }
 }

@@ -4,6 +4,7 @@
 //! and read a 1-byte topic length, so v1 is the only format every client reads. Decoding accepts
 //! v1 and v2. All decoders take untrusted bytes and check every length before reading.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -39,6 +40,12 @@ pub mod sys_flag {
     pub const STOREHOST_V6: i32 = 0x20;
     pub const NEED_UNWRAP: i32 = 0x40;
     pub const INNER_BATCH: i32 = 0x80;
+    /// 5.x: the compression algorithm of a COMPRESSED body, bits 8-10 (0 from 4.x also means
+    /// zlib).
+    pub const COMPRESSION_LZ4_TYPE: i32 = 0x1 << 8;
+    pub const COMPRESSION_ZSTD_TYPE: i32 = 0x2 << 8;
+    pub const COMPRESSION_ZLIB_TYPE: i32 = 0x3 << 8;
+    pub const COMPRESSION_TYPE_COMPARATOR: i32 = 0x7 << 8;
 
     /// The transaction type bits of a sysflag.
     pub fn transaction_value(flag: i32) -> i32 {
@@ -103,6 +110,48 @@ pub enum MessageError {
     BadMessageId(String),
     #[error("a message of {0} bytes does not fit the i32 TOTALSIZE field")]
     TooLarge(usize),
+    #[error("compressed body: {0}")]
+    Compressed(String),
+}
+
+/// Largest body [`uncompressed_body`] inflates to, so a small hostile body cannot make a reader
+/// allocate without bound.
+pub const MAX_INFLATED_BODY: usize = 4 * crate::MAX_FRAME_LENGTH;
+
+/// The body as the producer wrote it: a body stored with the COMPRESSED sysflag (Java producers
+/// compress bodies over 4 KiB) is inflated; zlib is the only algorithm read here, LZ4 and zstd
+/// bodies are refused by name rather than handed out compressed.
+pub fn uncompressed_body(sys: i32, body: &[u8]) -> Result<Cow<'_, [u8]>, MessageError> {
+    use std::io::Read;
+    if sys & sys_flag::COMPRESSED == 0 {
+        return Ok(Cow::Borrowed(body));
+    }
+    match sys & sys_flag::COMPRESSION_TYPE_COMPARATOR {
+        0 | sys_flag::COMPRESSION_ZLIB_TYPE => {}
+        sys_flag::COMPRESSION_LZ4_TYPE => {
+            return Err(MessageError::Compressed("LZ4 is not supported".into()));
+        }
+        sys_flag::COMPRESSION_ZSTD_TYPE => {
+            return Err(MessageError::Compressed("zstd is not supported".into()));
+        }
+        other => {
+            return Err(MessageError::Compressed(format!(
+                "unknown compression type {}",
+                other >> 8
+            )));
+        }
+    }
+    let mut plain = Vec::new();
+    flate2::read::ZlibDecoder::new(body)
+        .take(MAX_INFLATED_BODY as u64 + 1)
+        .read_to_end(&mut plain)
+        .map_err(|e| MessageError::Compressed(format!("not a zlib stream: {e}")))?;
+    if plain.len() > MAX_INFLATED_BODY {
+        return Err(MessageError::Compressed(format!(
+            "inflates beyond {MAX_INFLATED_BODY} bytes"
+        )));
+    }
+    Ok(Cow::Owned(plain))
 }
 
 /// `size` as the i32 TOTALSIZE / BODYLEN fields carry it, refused rather than wrapped.
@@ -828,6 +877,29 @@ mod tests {
         assert_eq!(size_field(i32::MAX as usize), Ok(i32::MAX));
         let over = i32::MAX as usize + 1;
         assert_eq!(size_field(over), Err(MessageError::TooLarge(over)));
+    }
+
+    #[test]
+    fn compressed_bodies_are_inflated_or_refused_by_name() {
+        use std::io::Write;
+        let mut enc = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(b"hello hello hello").expect("write");
+        let packed = enc.finish().expect("finish");
+        assert_eq!(uncompressed_body(0, &packed).expect("plain"), &packed[..]);
+        for sys in [
+            sys_flag::COMPRESSED,
+            sys_flag::COMPRESSED | sys_flag::COMPRESSION_ZLIB_TYPE,
+        ] {
+            assert_eq!(
+                uncompressed_body(sys, &packed).expect("zlib"),
+                &b"hello hello hello"[..]
+            );
+        }
+        let lz4 = sys_flag::COMPRESSED | sys_flag::COMPRESSION_LZ4_TYPE;
+        let err = uncompressed_body(lz4, &packed).unwrap_err();
+        assert!(err.to_string().contains("LZ4"), "{err}");
+        let err = uncompressed_body(sys_flag::COMPRESSED, b"not zlib").unwrap_err();
+        assert!(err.to_string().contains("zlib"), "{err}");
     }
 
     #[test]
