@@ -436,15 +436,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unencodable_request_fails_alone_and_the_connection_stays_up() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr").to_string();
-        tokio::spawn(async move {
-            let (stream, _) = listener.accept().await.expect("accept");
-            let mut framed = Framed::new(stream, RemotingCodec::default());
-            while let Some(Ok(req)) = framed.next().await {
-                let _ = framed.send(req.success_to()).await;
-            }
-        });
+        let addr = serve(|req| vec![req.success_to()]).await;
         let options = ConnectOptions {
             serialize_type: SerializeType::RocketMq,
             ..Default::default()
