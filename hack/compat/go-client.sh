@@ -194,11 +194,13 @@ if [ -n "${FERRUM_COMPAT_RUST_CLIENT:-}" ]; then
     T_RUST=RustTopic
     create_topic "$T_RUST"
     step "9. rust -> go and rust -> rust: rocketmq-client-rust sends 100 messages"
-    "$RC" produce "$NAMESRV" "$T_RUST" 100 compat "$WORK/rust-sent.jsonl" || { show_logs; fail "Rust producer"; }
+    "$RC" produce "$NAMESRV" "$T_RUST" 100 compat "$WORK/rust-sent.jsonl" >"$WORK/rust-produce.log" 2>&1 ||
+        { tail -20 "$WORK/rust-produce.log" >&2; show_logs; fail "Rust producer"; }
     "$GOC" canon -in "$WORK/rust-sent.jsonl" -out "$WORK/rust-sent.txt" >/dev/null
     "$GOC" consume -n "$NAMESRV" -t "$T_RUST" -g GoReadsRust -count 100 -timeout 60s \
         -expect "$WORK/rust-sent.txt" -out "$WORK/go-reads-rust.txt" || { show_logs; fail "Go consumer of Rust messages"; }
-    "$RC" consume "$NAMESRV" "$T_RUST" RustReadsRust 100 60 "$WORK/rust-rust.jsonl" || { show_logs; fail "Rust consumer"; }
+    "$RC" consume "$NAMESRV" "$T_RUST" RustReadsRust 100 60 "$WORK/rust-rust.jsonl" >"$WORK/rust-consume.log" 2>&1 ||
+        { tail -20 "$WORK/rust-consume.log" >&2; show_logs; fail "Rust consumer"; }
     "$GOC" canon -in "$WORK/rust-rust.jsonl" -expect "$WORK/rust-sent.txt" -out "$WORK/rust-rust.txt" ||
         fail "the Rust consumer read different messages than the Rust producer sent"
     printf '  ok: 100 Rust messages identical in the Go and the Rust consumer\n'
@@ -206,7 +208,8 @@ if [ -n "${FERRUM_COMPAT_RUST_CLIENT:-}" ]; then
     step "10. go -> rust: rocketmq-client-rust consumes what the Go producer sent"
     cat "$WORK/go-sent.txt" "$WORK/more-sent.txt" >"$WORK/go-all.txt"
     GO_ALL=$(wc -l <"$WORK/go-all.txt")
-    "$RC" consume "$NAMESRV" "$T_GO" RustReadsGo "$GO_ALL" 60 "$WORK/rust-go.jsonl" || { show_logs; fail "Rust consumer of Go messages"; }
+    "$RC" consume "$NAMESRV" "$T_GO" RustReadsGo "$GO_ALL" 60 "$WORK/rust-go.jsonl" >"$WORK/rust-go.log" 2>&1 ||
+        { tail -20 "$WORK/rust-go.log" >&2; show_logs; fail "Rust consumer of Go messages"; }
     "$GOC" canon -in "$WORK/rust-go.jsonl" -expect "$WORK/go-all.txt" -out "$WORK/rust-go.txt" ||
         fail "the Rust consumer read different messages than the Go producer sent"
     printf '  ok: %s Go messages identical in the Rust consumer\n' "$GO_ALL"

@@ -356,7 +356,7 @@ func canon(args []string) {
 	if *expect != "" {
 		compare(readLines(*expect), lines)
 	}
-	fmt.Printf("%d ferrumctl messages match\n", len(lines))
+	fmt.Printf("%d messages read from %s\n", len(lines), *in)
 }
 
 // expect writes the canonical lines of `ferrumctl message send --count N` with these options.
