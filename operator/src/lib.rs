@@ -7,8 +7,8 @@
 
 pub mod build;
 pub mod controller;
-pub mod leader;
 pub mod crd;
+pub mod leader;
 pub mod metrics;
 pub mod status;
 pub mod validate;

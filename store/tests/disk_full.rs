@@ -86,7 +86,10 @@ fn run(dir: &Path, mounted: bool) {
     let refusal = refusal.expect("the disk filled up");
     assert!(written > 0);
     let remark = refusal.remark.clone().expect("a refusal names its cause");
-    eprintln!("refused after {written} messages: {:?}: {remark}", refusal.status);
+    eprintln!(
+        "refused after {written} messages: {:?}: {remark}",
+        refusal.status
+    );
     match refusal.status {
         PutMessageStatus::ServiceNotAvailable => assert!(remark.contains("full"), "{remark}"),
         PutMessageStatus::CreateMappedFileFailed => {
