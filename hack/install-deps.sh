@@ -14,4 +14,9 @@ fi
 command -v cargo >/dev/null || { echo "cargo is required (rustup)"; exit 1; }
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
+# The control-plane harness builds Kubernetes from the Go module proxy; cargo-fuzz needs nightly.
+command -v go >/dev/null || [ -x /usr/local/go/bin/go ] || {
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq golang-go
+}
+rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 echo "toolchain: $(cargo --version), $(java -version 2>&1 | head -1), $(mvn -v 2>/dev/null | head -1)"
