@@ -131,6 +131,7 @@ check "$WORK/unknown.out" 'CODE: 17 +DESC: No topic route info in name server fo
     "unknown topic answers TOPIC_NOT_EXIST (17) with a true remark"
 
 bash "$ROOT/hack/compat/go-client.sh"
+bash "$ROOT/hack/compat/java-client.sh"
 
 if [ "${FERRUM_COMPAT_JAVA_BROKER:-1}" = 0 ]; then
     step "compat: all checks passed (Java broker phase skipped)"
@@ -234,4 +235,3 @@ wait_for_cluster_row ABSENT 60 || fail "the stopped Java broker is still listed 
 printf '  ok: %s\n' "the stopped Java broker is gone from clusterList"
 
 step "compat: all checks passed"
-bash "$ROOT/hack/compat/java-client.sh"
