@@ -157,13 +157,39 @@ impl TopicConfig {
 
 /// `TopicConfigSerializeWrapper` (5.x: `TopicConfigAndMappingSerializeWrapper`; the static-topic
 /// mapping fields are ignored on read).
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TopicConfigSerializeWrapper {
     #[serde(default)]
     pub topic_config_table: BTreeMap<String, TopicConfig>,
     #[serde(default)]
     pub data_version: DataVersion,
+}
+
+/// Written in the 5.x shape a Java broker sends: `TopicConfigAndMappingSerializeWrapper`
+/// initialises its static-topic maps and `mappingDataVersion`, so they are always present on the
+/// wire. Readers that take them as required fields (rocketmq-rust's NameServer) refuse the body
+/// without them. Ferrum creates no static topics, so the maps are empty.
+impl Serialize for TopicConfigSerializeWrapper {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Wire<'a> {
+            topic_config_table: &'a BTreeMap<String, TopicConfig>,
+            data_version: &'a DataVersion,
+            topic_queue_mapping_info_map: BTreeMap<String, serde_json::Value>,
+            topic_queue_mapping_detail_map: BTreeMap<String, serde_json::Value>,
+            mapping_data_version: DataVersion,
+        }
+        Wire {
+            topic_config_table: &self.topic_config_table,
+            data_version: &self.data_version,
+            topic_queue_mapping_info_map: BTreeMap::new(),
+            topic_queue_mapping_detail_map: BTreeMap::new(),
+            mapping_data_version: DataVersion::default(),
+        }
+        .serialize(serializer)
+    }
 }
 
 /// `RegisterBrokerBody`: the body of REGISTER_BROKER.
@@ -361,6 +387,32 @@ mod tests {
         let err = from_json::<BrokerData>(b"{0:", "BrokerData").unwrap_err();
         assert!(err.to_string().contains("BrokerData"), "{err}");
         assert!(from_json::<BrokerData>(b"{-:1}", "BrokerData").is_err());
+    }
+
+    #[test]
+    fn register_body_json_carries_the_5x_mapping_fields() {
+        let mut body = RegisterBrokerBody::default();
+        body.topic_config_serialize_wrapper
+            .topic_config_table
+            .insert("T".to_owned(), TopicConfig::new("T", 4));
+        body.topic_config_serialize_wrapper.data_version = DataVersion {
+            timestamp: 7,
+            counter: 3,
+            state_version: 1,
+        };
+        let json: serde_json::Value = serde_json::from_slice(&to_json(&body)).expect("valid JSON");
+        let wrapper = &json["topicConfigSerializeWrapper"];
+        assert_eq!(wrapper["topicQueueMappingInfoMap"], serde_json::json!({}));
+        assert_eq!(wrapper["topicQueueMappingDetailMap"], serde_json::json!({}));
+        assert_eq!(
+            wrapper["mappingDataVersion"],
+            serde_json::json!({"timestamp": 0, "counter": 0, "stateVersion": 0})
+        );
+        assert_eq!(wrapper["dataVersion"]["counter"], 3);
+        assert_eq!(json["filterServerList"], serde_json::json!([]));
+        let back: RegisterBrokerBody =
+            from_json(&to_json(&body), "RegisterBrokerBody").expect("reads");
+        assert_eq!(back, body);
     }
 
     #[test]
