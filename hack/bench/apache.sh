@@ -40,6 +40,7 @@ apache_start() {
     NAMESRV_PID=$!
     track_pid "$NAMESRV_PID"
     wait_for_line "$WORK/namesrv.out" 'boot success' 90 "$NAMESRV_PID" || return 1
+    [ "$BENCH_PHASES" = route ] && return 0
 
     broker_port=$(apache_port) || return 1
     cat >"$WORK/broker.conf" <<CONF

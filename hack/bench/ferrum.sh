@@ -10,6 +10,7 @@ ferrum_start() {
     NAMESRV_PID=$!
     track_pid "$NAMESRV_PID"
     wait_for_line "$WORK/namesrv.out" 'listening on' 30 "$NAMESRV_PID" || return 1
+    [ "$BENCH_PHASES" = route ] && return 0
 
     broker_port=$(free_port)
     # The same keys and values apache.sh gives the Java broker, so both stores work alike.

@@ -12,6 +12,9 @@
 #   BENCH_WARMUP [5]         seconds of the same produce load before the measured one (JIT, caches)
 #   ROUTE_SECONDS [10]       route-query phase length per NameServer
 #   BENCH_PEERS ["ferrum apache rocketmq-rust"]
+#   BENCH_PHASES [all]       `route`: only the route-query phase, against each NameServer alone
+#                            with a pretend broker (namesrv/examples/register_broker) registering
+#                            the bench topic; rocketmq-rust then needs only its NameServer built
 #   BENCH_DATA [target/bench]  where the stores go (a fresh subdirectory, removed at exit;
 #                              one filesystem for every peer)
 #   ROCKETMQ_VERSION [5.3.3] Apache RocketMQ from Maven Central
@@ -27,6 +30,11 @@ BENCH_QUEUES=${BENCH_QUEUES:-8}
 ROUTE_SECONDS=${ROUTE_SECONDS:-10}
 BENCH_WARMUP=${BENCH_WARMUP:-5}
 BENCH_PEERS=${BENCH_PEERS:-ferrum apache rocketmq-rust}
+BENCH_PHASES=${BENCH_PHASES:-all}
+case $BENCH_PHASES in
+all | route) ;;
+*) echo "bench: BENCH_PHASES must be 'all' or 'route', got '$BENCH_PHASES'" >&2; exit 2 ;;
+esac
 BENCH_DATA_PARENT=${BENCH_DATA:-$ROOT/target/bench}
 ROCKETMQ_VERSION=${ROCKETMQ_VERSION:-5.3.3}
 RR_VERSION=${RR_VERSION:-1.0.0}
@@ -125,7 +133,7 @@ note "produce ${BENCH_SECONDS}s x ${BENCH_CONCURRENCY} sync producers, ${BENCH_S
 
 step "building release binaries (ferrum-namesrv, ferrum-broker, ferrumctl, route_bench)"
 "$CARGO" build --release -q -p ferrum-namesrv -p ferrum-broker -p ferrum-client --bins
-"$CARGO" build --release -q -p ferrum-namesrv --example route_bench
+"$CARGO" build --release -q -p ferrum-namesrv --example route_bench --example register_broker
 ROUTE_BENCH=$BIN/examples/route_bench
 
 rm -rf "$OUT/runs"
@@ -143,7 +151,8 @@ printf '%s\n' "$DISK" >"$OUT/runs/disk.txt"
 
 # rocketmq-rust from the crate registry; prints why when it cannot be had.
 rocketmq_rust_install() {
-    if [ -x "$RR_ROOT/bin/rocketmq-broker-rust" ] && [ -x "$RR_ROOT/bin/rocketmq-namesrv-rust" ]; then
+    if [ -x "$RR_ROOT/bin/rocketmq-namesrv-rust" ] &&
+        { [ "$BENCH_PHASES" = route ] || [ -x "$RR_ROOT/bin/rocketmq-broker-rust" ]; }; then
         return 0
     fi
     note "cargo install rocketmq-namesrv@$RR_VERSION rocketmq-broker@$RR_VERSION (nice 19, at most ${RR_BUILD_TIMEOUT}s; log: $OUT/runs/rocketmq-rust-install.log)"
@@ -171,6 +180,7 @@ rocketmq_rust_start() {
     NAMESRV_PID=$!
     track_pid "$NAMESRV_PID"
     wait_for_port "$ns_port" 60 "$NAMESRV_PID" "$WORK/namesrv.out" || return 1
+    [ "$BENCH_PHASES" = route ] && return 0
     broker_port=$(apache_port) || return 1
     cat >"$WORK/broker.conf" <<CONF
 brokerClusterName=$BENCH_CLUSTER
@@ -225,6 +235,17 @@ create_topic() {
     return 1
 }
 
+# A pretend broker that registers the bench topic the way a Java broker does and keeps it
+# registered, for the route-only run.
+register_pretend_broker() {
+    "$BIN/examples/register_broker" --namesrv "$NAMESRV" --cluster "$BENCH_CLUSTER" \
+        --broker-name "bench-$1" --topic "$BENCH_TOPIC" --queues "$BENCH_QUEUES" \
+        >"$WORK/register.out" 2>&1 &
+    BROKER_PID=$!
+    track_pid "$BROKER_PID"
+    wait_for_line "$WORK/register.out" '^registered' 30 "$BROKER_PID"
+}
+
 # run_peer NAME START_FUNCTION: one peer's phases; its results land in $OUT/runs/NAME.*
 run_peer() {
     local name=$1 start=$2 produced warm=0
@@ -233,14 +254,25 @@ run_peer() {
     rm -rf "$WORK" "$DATA"
     mkdir -p "$WORK" "$DATA"
     export WORK DATA
-    step "$name: starting NameServer + broker"
+    if [ "$BENCH_PHASES" = route ]; then
+        step "$name: starting the NameServer (route phase only: a pretend broker registers)"
+    else
+        step "$name: starting NameServer + broker"
+    fi
     if ! "$start"; then
         echo "$name: did not start (logs in $WORK)" | tee "$OUT/runs/$name.skipped"
         stop_peer
         return 0
     fi
+    if [ "$BENCH_PHASES" = route ]; then
+        if ! register_pretend_broker "$name"; then
+            echo "$name: the pretend broker could not register" | tee "$OUT/runs/$name.skipped"
+            stop_peer
+            return 0
+        fi
+    fi
     note "NameServer $NAMESRV (pid $NAMESRV_PID), broker pid $BROKER_PID"
-    if ! create_topic; then
+    if [ "$BENCH_PHASES" = all ] && ! create_topic; then
         echo "$name: the bench topic could not be created" | tee "$OUT/runs/$name.skipped"
         stop_peer
         return 0
@@ -252,6 +284,10 @@ run_peer() {
         echo "$name: route_bench failed" | tee "$OUT/runs/$name.route.txt"
     note "NameServer peak RSS: $(peak_rss_kb "$NAMESRV_PID") kB"
     peak_rss_kb "$NAMESRV_PID" >"$OUT/runs/$name.namesrv_rss_kb"
+    if [ "$BENCH_PHASES" = route ]; then
+        stop_peer
+        return 0
+    fi
 
     step "$name: warm-up produce, ${BENCH_WARMUP}s (not counted)"
     if timeout $((BENCH_WARMUP + 120)) "$BIN/ferrumctl" -n "$NAMESRV" --json bench produce "$BENCH_TOPIC" \
@@ -314,7 +350,8 @@ for peer in $BENCH_PEERS; do
         ;;
     rocketmq-rust)
         step "rocketmq-rust: rocketmq-namesrv-rust + rocketmq-broker-rust $RR_VERSION from the crate registry"
-        if rocketmq_rust_install | tee "$OUT/runs/rocketmq-rust.install.txt" && [ -x "$RR_ROOT/bin/rocketmq-broker-rust" ]; then
+        if rocketmq_rust_install | tee "$OUT/runs/rocketmq-rust.install.txt" &&
+            { [ "$BENCH_PHASES" = route ] || [ -x "$RR_ROOT/bin/rocketmq-broker-rust" ]; }; then
             run_peer rocketmq-rust rocketmq_rust_start
         else
             cp "$OUT/runs/rocketmq-rust.install.txt" "$OUT/runs/rocketmq-rust.skipped"
