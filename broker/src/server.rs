@@ -70,9 +70,8 @@ impl Channel {
         self.tx.is_closed()
     }
 
-    /// A channel to nowhere, for calling processors without a connection.
-    #[cfg(test)]
-    pub(crate) fn detached(id: u64) -> Channel {
+    /// A channel to nowhere, for calling processors without a connection (tests, fuzzing).
+    pub fn detached(id: u64) -> Channel {
         let (tx, _rx) = mpsc::channel(1);
         Channel {
             id,
