@@ -132,6 +132,7 @@ check "$WORK/unknown.out" 'CODE: 17 +DESC: No topic route info in name server fo
 
 bash "$ROOT/hack/compat/rust-client.sh"  # the Go scenarios, plus Rust client ones
 bash "$ROOT/hack/compat/java-client.sh"
+bash "$ROOT/hack/compat/admin-broker.sh"
 
 if [ "${FERRUM_COMPAT_JAVA_BROKER:-1}" = 0 ]; then
     step "compat: all checks passed (Java broker phase skipped)"
