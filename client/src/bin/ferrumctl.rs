@@ -748,6 +748,9 @@ async fn consume(ctx: &Ctx, args: ConsumeArgs) -> Result<()> {
         let Some((mq, messages, _, next_offset)) = next else {
             break;
         };
+        // When --count stops mid-batch, only what was printed is committed: the rest of the
+        // batch stays for the group's next consumer.
+        let mut commit_to = next_offset;
         for m in &messages {
             let out = MessageOut::new(m);
             if ctx.json {
@@ -757,12 +760,13 @@ async fn consume(ctx: &Ctx, args: ConsumeArgs) -> Result<()> {
             }
             seen += 1;
             if args.count.is_some_and(|c| seen >= c) {
+                commit_to = m.queue_offset + 1;
                 break;
             }
         }
         if args.commit {
             consumer
-                .commit_offset(&mq, next_offset)
+                .commit_offset(&mq, commit_to)
                 .await
                 .with_context(|| format!("commit offset of {mq}"))?;
         }
