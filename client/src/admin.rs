@@ -101,6 +101,53 @@ impl Admin {
         Ok(())
     }
 
+    /// UPDATE_AND_CREATE_TOPIC on one broker, carrying `config.attributes` in RocketMQ 5's
+    /// modification form (`+key=value,...`); without attributes it is [`create_topic`](Self::create_topic).
+    pub async fn create_topic_with_attributes(
+        &self,
+        broker_addr: &str,
+        config: &TopicConfig,
+    ) -> Result<()> {
+        if config.attributes.is_empty() {
+            return self.create_topic(broker_addr, config).await;
+        }
+        let attributes = config
+            .attributes
+            .iter()
+            .map(|(k, v)| format!("+{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let cmd = request(
+            RequestCode::UPDATE_AND_CREATE_TOPIC,
+            &[
+                ("topic", config.topic_name.clone()),
+                (
+                    "defaultTopic",
+                    crate::producer::AUTO_CREATE_TOPIC.to_owned(),
+                ),
+                ("readQueueNums", config.read_queue_nums.to_string()),
+                ("writeQueueNums", config.write_queue_nums.to_string()),
+                ("perm", config.perm.to_string()),
+                ("topicFilterType", config.topic_filter_type.clone()),
+                ("topicSysFlag", config.topic_sys_flag.to_string()),
+                ("order", config.order.to_string()),
+                ("attributes", attributes),
+            ],
+        );
+        self.pool.invoke_ok(broker_addr, cmd, self.timeout).await?;
+        Ok(())
+    }
+
+    /// DELETE_TOPIC_IN_BROKER on one broker.
+    pub async fn delete_topic_in_broker(&self, broker_addr: &str, topic: &str) -> Result<()> {
+        let cmd = request(
+            RequestCode::DELETE_TOPIC_IN_BROKER,
+            &[("topic", topic.to_owned())],
+        );
+        self.pool.invoke_ok(broker_addr, cmd, self.timeout).await?;
+        Ok(())
+    }
+
     /// The master addresses of a cluster's broker groups (every cluster when `None`).
     pub async fn master_addrs(&self, cluster: Option<&str>) -> Result<Vec<String>> {
         let info = self.namesrv.cluster_info().await?;

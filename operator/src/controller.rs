@@ -42,6 +42,8 @@ pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
     pub metrics: Option<Metrics>,
+    /// NameServer addresses that replace a cluster's in-cluster DNS names.
+    pub namesrv_overrides: crate::topic_controller::NamesrvOverrides,
 }
 
 impl Context {
@@ -64,11 +66,28 @@ impl Context {
             client,
             recorder,
             metrics: None,
+            namesrv_overrides: Default::default(),
         }
     }
 
+    /// Reaches the NameServers of the given clusters at these addresses instead of their
+    /// Services' DNS names.
+    pub fn with_namesrv_overrides(
+        mut self,
+        overrides: crate::topic_controller::NamesrvOverrides,
+    ) -> Self {
+        self.namesrv_overrides = overrides;
+        self
+    }
+
     /// Events are for people; failing to write one must not fail the reconcile.
-    async fn event(&self, bg: &ObjectReference, type_: EventType, reason: &str, note: String) {
+    pub(crate) async fn event(
+        &self,
+        bg: &ObjectReference,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) {
         let ev = Event {
             type_,
             reason: reason.into(),

@@ -11,4 +11,5 @@ pub mod crd;
 pub mod leader;
 pub mod metrics;
 pub mod status;
+pub mod topic_controller;
 pub mod validate;

@@ -26,6 +26,15 @@ enum Command {
         /// Namespace of the leader Lease; when set, only the replica holding it reconciles.
         #[arg(long, env = "POD_NAMESPACE")]
         leader_election_namespace: Option<String>,
+        /// `cluster=host:port[;host:port]`: reach that cluster's NameServers at these
+        /// addresses instead of their Services' DNS names (an operator outside the cluster
+        /// network). Repeatable; the env form separates items with spaces.
+        #[arg(
+            long = "namesrv-override",
+            env = "FERRUM_OPERATOR_NAMESRV_OVERRIDES",
+            value_delimiter = ' '
+        )]
+        namesrv_overrides: Vec<String>,
     },
 }
 
@@ -40,7 +49,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Run {
             metrics_listen,
             leader_election_namespace,
+            namesrv_overrides,
         } => {
+            let overrides =
+                ferrum_operator::topic_controller::NamesrvOverrides::parse(&namesrv_overrides)
+                    .map_err(anyhow::Error::msg)?;
             tracing_subscriber::fmt()
                 .with_env_filter(
                     tracing_subscriber::EnvFilter::try_from_default_env()
@@ -53,9 +66,10 @@ async fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("binding the metrics endpoint on {metrics_listen}"))?;
             tokio::spawn(ferrum_operator::metrics::serve(listener, metrics.clone()));
             let client = kube::Client::try_default().await?;
-            let ctx = ferrum_operator::controller::Context::with_metrics(client.clone(), metrics);
+            let ctx = ferrum_operator::controller::Context::with_metrics(client.clone(), metrics)
+                .with_namesrv_overrides(overrides);
             let Some(ns) = leader_election_namespace else {
-                ferrum_operator::controller::run_with(ctx).await;
+                run_controllers(ctx).await;
                 return Ok(());
             };
             let identity = std::env::var("POD_NAME")
@@ -69,11 +83,19 @@ async fn main() -> anyhow::Result<()> {
             elector.acquire(std::time::Duration::from_secs(2)).await;
             tracing::info!(%identity, "leading");
             tokio::select! {
-                () = ferrum_operator::controller::run_with(ctx) => Ok(()),
+                () = run_controllers(ctx) => Ok(()),
                 // Exiting lets the Deployment restart us as a follower; continuing to
                 // reconcile without the lease could fight the new leader.
                 lost = elector.keep_leading() => Err(lost.into()),
             }
         }
     }
+}
+
+/// Both controllers side by side; each stops on the shutdown signal.
+async fn run_controllers(ctx: ferrum_operator::controller::Context) {
+    tokio::join!(
+        ferrum_operator::controller::run_with(ctx.clone()),
+        ferrum_operator::topic_controller::run(ctx),
+    );
 }

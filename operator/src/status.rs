@@ -45,6 +45,23 @@ fn condition(
     }
 }
 
+/// A condition whose transition time moves only when its status flips.
+pub fn condition_at(
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    previous: &[Condition],
+    now: &Time,
+) -> Condition {
+    let obs = Observation {
+        generation,
+        ..Default::default()
+    };
+    condition(type_, ok, reason, message, &obs, previous, now)
+}
+
 pub fn conditions(obs: &Observation, previous: &[Condition], now: &Time) -> Vec<Condition> {
     let invalid = !obs.problems.is_empty();
     let all_ready = obs.ready_replicas >= obs.desired_replicas && obs.desired_replicas > 0;

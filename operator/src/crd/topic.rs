@@ -83,4 +83,21 @@ pub struct TopicStatus {
     /// Broker groups (brokerName) that hold the topic.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub brokers: Vec<String>,
+    /// The last pass's result on each broker group of the cluster.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<TopicGroupStatus>,
+}
+
+/// One broker group's copy of the topic.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TopicGroupStatus {
+    pub broker_name: String,
+    /// The master address the NameServer lists (its stable DNS name in a cluster).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master_addr: Option<String>,
+    /// `InSync`, `Created`, `Updated` or `Failed`.
+    pub state: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
 }
