@@ -11,14 +11,19 @@
 //! - `commitlog/{20-digit start offset}`: records in the v1 stored format, each file ended by a
 //!   BLANK record when the next record does not fit.
 //! - `consumequeue/{topic}/{queueId}/{20-digit start byte}`: 20-byte units.
-//! - `index/keys`: the key index log.
-//! - `checkpoint`: fsynced CommitLog offset and dispatched offset (with a CRC).
+//! - `index/{yyyyMMddHHmmssSSS}`: RocketMQ's IndexFiles (hash slots and entries).
+//! - `checkpoint`: fsynced CommitLog offset, dispatched offset and the index files' fsynced
+//!   point (with a CRC).
 //! - `abort`: present while the store is open; found at start it means a crash.
 //!
 //! # Key index
-//! The index by `KEYS` and `UNIQ_KEY` maps `topic#key` to CommitLog offsets in memory and is
-//! persisted as an append-only, CRC-checked log (`index/keys`) fsynced with each checkpoint; see
-//! the `index` module for its cost compared with RocketMQ's IndexFile.
+//! The index by `KEYS` and `UNIQ_KEY` is RocketMQ's IndexFile: memory-mapped files holding an
+//! on-disk hash table from `topic#key` to CommitLog offsets, rolled when full
+//! (`maxHashSlotNum`, `maxIndexNum`), fsynced with each checkpoint, cut back to the checkpoint and
+//! re-dispatched from the CommitLog after a crash, deleted once below the CommitLog's minimum
+//! offset. It holds no memory per key. Its answers are hints: `query_message_by_key` serves only
+//! records it has read and found to carry the key in the topic, inside the CommitLog's retained
+//! (and committed) range, so hash collisions, truncated tails and deleted files never show.
 //!
 //! # API
 //! [`MessageStore`] (cheap to clone, one store behind all clones):

@@ -16,7 +16,7 @@ use ferrum_protocol::message::{
 
 use crate::StoreError;
 use crate::consume_queue::{ConsumeQueue, CqUnit};
-use crate::index::KeyIndex;
+use crate::index::{IndexCheckpoint, IndexLimits, KeyIndex};
 use crate::mapped_file_queue::MappedFileQueue;
 use crate::types::*;
 
@@ -41,29 +41,46 @@ struct Checkpoint {
     physic_offset: i64,
     /// Every record below this is in the (fsynced) consume queues.
     dispatched_offset: i64,
+    /// How far the index files were fsynced.
+    index: IndexCheckpoint,
 }
 
 impl Checkpoint {
-    fn encode(&self) -> [u8; 20] {
-        let mut b = [0u8; 20];
+    /// `physic i64 | dispatched i64 | index file name i64 | index count i32 | crc32 u32`.
+    fn encode(&self) -> [u8; 32] {
+        let mut b = [0u8; 32];
         b[..8].copy_from_slice(&self.physic_offset.to_be_bytes());
         b[8..16].copy_from_slice(&self.dispatched_offset.to_be_bytes());
-        let crc = crc32fast::hash(&b[..16]);
-        b[16..].copy_from_slice(&crc.to_be_bytes());
+        let (name, count) = self.index.encode();
+        b[16..24].copy_from_slice(&name.to_be_bytes());
+        b[24..28].copy_from_slice(&count.to_be_bytes());
+        let crc = crc32fast::hash(&b[..28]);
+        b[28..].copy_from_slice(&crc.to_be_bytes());
         b
     }
 
+    /// Also reads the earlier 20-byte form (no index state: the index is rebuilt).
     fn decode(b: &[u8]) -> Option<Self> {
-        if b.len() != 20 {
+        let body = b.len().checked_sub(4)?;
+        if body != 16 && body != 28 {
             return None;
         }
-        let crc = u32::from_be_bytes(b[16..20].try_into().ok()?);
-        if crc != crc32fast::hash(&b[..16]) {
+        let crc = u32::from_be_bytes(b[body..].try_into().ok()?);
+        if crc != crc32fast::hash(&b[..body]) {
             return None;
         }
+        let index = if body == 28 {
+            IndexCheckpoint::decode(
+                i64::from_be_bytes(b[16..24].try_into().ok()?),
+                i32::from_be_bytes(b[24..28].try_into().ok()?),
+            )
+        } else {
+            IndexCheckpoint::Unknown
+        };
         Some(Self {
             physic_offset: i64::from_be_bytes(b[..8].try_into().ok()?),
             dispatched_offset: i64::from_be_bytes(b[8..16].try_into().ok()?),
+            index,
         })
     }
 }
@@ -120,7 +137,7 @@ struct Inner {
     /// CommitLog offset up to which records are dispatched.
     dispatched: AtomicI64,
     consume_queues: RwLock<HashMap<QueueKey, Arc<ConsumeQueue>>>,
-    /// `topic#key` → CommitLog offsets, in append order.
+    /// The IndexFiles (`topic#key` → CommitLog offsets); `None` with messageIndexEnable off.
     index: Mutex<Option<KeyIndex>>,
     flushed: AtomicI64,
     /// Reads never serve records ending past this (Raft / quorum commit); `i64::MAX` by default.
@@ -349,23 +366,41 @@ impl MessageStore {
         begin: i64,
         end: i64,
     ) -> Vec<Bytes> {
-        let offsets = lock(&self.inner.index)
-            .as_ref()
-            .map(|i| i.get(&format!("{topic}#{key}")))
-            .unwrap_or_default();
         let mut out = Vec::new();
-        for off in offsets.into_iter().rev() {
-            if out.len() >= max_num {
-                break;
-            }
-            if let Some(b) = self.lookup_message_by_offset(off) {
-                let in_range = MessageView::decode(&b, false)
-                    .is_ok_and(|(v, _)| v.store_timestamp >= begin && v.store_timestamp <= end);
-                if in_range {
-                    out.push(b);
-                }
-            }
+        if max_num == 0 {
+            return out;
         }
+        let guard = lock(&self.inner.index);
+        let Some(index) = guard.as_ref() else {
+            return out;
+        };
+        let full_key = format!("{topic}#{key}");
+        let committed = self.inner.committed.load(Ordering::Acquire);
+        let mut seen = std::collections::HashSet::new();
+        index.query(&full_key, begin, end, &mut |phy| {
+            // The index is a hint: serve only a real record at `phy` (inside the CommitLog,
+            // committed) that carries the key in this topic and was stored within the range.
+            if !seen.insert(phy) {
+                return true;
+            }
+            let Some(b) = self.lookup_message_by_offset(phy) else {
+                return true;
+            };
+            if phy + b.len() as i64 > committed {
+                return true;
+            }
+            let Ok((v, _)) = MessageView::decode(&b, false) else {
+                return true;
+            };
+            if v.topic == topic
+                && v.store_timestamp >= begin
+                && v.store_timestamp <= end
+                && record_has_key(&v, key)
+            {
+                out.push(b);
+            }
+            out.len() < max_num
+        });
         out
     }
 
@@ -428,6 +463,14 @@ impl MessageStore {
     /// pointing there. Slices already handed out for that range must no longer be served.
     pub fn truncate_to(&self, offset: i64) -> Result<(), StoreError> {
         self.inner.truncate_to(offset)
+    }
+
+    /// Heap bytes held by the key index: a fixed amount per index file, nothing per message.
+    #[doc(hidden)]
+    pub fn index_heap_bytes(&self) -> usize {
+        lock(&self.inner.index)
+            .as_ref()
+            .map_or(0, KeyIndex::heap_bytes)
     }
 
     /// Runs one retention pass now (the clean-up thread also runs it periodically).
@@ -617,18 +660,54 @@ impl Inner {
                 }
             }
         }
-        // Consume queues and the key index hold everything below the checkpoint's dispatch
-        // point; records from there on are dispatched again (already present entries are
-        // skipped). Without an index log the index is rebuilt from the whole CommitLog.
+        // Consume queues hold everything below the checkpoint's dispatch point; records from
+        // there on are dispatched again. The index keeps its checkpointed prefix (see
+        // `KeyIndex::load`) and records after its newest entry are indexed again.
         let min = self.commit_log.min_offset();
-        let index_dir = self.config.store_path_root_dir.join("index");
-        let index_existed = index_dir.join("keys").exists();
-        *lock(&self.index) = Some(KeyIndex::load(&index_dir, min, max)?);
         let cq_from = checkpoint
             .map_or(min, |c| c.dispatched_offset)
             .clamp(min, max);
-        let from = if index_existed { cq_from } else { min };
+        let mut from = cq_from;
+        if self.config.message_index_enable {
+            let index_dir = self.config.store_path_root_dir.join("index");
+            let mut index = KeyIndex::load(
+                &index_dir,
+                IndexLimits {
+                    slot_num: self.config.max_hash_slot_num,
+                    max_index_num: self.config.max_index_num,
+                },
+                checkpoint.map_or(IndexCheckpoint::Unknown, |c| c.index),
+                crashed,
+                self.config.message_index_safe,
+                max,
+            )?;
+            let last = index.last_indexed();
+            let index_from = if last < 0 { min } else { last.clamp(min, max) };
+            // The newest entry must name a real record to restart from; otherwise start over.
+            let index_from = if index_from == min
+                || matches!(self.step(index_from, false), Step::Record { .. })
+            {
+                index_from
+            } else {
+                tracing::warn!(
+                    last_indexed = last,
+                    "the index's newest entry names no record; rebuilding the index"
+                );
+                index.reset()?;
+                min
+            };
+            from = from.min(index_from);
+            *lock(&self.index) = Some(index);
+        }
+        let dispatch_started = Instant::now();
         self.dispatch_range(from, cq_from)?;
+        tracing::info!(
+            from,
+            cq_from,
+            to = self.dispatched.load(Ordering::Acquire),
+            elapsed_ms = dispatch_started.elapsed().as_millis() as u64,
+            "re-dispatched the CommitLog tail to consume queues and the index"
+        );
         let mut state = lock(&self.write);
         for cq in self.all_cqs() {
             state
@@ -681,13 +760,20 @@ impl Inner {
         Ok(())
     }
 
+    /// Indexes a record under `topic#key` for its UNIQ_KEY and each KEYS entry.
     fn index_record(&self, v: &MessageView<'_>, offset: i64) {
-        let mut keys: Vec<&str> = Vec::new();
-        if let Some(k) = v.property(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX) {
-            keys.push(k);
+        let mut keys: Vec<String> = Vec::new();
+        if let Some(k) = v.property(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX)
+            && !k.is_empty()
+        {
+            keys.push(format!("{}#{k}", v.topic));
         }
         if let Some(ks) = v.property(property::KEYS) {
-            keys.extend(ks.split(property::KEY_SEPARATOR).filter(|k| !k.is_empty()));
+            keys.extend(
+                ks.split(property::KEY_SEPARATOR)
+                    .filter(|k| !k.is_empty())
+                    .map(|k| format!("{}#{k}", v.topic)),
+            );
         }
         if keys.is_empty() {
             return;
@@ -696,10 +782,9 @@ impl Inner {
         let Some(index) = index.as_mut() else {
             return;
         };
-        for k in keys {
-            if let Err(e) = index.put(format!("{}#{k}", v.topic), offset) {
-                tracing::warn!(error = %e, "writing the key index failed");
-            }
+        if let Err(e) = index.put_record(offset, v.store_timestamp, keys.iter().map(String::as_str))
+        {
+            tracing::warn!(error = %e, offset, "writing the key index failed");
         }
     }
 
@@ -947,7 +1032,7 @@ impl Inner {
             cq.truncate_dirty(offset)?;
         }
         if let Some(index) = lock(&self.index).as_mut() {
-            index.retain_range(i64::MIN, offset)?;
+            index.truncate(offset)?;
         }
         let d = self.dispatched.load(Ordering::Acquire).min(offset);
         self.dispatched.store(d, Ordering::Release);
@@ -1111,12 +1196,14 @@ impl Inner {
         for cq in self.all_cqs() {
             cq.flush(0)?;
         }
-        if let Some(index) = lock(&self.index).as_mut() {
-            index.sync()?;
-        }
+        let index = match lock(&self.index).as_mut() {
+            Some(index) => index.flush()?,
+            None => IndexCheckpoint::Unknown,
+        };
         let c = Checkpoint {
             physic_offset: self.flushed.load(Ordering::Acquire),
             dispatched_offset: dispatched.min(self.flushed.load(Ordering::Acquire)),
+            index,
         };
         let root = &self.config.store_path_root_dir;
         let tmp = root.join("checkpoint.tmp");
@@ -1270,11 +1357,22 @@ impl Inner {
                 cq.correct_min_offset(min_phy)?;
             }
             if let Some(index) = lock(&self.index).as_mut() {
-                index.retain_range(min_phy, i64::MAX)?;
+                let files = index.delete_expired(min_phy)?;
+                if files > 0 {
+                    tracing::info!(files, min_phy, "deleted index files below the CommitLog");
+                }
             }
         }
         Ok(())
     }
+}
+
+/// Whether the record's UNIQ_KEY or one of its KEYS is `key`.
+fn record_has_key(v: &MessageView<'_>, key: &str) -> bool {
+    v.property(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX) == Some(key)
+        || v
+            .property(property::KEYS)
+            .is_some_and(|ks| ks.split(property::KEY_SEPARATOR).any(|k| k == key))
 }
 
 fn write_synced(path: &Path, data: &[u8]) -> Result<(), StoreError> {
@@ -1293,9 +1391,21 @@ mod tests {
         let c = Checkpoint {
             physic_offset: 12345,
             dispatched_offset: 12000,
+            index: IndexCheckpoint::File {
+                name: 20261124161500123,
+                count: 42,
+            },
         };
         let mut b = c.encode();
         assert_eq!(Checkpoint::decode(&b), Some(c));
+        let mut legacy = [0u8; 20];
+        legacy[..16].copy_from_slice(&b[..16]);
+        let crc = crc32fast::hash(&legacy[..16]);
+        legacy[16..].copy_from_slice(&crc.to_be_bytes());
+        assert_eq!(
+            Checkpoint::decode(&legacy).map(|c| (c.dispatched_offset, c.index)),
+            Some((12000, IndexCheckpoint::Unknown))
+        );
         b[3] ^= 1;
         assert_eq!(Checkpoint::decode(&b), None);
         assert_eq!(Checkpoint::decode(&b[..10]), None);

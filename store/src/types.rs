@@ -46,6 +46,15 @@ pub struct MessageStoreConfig {
     pub total_physical_memory: u64,
     pub access_message_in_memory_max_ratio: u8,
     pub max_filter_message_count: usize,
+    /// Hash slots per index file (5,000,000).
+    pub max_hash_slot_num: usize,
+    /// Entries per index file (20,000,000); a full file rolls to a new one.
+    pub max_index_num: usize,
+    /// Index `KEYS` and `UNIQ_KEY` for query by key (true).
+    pub message_index_enable: bool,
+    /// After a crash, rebuild the newest index file from the CommitLog unless it was full
+    /// instead of keeping its checkpointed prefix (false).
+    pub message_index_safe: bool,
 }
 
 impl MessageStoreConfig {
@@ -71,6 +80,10 @@ impl MessageStoreConfig {
             total_physical_memory: 8 * 1024 * 1024 * 1024,
             access_message_in_memory_max_ratio: 40,
             max_filter_message_count: 16_000,
+            max_hash_slot_num: 5_000_000,
+            max_index_num: 20_000_000,
+            message_index_enable: true,
+            message_index_safe: false,
         }
     }
 }
