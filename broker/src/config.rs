@@ -138,6 +138,41 @@ pub struct BrokerConfig {
     pub server_request_queue_capacity: usize,
     /// Requests in flight per connection; beyond it the connection is not read (backpressure).
     pub server_max_in_flight_per_connection: usize,
+    /// Shared secret of a broker group's HA handshake (Ferrum key `haSecret`); empty means any
+    /// host that knows the group name may replicate.
+    pub ha_secret: HaSecret,
+    /// A slave's master HA address when the NameServer does not give one (`haMasterAddress`).
+    pub ha_master_address: Option<String>,
+    /// Bytes per replication frame (`haTransferBatchSize`).
+    pub ha_transfer_batch_size: usize,
+    /// A silent HA peer is dropped after this many ms (`haHousekeepingInterval`).
+    pub ha_housekeeping_interval: u64,
+    /// A slave reports its offset at least this often, ms (`haSendHeartbeatInterval`).
+    pub ha_send_heartbeat_interval: u64,
+    /// SLAVE_NOT_AVAILABLE when no slave is within this many bytes (`haMaxGapNotInSync`).
+    pub ha_max_gap_not_in_sync: i64,
+    /// Unacknowledged bytes a master streams to one slave before waiting for its report
+    /// (Ferrum key `haMaxBytesInFlight`).
+    pub ha_max_bytes_in_flight: usize,
+    /// How long a SYNC_MASTER send (and a SYNC_FLUSH write) waits, ms (`syncFlushTimeout`).
+    pub sync_flush_timeout: u64,
+    /// The brokerId a master that finds a newer master takes as a slave (`brokerIdWhenDemoted`);
+    /// `None` picks 1 + the highest id the NameServers report.
+    pub broker_id_when_demoted: Option<i64>,
+}
+
+/// The HA shared secret; `Debug` never prints it.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct HaSecret(pub String);
+
+impl fmt::Debug for HaSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "HaSecret(empty)"
+        } else {
+            "HaSecret(***)"
+        })
+    }
 }
 
 impl Default for BrokerConfig {
@@ -178,6 +213,15 @@ impl Default for BrokerConfig {
             wait_time_mills_in_send_queue: 200,
             server_request_queue_capacity: 10_000,
             server_max_in_flight_per_connection: 1_024,
+            ha_secret: HaSecret::default(),
+            ha_master_address: None,
+            ha_transfer_batch_size: 32 * 1024,
+            ha_housekeeping_interval: 20_000,
+            ha_send_heartbeat_interval: 5_000,
+            ha_max_gap_not_in_sync: 256 * 1024 * 1024,
+            ha_max_bytes_in_flight: 4 * 1024 * 1024,
+            sync_flush_timeout: 5_000,
+            broker_id_when_demoted: None,
         }
     }
 }
@@ -216,6 +260,15 @@ pub const KNOWN_KEYS: &[&str] = &[
     "waitTimeMillsInSendQueue",
     "serverRequestQueueCapacity",
     "serverMaxInFlightPerConnection",
+    "haSecret",
+    "haMasterAddress",
+    "haTransferBatchSize",
+    "haHousekeepingInterval",
+    "haSendHeartbeatInterval",
+    "haMaxGapNotInSync",
+    "haMaxBytesInFlight",
+    "syncFlushTimeout",
+    "brokerIdWhenDemoted",
 ];
 
 fn parse_num<T: FromStr>(key: &str, value: &str) -> Result<T, ConfigError> {
@@ -326,7 +379,8 @@ impl BrokerConfig {
                     .map_err(|_| invalid(key, value, "not an IP address"))?;
             }
             "brokerIP1" => self.broker_ip1 = non_empty(key, value)?,
-            "haListenPort" => self.ha_listen_port = parse_range(key, value, 1, u16::MAX)?,
+            // 0 asks for an ephemeral port (tests); the bound port is advertised.
+            "haListenPort" => self.ha_listen_port = parse_range(key, value, 0, u16::MAX)?,
             "storePathRootDir" => self.store_path_root_dir = PathBuf::from(non_empty(key, value)?),
             "storePathCommitLog" => {
                 self.store_path_commit_log_override = Some(PathBuf::from(non_empty(key, value)?));
@@ -399,6 +453,34 @@ impl BrokerConfig {
             }
             "serverMaxInFlightPerConnection" => {
                 self.server_max_in_flight_per_connection = parse_range(key, value, 1, 1 << 20)?;
+            }
+            "haSecret" => self.ha_secret = HaSecret(value.to_owned()),
+            "haMasterAddress" => {
+                if value.is_empty() {
+                    self.ha_master_address = None;
+                } else {
+                    check_host_port(key, value)?;
+                    self.ha_master_address = Some(value.to_owned());
+                }
+            }
+            "haTransferBatchSize" => {
+                self.ha_transfer_batch_size = parse_range(key, value, 1024, 16 * 1024 * 1024)?;
+            }
+            "haHousekeepingInterval" => {
+                self.ha_housekeeping_interval = parse_range(key, value, 100, u64::MAX)?;
+            }
+            "haSendHeartbeatInterval" => {
+                self.ha_send_heartbeat_interval = parse_range(key, value, 10, u64::MAX)?;
+            }
+            "haMaxGapNotInSync" => {
+                self.ha_max_gap_not_in_sync = parse_range(key, value, 0, i64::MAX)?;
+            }
+            "haMaxBytesInFlight" => {
+                self.ha_max_bytes_in_flight = parse_range(key, value, 4096, 1 << 32)?;
+            }
+            "syncFlushTimeout" => self.sync_flush_timeout = parse_range(key, value, 1, u64::MAX)?,
+            "brokerIdWhenDemoted" => {
+                self.broker_id_when_demoted = Some(parse_range(key, value, 1, i64::MAX)?);
             }
             _ => return Ok(false),
         }

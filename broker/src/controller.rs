@@ -33,6 +33,8 @@ pub enum StartError {
     Metadata(#[from] PersistError),
     #[error("message store: {0}")]
     Store(#[from] StoreError),
+    #[error("replication: {0}")]
+    Ha(String),
 }
 
 /// A started broker.
@@ -89,6 +91,10 @@ pub async fn start(mut config: BrokerConfig) -> Result<RunningBroker, StartError
         source,
     })?;
     config.listen_port = listen_addr.port();
+    let ha_listener = bind(config.bind_address, config.ha_listen_port).await?;
+    if let Ok(addr) = ha_listener.local_addr() {
+        config.ha_listen_port = addr.port();
+    }
     let broker_addr = config.broker_addr();
     let store_config = store_config(&config).await;
     let store = tokio::task::spawn_blocking(move || MessageStore::open(store_config))
@@ -101,6 +107,11 @@ pub async fn start(mut config: BrokerConfig) -> Result<RunningBroker, StartError
             return Err(error.into());
         }
     };
+    // Before serving: a returning old master must learn of a newer one before it takes writes.
+    if let Err(error) = crate::ha::remote::startup_role(&core).await {
+        let _ = core.store.shutdown();
+        return Err(StartError::Ha(error));
+    }
     let (shutdown, shutdown_rx) = watch::channel(false);
 
     let limits = ServerLimits {
@@ -119,6 +130,15 @@ pub async fn start(mut config: BrokerConfig) -> Result<RunningBroker, StartError
         shutdown_rx.clone(),
     )));
 
+    tasks.push(tokio::spawn(crate::ha::master::serve(
+        core.clone(),
+        ha_listener,
+        shutdown_rx.clone(),
+    )));
+    tasks.push(tokio::spawn(crate::ha::slave::run(
+        core.clone(),
+        shutdown_rx.clone(),
+    )));
     tasks.push(tokio::spawn(crate::schedule::run(
         core.clone(),
         shutdown_rx.clone(),
@@ -155,6 +175,7 @@ async fn store_config(config: &BrokerConfig) -> MessageStoreConfig {
         FlushDiskType::SyncFlush => ferrum_store::FlushDiskType::SyncFlush,
     };
     store.max_message_size = config.max_message_size;
+    store.sync_flush_timeout = Duration::from_millis(config.sync_flush_timeout);
     store.file_reserved_time = Duration::from_secs(u64::from(config.file_reserved_time) * 3600);
     store.delete_when = config.delete_when.clone();
     store.disk_max_used_space_ratio = config.disk_max_used_space_ratio.min(100) as u8;

@@ -10,6 +10,7 @@ pub mod admin_processor;
 pub mod client_manager;
 pub mod config;
 pub mod controller;
+pub mod ha;
 pub mod headers;
 pub mod message_processor;
 pub mod persist;

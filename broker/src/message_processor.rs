@@ -29,7 +29,6 @@ use ferrum_store::{
 };
 use tokio::sync::Notify;
 
-use crate::config::BrokerRole;
 use crate::processor::BrokerCore;
 use crate::schedule::divert_if_delayed;
 use crate::server::{Channel, Reply, WorkPermit};
@@ -149,7 +148,7 @@ impl BrokerCore {
         };
         let fail =
             |code: ResponseCode, remark: String| Reply::Command(request.error_to(code, remark));
-        if self.config.broker_role == BrokerRole::Slave {
+        if self.ha.is_slave() {
             return fail(
                 ResponseCode::SERVICE_NOT_AVAILABLE,
                 format!(
@@ -273,7 +272,21 @@ impl BrokerCore {
         }
         let stored_topic = messages[0].topic.clone();
         let count = messages.len() as u64;
-        let result: PutMessageResult = self.store.put_messages(messages).await;
+        let mut result: PutMessageResult = self.store.put_messages(messages).await;
+        if result.status == PutMessageStatus::PutOk
+            && let Some(append) = result.append.as_ref()
+        {
+            self.ha.appended.notify_waiters();
+            result.status = self
+                .ha
+                .wait_for_replica(
+                    append.wrote_offset + append.wrote_bytes as i64,
+                    self.store.max_phy_offset(),
+                    self.config.ha_max_gap_not_in_sync,
+                    std::time::Duration::from_millis(self.config.sync_flush_timeout),
+                )
+                .await;
+        }
         let (code, remark) = put_status_code(result.status);
         let Some(append) = result.append.filter(|_| result.status.is_written()) else {
             let remark = result
@@ -387,7 +400,7 @@ impl BrokerCore {
             )
         };
         if pull_sys_flag::has_commit_offset(header.sys_flag)
-            && self.config.broker_role != BrokerRole::Slave
+            && !self.ha.is_slave()
             && header.commit_offset >= 0
         {
             self.offsets.commit(

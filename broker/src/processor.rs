@@ -66,6 +66,8 @@ pub struct BrokerCore {
     pub schedule_wakeup: tokio::sync::Notify,
     /// The advertised `brokerIP1:port` after binding (the port may have been ephemeral).
     pub broker_addr: String,
+    /// The runtime role (it changes on promotion), epochs and replication progress.
+    pub ha: crate::ha::HaState,
     boot_millis: i64,
     next_opaque: AtomicI32,
 }
@@ -93,6 +95,7 @@ impl BrokerCore {
         store: MessageStore,
     ) -> Result<Self, PersistError> {
         Ok(BrokerCore {
+            ha: crate::ha::HaState::load(&config)?,
             store,
             pull_waiters: PullWaiters::default(),
             schedule_wakeup: tokio::sync::Notify::new(),
@@ -165,6 +168,12 @@ impl BrokerCore {
             Some(RequestCode::DELETE_SUBSCRIPTIONGROUP) => self.delete_subscription_group(request),
             Some(RequestCode::GET_BROKER_RUNTIME_INFO) => {
                 Ok(json_body(request, &self.runtime_info()))
+            }
+            Some(RequestCode::FERRUM_GET_BROKER_REPLICA_STATUS) => {
+                Ok(crate::ha::remote::handle_status(self, request))
+            }
+            Some(RequestCode::FERRUM_PROMOTE_BROKER) => {
+                Ok(crate::ha::remote::handle_promote(self, request).await)
             }
             _ => Ok(request.error_to(
                 ResponseCode::REQUEST_CODE_NOT_SUPPORTED,
@@ -460,8 +469,9 @@ impl BrokerCore {
             "brokerVersion",
             ferrum_protocol::CURRENT_VERSION.to_string(),
         );
-        put_kv("brokerId", self.config.broker_id.to_string());
-        put_kv("brokerRole", self.config.broker_role.to_string());
+        let role = self.ha.role();
+        put_kv("brokerId", role.broker_id.to_string());
+        put_kv("brokerRole", role.role.to_string());
         put_kv("brokerActive", "true".to_owned());
         put_kv("bootTimestamp", self.boot_millis.to_string());
         put_kv(

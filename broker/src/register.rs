@@ -155,7 +155,8 @@ impl Registrar {
             broker_addr: self.core.broker_addr.clone(),
             cluster_name: config.broker_cluster_name.clone(),
             ha_server_addr: config.ha_server_addr(),
-            broker_id: config.broker_id,
+            // The runtime id: a promoted slave registers as 0 without a restart.
+            broker_id: self.core.ha.role().broker_id,
             heartbeat_timeout_millis: None,
             enable_acting_master: None,
             compressed: Some(false),
@@ -195,6 +196,10 @@ impl Registrar {
                     if *last != result {
                         tracing::info!(namesrv = %addr, master = ?result.master_addr, ha = ?result.ha_server_addr, "registered with NameServer");
                     }
+                    self.core.ha.set_master_addrs(
+                        result.master_addr.clone(),
+                        result.ha_server_addr.clone(),
+                    );
                     *last = result;
                 }
                 Ok(answer) => tracing::warn!(
@@ -211,12 +216,18 @@ impl Registrar {
 
     /// Tells every NameServer this broker is leaving.
     pub async fn unregister_all(&mut self) {
+        let broker_id = self.core.ha.role().broker_id;
+        self.unregister_id(broker_id).await;
+    }
+
+    /// Unregisters this broker under `broker_id` (its old id after a role change).
+    async fn unregister_id(&mut self, broker_id: i64) {
         let config = &self.core.config;
         let header = UnregisterBrokerRequestHeader {
             broker_name: config.broker_name.clone(),
             broker_addr: self.core.broker_addr.clone(),
             cluster_name: config.broker_cluster_name.clone(),
-            broker_id: config.broker_id,
+            broker_id,
         };
         let request = RemotingCommand::request(RequestCode::UNREGISTER_BROKER, &header);
         let timeout = Duration::from_secs(3);
@@ -238,11 +249,21 @@ impl Registrar {
             return;
         }
         let period = Duration::from_millis(self.core.config.register_name_server_period);
+        let mut role = self.core.ha.subscribe();
+        let mut registered_id = role.borrow_and_update().broker_id;
         loop {
             self.register_all().await;
             tokio::select! {
                 _ = tokio::time::sleep(period) => {}
                 _ = self.core.topics.changed.notified() => {}
+                // A promotion or demotion is announced at once, not at the next period.
+                _ = role.changed() => {
+                    let id = role.borrow_and_update().broker_id;
+                    if id != registered_id {
+                        self.unregister_id(registered_id).await;
+                        registered_id = id;
+                    }
+                }
                 _ = shutdown.changed() => break,
             }
             if *shutdown.borrow() {

@@ -117,6 +117,33 @@ pub fn pull_addr(route: &TopicRouteData, broker_name: &str, suggested: i64) -> O
         .cloned()
 }
 
+/// Another member of the group than `failed`, lowest brokerId first: where a consumer reads
+/// and commits while the replica it used (usually the master) does not answer.
+pub fn fallback_addr(route: &TopicRouteData, broker_name: &str, failed: &str) -> Option<String> {
+    route
+        .broker_datas
+        .iter()
+        .find(|b| b.broker_name == broker_name)?
+        .broker_addrs
+        .values()
+        .find(|addr| addr.as_str() != failed)
+        .cloned()
+}
+
+/// Where offsets are committed and queried: the master, else the lowest-id slave (the Java
+/// client's `findBrokerAddressInAdmin`), so a group keeps its progress while the master is down.
+pub fn admin_addr(route: &TopicRouteData, broker_name: &str) -> Option<String> {
+    let broker = route
+        .broker_datas
+        .iter()
+        .find(|b| b.broker_name == broker_name)?;
+    broker
+        .broker_addrs
+        .get(&MASTER_ID)
+        .or_else(|| broker.broker_addrs.values().next())
+        .cloned()
+}
+
 impl PullConsumer {
     pub fn new<S: AsRef<str>>(namesrv_addrs: impl IntoIterator<Item = S>, group: &str) -> Self {
         Self::with_config(namesrv_addrs, group, PullConfig::default())
@@ -162,12 +189,44 @@ impl PullConsumer {
 
     async fn master_addr(&self, mq: &MessageQueue) -> Result<String> {
         let route = self.route(&mq.topic).await?;
-        route
-            .broker_datas
-            .iter()
-            .find(|b| b.broker_name == mq.broker_name)
-            .and_then(|b| b.master_addr().map(str::to_owned))
+        admin_addr(&route, &mq.broker_name)
             .ok_or_else(|| ClientError::BrokerNotFound(mq.broker_name.clone()))
+    }
+
+    /// Another member of `mq`'s group than `failed`, from a fresh route (the cached one when
+    /// no NameServer answers).
+    async fn other_replica(&self, mq: &MessageQueue, failed: &str) -> Option<String> {
+        lock(&self.inner.suggested).remove(mq);
+        let cached = lock(&self.inner.routes).remove(&mq.topic);
+        let route = match self.route(&mq.topic).await {
+            Ok(route) => route,
+            Err(_) => cached?.1,
+        };
+        fallback_addr(&route, &mq.broker_name, failed)
+    }
+
+    /// Sends `cmd` to `addr`; when `addr` does not answer, forgets the cached route (the
+    /// NameServer drops a dead broker at once) and tries another member of the group, so a
+    /// dead master does not stop a consumer whose slave is alive.
+    async fn invoke_or_fallback(
+        &self,
+        mq: &MessageQueue,
+        addr: String,
+        cmd: RemotingCommand,
+        timeout: Duration,
+    ) -> Result<(String, RemotingCommand)> {
+        let first = self.inner.pool.invoke(&addr, cmd.clone(), timeout).await;
+        let error = match first {
+            Ok(answer) => return Ok((addr, answer)),
+            Err(error) if error.is_transport() => error,
+            Err(error) => return Err(error),
+        };
+        let Some(other) = self.other_replica(mq, &addr).await else {
+            return Err(error);
+        };
+        tracing::debug!(failed = %addr, %error, next = %other, "broker unreachable; trying another replica");
+        let answer = self.inner.pool.invoke(&other, cmd, timeout).await?;
+        Ok((other, answer))
     }
 
     /// Pulls up to `max_nums` messages of `mq` starting at `offset`.
@@ -204,16 +263,7 @@ impl PullConsumer {
             ..Default::default()
         };
         let cmd = RemotingCommand::request(RequestCode::PULL_MESSAGE, &header);
-        let answer = match self.inner.pool.invoke(&addr, cmd, timeout).await {
-            Ok(answer) => answer,
-            Err(e) => {
-                // A replica the master pointed us to may be gone; the master is the safe default.
-                if e.is_transport() {
-                    lock(&self.inner.suggested).remove(mq);
-                }
-                return Err(e);
-            }
-        };
+        let (addr, answer) = self.invoke_or_fallback(mq, addr, cmd, timeout).await?;
         let status = match ResponseCode::from_code(answer.code) {
             Some(ResponseCode::SUCCESS) => PullStatus::Found,
             Some(ResponseCode::PULL_NOT_FOUND) => PullStatus::NoNewMsg,
@@ -261,14 +311,18 @@ impl PullConsumer {
     /// The group's committed offset of `mq`; `None` when the broker has none (QUERY_NOT_FOUND).
     pub async fn committed_offset(&self, mq: &MessageQueue) -> Result<Option<i64>> {
         let addr = self.master_addr(mq).await?;
-        query_consumer_offset(
+        let (pool, group, timeout) = (
             &self.inner.pool,
-            &addr,
             &self.inner.group,
-            mq,
             self.inner.config.timeout,
-        )
-        .await
+        );
+        match query_consumer_offset(pool, &addr, group, mq, timeout).await {
+            Err(error) if error.is_transport() => match self.other_replica(mq, &addr).await {
+                Some(other) => query_consumer_offset(pool, &other, group, mq, timeout).await,
+                None => Err(error),
+            },
+            result => result,
+        }
     }
 
     /// Commits `offset` (the next offset to consume) for `mq` on its master (UPDATE_CONSUMER_OFFSET).
@@ -284,10 +338,12 @@ impl PullConsumer {
                 ("bname", mq.broker_name.clone()),
             ],
         );
-        self.inner
-            .pool
-            .invoke_ok(&addr, cmd, self.inner.config.timeout)
+        let (addr, answer) = self
+            .invoke_or_fallback(mq, addr, cmd, self.inner.config.timeout)
             .await?;
+        if answer.code != ResponseCode::SUCCESS.code() {
+            return Err(response_error(&addr, &answer));
+        }
         Ok(())
     }
 
@@ -407,6 +463,38 @@ mod tests {
         assert_eq!(pull_addr(&r, "a", 1).as_deref(), Some("s:1"));
         assert_eq!(pull_addr(&r, "a", 7).as_deref(), Some("m:1"));
         assert_eq!(pull_addr(&r, "zz", 0), None);
+        assert_eq!(fallback_addr(&r, "a", "m:1").as_deref(), Some("s:1"));
+        assert_eq!(fallback_addr(&r, "a", "s:1").as_deref(), Some("m:1"));
+        assert_eq!(admin_addr(&r, "a").as_deref(), Some("m:1"));
+        let mut slave_only = r.clone();
+        slave_only.broker_datas[0].broker_addrs.remove(&MASTER_ID);
+        assert_eq!(admin_addr(&slave_only, "a").as_deref(), Some("s:1"));
+        assert_eq!(pull_addr(&slave_only, "a", 0).as_deref(), Some("s:1"));
+        assert_eq!(fallback_addr(&slave_only, "a", "s:1"), None);
+    }
+
+    #[tokio::test]
+    async fn a_dead_master_sends_pulls_and_commits_to_the_slave() {
+        let slave = serve(|req| {
+            if req.code == RequestCode::PULL_MESSAGE.code() {
+                vec![pull_answer(req, 1, "slave")]
+            } else {
+                vec![req.success_to()]
+            }
+        })
+        .await;
+        // Nothing listens on the master's address any more.
+        let dead = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            listener.local_addr().expect("addr").to_string()
+        };
+        let body = ferrum_protocol::route::to_json(&route(&dead, &slave));
+        let namesrv = serve(move |req| vec![req.success_to().with_body(body.clone())]).await;
+        let consumer = PullConsumer::new([namesrv], "cg");
+        let qs = consumer.queues("T").await.expect("queues");
+        let pulled = consumer.pull(&qs[0], 2, 32).await.expect("pull");
+        assert_eq!(&pulled.messages[0].body[..], b"slave-2");
+        consumer.commit_offset(&qs[0], 3).await.expect("commit");
     }
 
     fn pull_answer(req: &RemotingCommand, suggest: i64, who: &str) -> RemotingCommand {

@@ -167,6 +167,11 @@ code_enum! {
         NOTIFICATION = 3446,
         POLLING_INFO = 3447,
         BATCH_ACK_MESSAGE = 3543,
+        /// Ferrum extension (no RocketMQ code uses 7101): the broker's replication state, body
+        /// `replica::BrokerReplicaStatus`.
+        FERRUM_GET_BROKER_REPLICA_STATUS = 7101,
+        /// Ferrum extension (7102): promote this slave to master in a new epoch, without restart.
+        FERRUM_PROMOTE_BROKER = 7102,
     }
 }
 

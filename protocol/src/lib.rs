@@ -13,6 +13,7 @@ pub mod command;
 pub mod header;
 pub mod headers;
 pub mod message;
+pub mod replica;
 pub mod route;
 
 pub use code::{LanguageCode, RequestCode, ResponseCode};
