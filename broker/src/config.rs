@@ -126,6 +126,16 @@ pub struct BrokerConfig {
     pub register_name_server_period: u64,
     pub register_broker_timeout_mills: u64,
     pub slave_read_enable: bool,
+    /// Percent of physical memory a pull may lag behind the commit log's end before the master
+    /// suggests a slave (`accessMessageInMemoryMaxRatio`).
+    pub access_message_in_memory_max_ratio: u8,
+    /// Overrides the machine's total physical memory in that rule, so tests can make any
+    /// consumer "far behind" (Ferrum key `ferrumTotalPhysicalMemoryBytes`; `None` reads the
+    /// machine's).
+    pub total_physical_memory_bytes: Option<u64>,
+    /// How often a slave copies topics, groups and offsets from its master, ms (Ferrum key
+    /// `ferrumSlaveSyncInterval`; RocketMQ's SlaveSynchronize runs every 10 s).
+    pub slave_sync_interval: u64,
     pub max_message_size: usize,
     pub send_message_thread_pool_nums: usize,
     pub pull_message_thread_pool_nums: usize,
@@ -205,6 +215,9 @@ impl Default for BrokerConfig {
             register_name_server_period: 30_000,
             register_broker_timeout_mills: 24_000,
             slave_read_enable: false,
+            access_message_in_memory_max_ratio: 40,
+            total_physical_memory_bytes: None,
+            slave_sync_interval: 10_000,
             max_message_size: 4 * 1024 * 1024,
             send_message_thread_pool_nums: 1,
             pull_message_thread_pool_nums: 16,
@@ -252,6 +265,9 @@ pub const KNOWN_KEYS: &[&str] = &[
     "registerNameServerPeriod",
     "registerBrokerTimeoutMills",
     "slaveReadEnable",
+    "accessMessageInMemoryMaxRatio",
+    "ferrumTotalPhysicalMemoryBytes",
+    "ferrumSlaveSyncInterval",
     "maxMessageSize",
     "sendMessageThreadPoolNums",
     "pullMessageThreadPoolNums",
@@ -432,6 +448,19 @@ impl BrokerConfig {
                 self.register_broker_timeout_mills = parse_range(key, value, 1, u64::MAX)?;
             }
             "slaveReadEnable" => self.slave_read_enable = parse_bool(key, value)?,
+            "accessMessageInMemoryMaxRatio" => {
+                self.access_message_in_memory_max_ratio = parse_range(key, value, 0, 100)?;
+            }
+            "ferrumTotalPhysicalMemoryBytes" => {
+                self.total_physical_memory_bytes = if value.is_empty() {
+                    None
+                } else {
+                    Some(parse_range(key, value, 1, u64::MAX)?)
+                };
+            }
+            "ferrumSlaveSyncInterval" => {
+                self.slave_sync_interval = parse_range(key, value, 100, u64::MAX)?;
+            }
             "maxMessageSize" => {
                 self.max_message_size = parse_range(key, value, 1, protocol_frame_limit())?;
             }

@@ -146,6 +146,29 @@ pub async fn start(mut config: BrokerConfig) -> Result<RunningBroker, StartError
 
     let registrar = Registrar::new(core.clone());
     let register_result = registrar.last_result.clone();
+    {
+        // Runs on every broker: the role changes on promotion and when an old master returns.
+        let answer = register_result.clone();
+        let sync_core = core.clone();
+        let master_addr = move || {
+            let role = sync_core.ha.role();
+            if !role.is_slave() {
+                return None;
+            }
+            role.master_addr.or_else(|| {
+                answer
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .master_addr
+                    .clone()
+            })
+        };
+        tasks.push(tokio::spawn(crate::slave_sync::run(
+            core.clone(),
+            master_addr,
+            shutdown_rx.clone(),
+        )));
+    }
     let registrar = tokio::spawn(registrar.run(shutdown_rx));
     Ok(RunningBroker {
         listen_addr,
@@ -175,6 +198,9 @@ async fn store_config(config: &BrokerConfig) -> MessageStoreConfig {
         FlushDiskType::SyncFlush => ferrum_store::FlushDiskType::SyncFlush,
     };
     store.max_message_size = config.max_message_size;
+    store.total_physical_memory =
+        crate::slave_sync::total_physical_memory(config.total_physical_memory_bytes);
+    store.access_message_in_memory_max_ratio = config.access_message_in_memory_max_ratio;
     store.sync_flush_timeout = Duration::from_millis(config.sync_flush_timeout);
     store.file_reserved_time = Duration::from_secs(u64::from(config.file_reserved_time) * 3600);
     store.delete_when = config.delete_when.clone();

@@ -18,5 +18,6 @@ pub mod processor;
 pub mod register;
 pub mod schedule;
 pub mod server;
+pub mod slave_sync;
 pub mod subscription;
 pub mod topic;

@@ -450,16 +450,21 @@ impl BrokerCore {
                 _ = tokio::time::sleep_until(deadline) => {}
             }
         };
-        let code = pull_status_code(result.status, header.queue_offset);
-        let suggest = if result.suggest_pulling_from_slave && self.config.slave_read_enable {
-            group.which_broker_when_consume_slowly
-        } else {
-            group.broker_id
-        };
+        let mut code = pull_status_code(result.status, header.queue_offset);
+        let suggest = crate::slave_sync::suggest_which_broker_id(
+            self.ha.is_slave(),
+            self.config.slave_read_enable,
+            result.suggest_pulling_from_slave,
+            group.broker_id,
+            group.which_broker_when_consume_slowly,
+        );
+        if suggest.retry_immediately {
+            code = ResponseCode::PULL_RETRY_IMMEDIATELY;
+        }
         let response = request
             .response_to(code, None)
             .with_header(&PullMessageResponseHeader {
-                suggest_which_broker_id: suggest,
+                suggest_which_broker_id: suggest.which_broker_id,
                 next_begin_offset: result.next_begin_offset,
                 min_offset: result.min_offset,
                 max_offset: result.max_offset,

@@ -159,6 +159,7 @@ impl BrokerCore {
             Some(RequestCode::GET_CONSUME_STATS) => Ok(self.consume_stats(request)),
             Some(RequestCode::QUERY_TOPIC_CONSUME_BY_WHO) => Ok(self.consumed_by_who(request)),
             Some(RequestCode::GET_ALL_CONSUMER_OFFSET) => Ok(self.all_consumer_offsets(request)),
+            Some(RequestCode::GET_ALL_DELAY_OFFSET) => Ok(self.all_delay_offsets(request)),
             Some(RequestCode::UPDATE_AND_CREATE_SUBSCRIPTIONGROUP) => {
                 self.update_subscription_group(request)
             }

@@ -145,6 +145,19 @@ impl SubscriptionGroupManager {
         persist::write_json(&self.path, &*state)
     }
 
+    /// Takes a master's whole table and data version (a slave's SlaveSynchronize), persisted
+    /// before it is visible.
+    pub fn replace_all(&self, wrapper: SubscriptionGroupWrapper) -> Result<(), PersistError> {
+        let mut state = self.lock();
+        persist::write_json(&self.path, &wrapper)?;
+        *state = wrapper;
+        Ok(())
+    }
+
+    pub fn data_version(&self) -> DataVersion {
+        self.lock().data_version
+    }
+
     pub fn put(&self, config: SubscriptionGroupConfig) -> Result<(), PersistError> {
         let mut state = self.lock();
         state

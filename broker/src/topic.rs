@@ -159,6 +159,18 @@ impl TopicConfigManager {
         Ok(result)
     }
 
+    /// Takes a master's whole table and data version (a slave's SlaveSynchronize), persisted
+    /// before it is visible; notifies so the slave re-registers with it.
+    pub fn replace_all(&self, wrapper: TopicConfigSerializeWrapper) -> Result<(), PersistError> {
+        {
+            let mut state = self.state.write().unwrap_or_else(|e| e.into_inner());
+            persist::write_json(&self.path, &wrapper)?;
+            *state = wrapper;
+        }
+        self.changed.notify_one();
+        Ok(())
+    }
+
     /// Creates or replaces a topic (UPDATE_AND_CREATE_TOPIC).
     pub fn put(&self, topic: TopicConfig) -> Result<(), PersistError> {
         self.mutate(|table| {
