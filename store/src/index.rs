@@ -217,7 +217,12 @@ impl IndexFile {
             .div_ceil(ALLOC_STEP)
             .saturating_mul(ALLOC_STEP)
             .min(self.limits.file_size());
-        fallocate(&self.file, &self.path, self.allocated, target - self.allocated)?;
+        fallocate(
+            &self.file,
+            &self.path,
+            self.allocated,
+            target - self.allocated,
+        )?;
         self.allocated = target;
         Ok(())
     }
@@ -390,7 +395,9 @@ impl IndexFile {
             let e = self.entry(i);
             let slot = slot_of(e.key_hash, self.limits.slot_num);
             if self.slot(slot) as usize == i {
-                let prev = if e.prev_index > INVALID_INDEX && (e.prev_index as usize) < count {
+                // A previous entry that is rolled back too is reached later in this loop (the
+                // walk goes downwards) and hands the slot on to its own predecessor.
+                let prev = if e.prev_index > INVALID_INDEX && (e.prev_index as usize) < i {
                     e.prev_index
                 } else {
                     INVALID_INDEX
@@ -499,7 +506,9 @@ impl IndexFile {
 
     pub fn flush(&mut self) -> Result<(), StoreError> {
         if self.dirty {
-            self.map.flush().map_err(|e| StoreError::io(&self.path, e))?;
+            self.map
+                .flush()
+                .map_err(|e| StoreError::io(&self.path, e))?;
             self.dirty = false;
         }
         Ok(())
@@ -618,7 +627,7 @@ impl KeyIndex {
                         }
                         // One record's keys must be all in or all out: drop the last record's
                         // entries, it is indexed again.
-                        if keep > 1 && !(keep == count as usize && !crashed) {
+                        if keep > 1 && (crashed || keep != count as usize) {
                             let tail = last.entry(keep - 1).phy_offset;
                             while keep > 1 && last.entry(keep - 1).phy_offset == tail {
                                 keep -= 1;
@@ -859,7 +868,11 @@ mod tests {
         assert_eq!(get_i64(&raw, 8), 7_500, "endTimestamp");
         assert_eq!(get_i64(&raw, 16), 1000, "beginPhyOffset");
         assert_eq!(get_i64(&raw, 24), 2000, "endPhyOffset");
-        assert_eq!(get_i32(&raw, 32), 1, "hashSlotCount: 13 and 23 share slot 3");
+        assert_eq!(
+            get_i32(&raw, 32),
+            1,
+            "hashSlotCount: 13 and 23 share slot 3"
+        );
         assert_eq!(get_i32(&raw, 36), 3, "indexCount starts at 1");
         assert_eq!(get_i32(&raw, 40 + 3 * 4), 2, "slot 3 names entry 2");
         let e2 = 40 + 10 * 4 + 2 * 20;
@@ -886,7 +899,11 @@ mod tests {
             });
             got
         };
-        let even: Vec<i64> = (0..40).rev().filter(|i| i % 2 == 0).map(|i| i * 100).collect();
+        let even: Vec<i64> = (0..40)
+            .rev()
+            .filter(|i| i % 2 == 0)
+            .map(|i| i * 100)
+            .collect();
         assert_eq!(collect(7, 0, i64::MAX), even);
         assert!(collect(9, 0, i64::MAX).is_empty());
         // Entries 10..=20 were stored at 1,100,000..=1,200,000 ms.
@@ -978,13 +995,42 @@ mod tests {
     }
 
     #[test]
+    fn rollback_restores_chains_that_run_through_removed_entries() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // One slot: every entry's predecessor is the entry before it.
+        let mut f = IndexFile::create(dir.path(), 1, limits(1, 64)).expect("create");
+        for i in 0..30i64 {
+            f.put(if i % 3 == 0 { 5 } else { 6 }, i, 1_000)
+                .expect("put");
+        }
+        f.rollback_to(11);
+        assert_eq!(f.entries(), 10);
+        assert_eq!(f.end_phy_offset(), 9);
+        let mut got = Vec::new();
+        f.walk(5, 0, i64::MAX, &mut |p| {
+            got.push(p);
+            true
+        });
+        assert_eq!(got, vec![9, 6, 3, 0]);
+        assert!(f.put(5, 10, 2_000).expect("put"));
+        got.clear();
+        f.walk(5, 0, i64::MAX, &mut |p| {
+            got.push(p);
+            true
+        });
+        assert_eq!(got, vec![10, 9, 6, 3, 0]);
+        f.rollback_to(1);
+        assert_eq!((f.entries(), f.hash_slot_count()), (0, 0));
+        assert!(f.walk(5, 0, i64::MAX, &mut |_| panic!("no entries are left")));
+    }
+
+    #[test]
     fn recovery_keeps_the_checkpointed_prefix_and_survives_a_torn_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let l = limits(8, 100);
         let ckpt = {
-            let mut idx =
-                KeyIndex::load(dir.path(), l, IndexCheckpoint::NoFiles, false, false, 0)
-                    .expect("load");
+            let mut idx = KeyIndex::load(dir.path(), l, IndexCheckpoint::NoFiles, false, false, 0)
+                .expect("load");
             for i in 0..20i64 {
                 idx.put_record(i * 10, 1_000, [format!("T#{i}").as_str()])
                     .expect("put");

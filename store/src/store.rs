@@ -1370,8 +1370,7 @@ impl Inner {
 /// Whether the record's UNIQ_KEY or one of its KEYS is `key`.
 fn record_has_key(v: &MessageView<'_>, key: &str) -> bool {
     v.property(property::UNIQ_CLIENT_MESSAGE_ID_KEYIDX) == Some(key)
-        || v
-            .property(property::KEYS)
+        || v.property(property::KEYS)
             .is_some_and(|ks| ks.split(property::KEY_SEPARATOR).any(|k| k == key))
 }
 
