@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use ferrum_protocol::message::{self, MessageExt};
+use ferrum_protocol::replica::BrokerReplicaStatus;
 use ferrum_protocol::route::{
     ClusterInfo, KVTable, TopicConfig, TopicConfigSerializeWrapper, TopicRouteData,
 };
@@ -254,6 +255,48 @@ impl Admin {
             .await?;
         let table: KVTable = decode_body(broker_addr, &answer.body, "KVTable")?;
         Ok(table.table)
+    }
+
+    /// FERRUM_GET_BROKER_REPLICA_STATUS (a Ferrum extension): role, epoch, offsets and the lag
+    /// of every slave of a master.
+    pub async fn broker_replica_status(&self, broker_addr: &str) -> Result<BrokerReplicaStatus> {
+        let answer = self
+            .pool
+            .invoke_ok(
+                broker_addr,
+                request(RequestCode::FERRUM_GET_BROKER_REPLICA_STATUS, &[]),
+                self.timeout,
+            )
+            .await?;
+        decode_body(broker_addr, &answer.body, "BrokerReplicaStatus")
+    }
+
+    /// FERRUM_PROMOTE_BROKER (a Ferrum extension): makes the slave at `broker_addr` its group's
+    /// master in a new epoch, as ASYNC_MASTER or, with `sync_master`, SYNC_MASTER. The broker
+    /// first asks the NameServers and any registered master whether a master is live, so the
+    /// timeout is at least 10 s.
+    pub async fn promote_broker(
+        &self,
+        broker_addr: &str,
+        sync_master: bool,
+    ) -> Result<BrokerReplicaStatus> {
+        let role = if sync_master {
+            "SYNC_MASTER"
+        } else {
+            "ASYNC_MASTER"
+        };
+        let answer = self
+            .pool
+            .invoke_ok(
+                broker_addr,
+                request(
+                    RequestCode::FERRUM_PROMOTE_BROKER,
+                    &[("brokerRole", role.to_owned())],
+                ),
+                self.timeout.max(Duration::from_secs(10)),
+            )
+            .await?;
+        decode_body(broker_addr, &answer.body, "BrokerReplicaStatus")
     }
 
     async fn route_and_queues(&self, topic: &str) -> Result<(TopicRouteData, Vec<MessageQueue>)> {

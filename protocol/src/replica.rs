@@ -14,6 +14,8 @@ pub struct BrokerReplicaStatus {
     pub broker_id: i64,
     /// `ASYNC_MASTER`, `SYNC_MASTER` or `SLAVE`.
     pub role: String,
+    /// This broker's own HA address (`brokerIP1:haListenPort`), where its slaves connect.
+    pub ha_server_addr: String,
     /// The epoch this broker's history ends in (a master's current epoch).
     pub epoch: u32,
     /// The CommitLog offset at which that epoch began.
@@ -58,6 +60,7 @@ mod tests {
             broker_name: "b".into(),
             broker_id: 0,
             role: "SYNC_MASTER".into(),
+            ha_server_addr: "127.0.0.1:10912".into(),
             epoch: 3,
             epoch_start_offset: 4096,
             master_addr: None,

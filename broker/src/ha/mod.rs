@@ -311,6 +311,7 @@ impl HaState {
             broker_name: config.broker_name.clone(),
             broker_id: role.broker_id,
             role: role.role.to_string(),
+            ha_server_addr: config.ha_server_addr(),
             epoch: epochs.current_epoch(),
             epoch_start_offset: epochs.current_start(),
             master_addr: role.master_addr,

@@ -68,6 +68,28 @@ enum Command {
     /// Load generators (RocketMQ protocol only, so they drive any RocketMQ broker).
     #[command(subcommand)]
     Bench(BenchCmd),
+    /// Replication: role, epoch and lag of brokers; promote a slave (Ferrum brokers only).
+    #[command(subcommand)]
+    Broker(BrokerCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum BrokerCmd {
+    /// Role, epoch, offsets and per-slave replication lag of brokers.
+    Status {
+        /// Broker address(es); default: every broker the NameServers know.
+        #[arg(short = 'b', long = "broker-addr")]
+        broker_addr: Vec<String>,
+    },
+    /// Make a slave its group's master in a new epoch, without a restart.
+    Promote {
+        /// The slave's address.
+        #[arg(short = 'b', long = "broker-addr")]
+        broker_addr: String,
+        /// Become SYNC_MASTER instead of ASYNC_MASTER.
+        #[arg(long)]
+        sync: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -327,6 +349,79 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Bench(BenchCmd::Produce(args)) => bench_produce(&ctx, args).await,
         Command::Bench(BenchCmd::Consume(args)) => bench_consume(&ctx, args).await,
+        Command::Broker(cmd) => broker(&ctx, cmd).await,
+    }
+}
+
+fn replica_status_text(statuses: &Vec<ferrum_protocol::replica::BrokerReplicaStatus>) -> String {
+    let mut out = String::new();
+    for s in statuses {
+        out.push_str(&format!(
+            "{}/{} id={} {} epoch={} (from offset {}) offsets={}..{}",
+            s.cluster_name,
+            s.broker_name,
+            s.broker_id,
+            s.role,
+            s.epoch,
+            s.epoch_start_offset,
+            s.min_phy_offset,
+            s.max_phy_offset
+        ));
+        if let Some(master) = &s.master_addr {
+            out.push_str(&format!(" master={master}"));
+        }
+        if s.truncated_messages > 0 || s.truncated_bytes > 0 {
+            out.push_str(&format!(
+                " truncated={} msgs/{} bytes",
+                s.truncated_messages, s.truncated_bytes
+            ));
+        }
+        out.push('\n');
+        for slave in &s.slaves {
+            out.push_str(&format!(
+                "  slave id={} {} acked={} lag={} bytes / {} ms\n",
+                slave.broker_id, slave.addr, slave.acked_offset, slave.lag_bytes, slave.lag_millis
+            ));
+        }
+    }
+    out
+}
+
+async fn broker(ctx: &Ctx, cmd: BrokerCmd) -> Result<()> {
+    let admin = ctx.admin();
+    match cmd {
+        BrokerCmd::Status { broker_addr } => {
+            let addrs = if broker_addr.is_empty() {
+                let info = admin
+                    .namesrv()
+                    .cluster_info()
+                    .await
+                    .context("broker status: cluster info")?;
+                info.broker_addr_table
+                    .values()
+                    .flat_map(|b| b.broker_addrs.values().cloned())
+                    .collect()
+            } else {
+                broker_addr
+            };
+            let mut statuses = Vec::new();
+            for addr in &addrs {
+                statuses.push(
+                    admin
+                        .broker_replica_status(addr)
+                        .await
+                        .with_context(|| format!("broker status of {addr}"))?,
+                );
+            }
+            ctx.print(&statuses, replica_status_text)
+        }
+        BrokerCmd::Promote { broker_addr, sync } => {
+            let status = admin
+                .promote_broker(&broker_addr, sync)
+                .await
+                .with_context(|| format!("promote {broker_addr}"))?;
+            ctx.print(&vec![status], replica_status_text)
+        }
     }
 }
 
