@@ -137,6 +137,12 @@ pub struct BrokerConfig {
     /// `ferrumSlaveSyncInterval`; RocketMQ's SlaveSynchronize runs every 10 s).
     pub slave_sync_interval: u64,
     pub max_message_size: usize,
+    /// Key index sizes and switches (`maxHashSlotNum`, `maxIndexNum`, `messageIndexEnable`,
+    /// `messageIndexSafe`), passed to the store.
+    pub max_hash_slot_num: usize,
+    pub max_index_num: usize,
+    pub message_index_enable: bool,
+    pub message_index_safe: bool,
     pub send_message_thread_pool_nums: usize,
     pub pull_message_thread_pool_nums: usize,
     pub long_polling_enable: bool,
@@ -219,6 +225,10 @@ impl Default for BrokerConfig {
             total_physical_memory_bytes: None,
             slave_sync_interval: 10_000,
             max_message_size: 4 * 1024 * 1024,
+            max_hash_slot_num: 5_000_000,
+            max_index_num: 20_000_000,
+            message_index_enable: true,
+            message_index_safe: false,
             send_message_thread_pool_nums: 1,
             pull_message_thread_pool_nums: 16,
             long_polling_enable: true,
@@ -269,6 +279,10 @@ pub const KNOWN_KEYS: &[&str] = &[
     "ferrumTotalPhysicalMemoryBytes",
     "ferrumSlaveSyncInterval",
     "maxMessageSize",
+    "maxHashSlotNum",
+    "maxIndexNum",
+    "messageIndexEnable",
+    "messageIndexSafe",
     "sendMessageThreadPoolNums",
     "pullMessageThreadPoolNums",
     "longPollingEnable",
@@ -461,6 +475,11 @@ impl BrokerConfig {
             "ferrumSlaveSyncInterval" => {
                 self.slave_sync_interval = parse_range(key, value, 100, u64::MAX)?;
             }
+            // One index file is 40 + 4 × slots + 20 × entries bytes; entry numbers are i32.
+            "maxHashSlotNum" => self.max_hash_slot_num = parse_range(key, value, 1, 100_000_000)?,
+            "maxIndexNum" => self.max_index_num = parse_range(key, value, 2, 100_000_000)?,
+            "messageIndexEnable" => self.message_index_enable = parse_bool(key, value)?,
+            "messageIndexSafe" => self.message_index_safe = parse_bool(key, value)?,
             "maxMessageSize" => {
                 self.max_message_size = parse_range(key, value, 1, protocol_frame_limit())?;
             }

@@ -198,6 +198,10 @@ async fn store_config(config: &BrokerConfig) -> MessageStoreConfig {
         FlushDiskType::SyncFlush => ferrum_store::FlushDiskType::SyncFlush,
     };
     store.max_message_size = config.max_message_size;
+    store.max_hash_slot_num = config.max_hash_slot_num;
+    store.max_index_num = config.max_index_num;
+    store.message_index_enable = config.message_index_enable;
+    store.message_index_safe = config.message_index_safe;
     store.total_physical_memory =
         crate::slave_sync::total_physical_memory(config.total_physical_memory_bytes);
     store.access_message_in_memory_max_ratio = config.access_message_in_memory_max_ratio;

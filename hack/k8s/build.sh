@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds a Kubernetes control plane for the operator's integration tests from the Go module
-# proxy only: kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and etcd.
+# proxy only: kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and etcd; with
+# the argument `node` also kubelet, kube-proxy (same wrapper module) and CoreDNS (node-up.sh).
 #
 # k8s.io/kubernetes cannot be `go install`ed: its go.mod points every staging module at
 # ./staging/src/... So we generate a wrapper module that requires k8s.io/kubernetes and
@@ -32,11 +33,43 @@ case "$MINOR" in
   *) echo "build.sh: the staging module list is written for Kubernetes 1.32-1.35, not $K8S_VERSION" >&2; exit 2 ;;
 esac
 
+# CoreDNS is its own module (no replace directives), pinned; built in its own cache dir.
+COREDNS_VERSION="${COREDNS_VERSION:-1.14.7}"
+COREDNS_ROOT="$CACHE/coredns-$COREDNS_VERSION"
+
+build_coredns() {
+  if [ -x "$COREDNS_ROOT/bin/coredns" ]; then
+    echo "coredns $COREDNS_VERSION already built in $COREDNS_ROOT/bin"
+    return
+  fi
+  local s
+  s=$(date +%s)
+  echo "building coredns $COREDNS_VERSION"
+  mkdir -p "$COREDNS_ROOT/bin"
+  # `go install pkg@version` works because coredns's go.mod has no replace directives; GOBIN
+  # puts the binary into the cache dir.
+  GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-p=1" GOBIN="$COREDNS_ROOT/bin" \
+    nice -n 19 go install -trimpath -ldflags "-s -w" "github.com/coredns/coredns@v$COREDNS_VERSION"
+  echo "built coredns $COREDNS_VERSION in $(( $(date +%s) - s )) s"
+}
+
+# `build.sh node` (node-up.sh's callers) adds the node components; the control-plane tests
+# need none of them and do not pay for them.
+NODE=0
+[ "${1:-}" = node ] && NODE=1
 want=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd)
+[ "$NODE" = 1 ] && want+=(kubelet kube-proxy)
+
+mkdir -p "$CACHE"
+# Several test scripts may call this at once; one builds, the others wait and find the result.
+exec 9>"$CACHE/.k8s-build.lock"
+flock 9
+
 missing=0
 for b in "${want[@]}"; do [ -x "$BIN/$b" ] || missing=1; done
 if [ "$missing" = 0 ]; then
   echo "k8s $K8S_VERSION already built in $BIN"
+  [ "$NODE" = 1 ] && build_coredns
   exit 0
 fi
 
@@ -68,6 +101,8 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubectl"
+	_ "k8s.io/kubernetes/cmd/kubelet"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
 )
 GO
 
@@ -91,10 +126,13 @@ LDFLAGS="-s -w \
  -X k8s.io/client-go/pkg/version.gitMajor=1 \
  -X k8s.io/client-go/pkg/version.gitMinor=$MINOR"
 
-for b in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+for b in "${want[@]}"; do
+  [ "$b" = etcd ] && continue
   if [ ! -x "$BIN/$b" ]; then
     echo "building $b"
+    bs=$(date +%s)
     nice -n 19 go build -trimpath -tags selinux,notest -ldflags "$LDFLAGS" -o "$BIN/$b" "k8s.io/kubernetes/cmd/$b"
+    echo "built $b in $(( $(date +%s) - bs )) s"
   fi
 done
 if [ ! -x "$BIN/etcd" ]; then
@@ -103,3 +141,5 @@ if [ ! -x "$BIN/etcd" ]; then
 fi
 end=$(date +%s)
 echo "built k8s $K8S_VERSION into $BIN in $((end - start)) s"
+[ "$NODE" = 1 ] && build_coredns
+exit 0

@@ -29,6 +29,17 @@ free_port() {
 ETCD_PORT=$(free_port)
 ETCD_PEER_PORT=$(free_port)
 API_PORT=$(free_port)
+# 127.0.0.1 (the default) keeps the apiserver on loopback. A node (node-up.sh) needs pods to
+# reach it through the `kubernetes` Service, so there it is the host's address: the apiserver
+# then listens on every interface and maintains that Service's endpoints itself.
+ADVERTISE="${FERRUM_K8S_ADVERTISE_ADDRESS:-127.0.0.1}"
+if [ "$ADVERTISE" = 127.0.0.1 ]; then
+  BIND=127.0.0.1
+  RECONCILER=none
+else
+  BIND=0.0.0.0
+  RECONCILER=lease
+fi
 
 # Certificates: a throwaway CA, the apiserver's serving cert for 127.0.0.1, and the
 # service-account signing key.
@@ -36,7 +47,9 @@ openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=ferrum-test-ca" \
   -keyout "$D/pki/ca.key" -out "$D/pki/ca.crt" 2>/dev/null
 openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" \
   -keyout "$D/pki/apiserver.key" -out "$D/pki/apiserver.csr" 2>/dev/null
-printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\n' > "$D/pki/san.ext"
+# 10.0.0.1 is the `kubernetes` Service's address in --service-cluster-ip-range (pods use it).
+printf 'subjectAltName=IP:127.0.0.1,IP:10.0.0.1,IP:%s,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\n' \
+  "$ADVERTISE" > "$D/pki/san.ext"
 openssl x509 -req -in "$D/pki/apiserver.csr" -CA "$D/pki/ca.crt" -CAkey "$D/pki/ca.key" \
   -CAcreateserial -days 2 -extfile "$D/pki/san.ext" -out "$D/pki/apiserver.crt" 2>/dev/null
 openssl genrsa -out "$D/pki/sa.key" 2048 2>/dev/null
@@ -57,8 +70,8 @@ start etcd "$K8S_BIN/etcd" --name=ferrum --data-dir="$D/etcd" \
 
 start apiserver "$K8S_BIN/kube-apiserver" \
   --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
-  --bind-address=127.0.0.1 --secure-port="$API_PORT" \
-  --advertise-address=127.0.0.1 --endpoint-reconciler-type=none \
+  --bind-address="$BIND" --secure-port="$API_PORT" \
+  --advertise-address="$ADVERTISE" --endpoint-reconciler-type="$RECONCILER" \
   --tls-cert-file="$D/pki/apiserver.crt" --tls-private-key-file="$D/pki/apiserver.key" \
   --client-ca-file="$D/pki/ca.crt" \
   --token-auth-file="$D/tokens.csv" \
@@ -111,5 +124,6 @@ start controller-manager "$K8S_BIN/kube-controller-manager" \
   --service-account-private-key-file="$D/pki/sa.key" --root-ca-file="$D/pki/ca.crt"
 
 echo "export FERRUM_KUBECONFIG=$D/kubeconfig FERRUM_KUBECTL=$K8S_BIN/kubectl" > "$D/env"
+echo "$API_PORT" > "$D/apiserver.port"
 echo "control plane up (apiserver https://127.0.0.1:$API_PORT, logs in $D)"
 cat "$D/env"

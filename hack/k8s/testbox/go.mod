@@ -1,0 +1,3 @@
+module ferrum.dev/k8s-testbox
+
+go 1.24.0
