@@ -99,9 +99,10 @@ pub type OffsetUpdate = (String, i32, i64);
 
 /// The offsets a slave sets after fetching `master`'s table.
 ///
-/// `applied` is what the previous sync left in the slave's table; an entry of `local` that
-/// differs from it was committed on the slave since then (its consumers read there while the
-/// master was away) and keeps the larger value. Entries only the slave has are kept, as
+/// `applied` is the master's table as the previous sync fetched it. An entry of `local` that
+/// differs from the master's last value was committed on the slave (its consumers read there
+/// while the master was away) and keeps the larger value until the master reaches it; an entry
+/// equal to it follows the master, backwards too. Entries only the slave has are kept, as
 /// RocketMQ's `putAll` keeps them.
 pub fn merge_offsets(
     master: &OffsetTable,
@@ -223,7 +224,7 @@ impl MasterLink {
 pub struct SlaveSynchronizer {
     core: Arc<BrokerCore>,
     link: MasterLink,
-    /// The offset table as the last sync left it (see [`merge_offsets`]).
+    /// The master's offset table as the last sync fetched it (see [`merge_offsets`]).
     applied_offsets: OffsetTable,
 }
 
@@ -306,7 +307,7 @@ impl SlaveSynchronizer {
             );
             self.core.offsets.persist()?;
         }
-        self.applied_offsets = self.core.offsets.snapshot();
+        self.applied_offsets = master;
         Ok(())
     }
 
@@ -494,6 +495,22 @@ mod tests {
         // A restarted slave (nothing applied yet) keeps its larger values too.
         let empty = OffsetTable::default();
         assert!(merge_offsets(&table(&[("T@g", 0, 10)]), &local, &empty).is_empty());
+    }
+
+    #[test]
+    fn a_kept_slave_offset_stays_kept_over_many_rounds() {
+        // Round 1 after the master returns: keep 50. Round 2 sees the same master table again.
+        let master = table(&[("T@g", 0, 10)]);
+        let local = table(&[("T@g", 0, 50)]);
+        assert!(merge_offsets(&master, &local, &master).is_empty());
+        assert!(merge_offsets(&master, &local, &master).is_empty());
+        // An admin reset on the master, once the slave followed it, goes backwards too.
+        let followed = table(&[("T@g", 0, 60)]);
+        let reset = table(&[("T@g", 0, 5)]);
+        assert_eq!(
+            merge_offsets(&reset, &followed, &followed),
+            vec![("T@g".to_owned(), 0, 5)]
+        );
     }
 
     #[test]
