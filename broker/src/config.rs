@@ -110,6 +110,9 @@ pub struct BrokerConfig {
     /// The address advertised to NameServers and clients; may be a DNS name.
     pub broker_ip1: String,
     pub ha_listen_port: u16,
+    /// Port of the Prometheus `/metrics`, `/healthz` and `/readyz` endpoint (Ferrum key
+    /// `metricsPort`; RocketMQ 5's exporter listens on 5557 too). 0 picks a free port.
+    pub metrics_port: u16,
     pub store_path_root_dir: PathBuf,
     pub store_path_commit_log_override: Option<PathBuf>,
     pub broker_role: BrokerRole,
@@ -205,6 +208,7 @@ impl Default for BrokerConfig {
             bind_address: std::net::IpAddr::from([0, 0, 0, 0]),
             broker_ip1: "127.0.0.1".into(),
             ha_listen_port: 10912,
+            metrics_port: 5557,
             store_path_root_dir: home.join("store"),
             store_path_commit_log_override: None,
             broker_role: BrokerRole::AsyncMaster,
@@ -259,6 +263,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "bindAddress",
     "brokerIP1",
     "haListenPort",
+    "metricsPort",
     "storePathRootDir",
     "storePathCommitLog",
     "brokerRole",
@@ -411,6 +416,7 @@ impl BrokerConfig {
             "brokerIP1" => self.broker_ip1 = non_empty(key, value)?,
             // 0 asks for an ephemeral port (tests); the bound port is advertised.
             "haListenPort" => self.ha_listen_port = parse_range(key, value, 0, u16::MAX)?,
+            "metricsPort" => self.metrics_port = parse_range(key, value, 0, u16::MAX)?,
             "storePathRootDir" => self.store_path_root_dir = PathBuf::from(non_empty(key, value)?),
             "storePathCommitLog" => {
                 self.store_path_commit_log_override = Some(PathBuf::from(non_empty(key, value)?));

@@ -97,6 +97,7 @@ pub async fn start(mut config: BrokerConfig) -> Result<RunningBroker, StartError
     }
     let broker_addr = config.broker_addr();
     let store_config = store_config(&config).await;
+    let opening = Instant::now();
     let store = tokio::task::spawn_blocking(move || MessageStore::open(store_config))
         .await
         .map_err(|e| StartError::Store(StoreError::Config(e.to_string())))??;
@@ -112,6 +113,9 @@ pub async fn start(mut config: BrokerConfig) -> Result<RunningBroker, StartError
         let _ = core.store.shutdown();
         return Err(StartError::Ha(error));
     }
+    core.metrics
+        .store_recovery_seconds
+        .set(opening.elapsed().as_secs_f64());
     let (shutdown, shutdown_rx) = watch::channel(false);
 
     let limits = ServerLimits {

@@ -13,6 +13,7 @@ pub mod controller;
 pub mod ha;
 pub mod headers;
 pub mod message_processor;
+pub mod metrics;
 pub mod persist;
 pub mod processor;
 pub mod register;

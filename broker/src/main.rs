@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use ferrum_broker::{config, controller};
+use ferrum_broker::{config, controller, metrics};
 
 /// A RocketMQ-compatible broker.
 #[derive(Debug, Parser)]
@@ -56,6 +56,27 @@ async fn run() -> anyhow::Result<()> {
         broker.core.broker_addr
     );
     tracing::info!(addr = %broker.listen_addr, vip = %broker.vip_addr, "broker started");
+    // Metrics are auxiliary: a taken port is logged, not fatal, so the broker still serves.
+    let metrics_addr = std::net::SocketAddr::new(
+        broker.core.config.bind_address,
+        broker.core.config.metrics_port,
+    );
+    match tokio::net::TcpListener::bind(metrics_addr).await {
+        Ok(listener) => {
+            if let Ok(addr) = listener.local_addr() {
+                println!("ferrum-broker metrics on http://{addr}/metrics");
+            }
+            let core = broker.core.clone();
+            tokio::spawn(async move {
+                if let Err(error) = metrics::serve(listener, core).await {
+                    tracing::error!(%error, "metrics endpoint stopped");
+                }
+            });
+        }
+        Err(error) => {
+            tracing::error!(addr = %metrics_addr, %error, "metrics endpoint not started")
+        }
+    }
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}

@@ -296,6 +296,8 @@ impl BrokerCore {
             return fail(code, remark);
         };
         self.stats.msg_put_total.fetch_add(count, Ordering::Relaxed);
+        self.metrics
+            .message_in(&header.topic, count, request.body.len() as u64);
         if stored_topic == header.topic {
             self.pull_waiters.wake(&header.topic, queue_id);
         } else {
@@ -445,6 +447,7 @@ impl BrokerCore {
             }
             // A held pull is waiting, not working: it must not count towards SYSTEM_BUSY.
             drop(permit.take());
+            let _held = self.metrics.hold_pull();
             tokio::select! {
                 _ = &mut notified => {}
                 _ = tokio::time::sleep_until(deadline) => {}
@@ -477,6 +480,12 @@ impl BrokerCore {
             self.stats
                 .msg_get_total
                 .fetch_add(result.messages.len() as u64, Ordering::Relaxed);
+            self.metrics.message_out(
+                &header.topic,
+                &header.consumer_group,
+                result.messages.len() as u64,
+                result.messages.iter().map(|m| m.len() as u64).sum(),
+            );
             return Reply::HeaderAndBody(response, result.messages);
         }
         Reply::Command(response)

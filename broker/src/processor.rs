@@ -66,6 +66,8 @@ pub struct BrokerCore {
     pub schedule_wakeup: tokio::sync::Notify,
     /// The advertised `brokerIP1:port` after binding (the port may have been ephemeral).
     pub broker_addr: String,
+    /// Prometheus metrics; other modules add theirs with `metrics.register`.
+    pub metrics: crate::metrics::BrokerMetrics,
     /// The runtime role (it changes on promotion), epochs and replication progress.
     pub ha: crate::ha::HaState,
     boot_millis: i64,
@@ -94,7 +96,10 @@ impl BrokerCore {
         broker_addr: String,
         store: MessageStore,
     ) -> Result<Self, PersistError> {
+        let metrics = crate::metrics::BrokerMetrics::new();
+        store.set_flush_observer(metrics.flush_observer());
         Ok(BrokerCore {
+            metrics,
             ha: crate::ha::HaState::load(&config)?,
             store,
             pull_waiters: PullWaiters::default(),
@@ -541,10 +546,28 @@ impl Handler for BrokerCore {
         request: RemotingCommand,
         permit: WorkPermit,
     ) -> Reply {
-        self.process(channel, &request, permit).await
+        let started = Instant::now();
+        let reply = self.process(channel, &request, permit).await;
+        let response_code = match &reply {
+            Reply::Command(c) | Reply::HeaderAndBody(c, _) => c.code,
+            Reply::None => ResponseCode::SUCCESS.code(),
+        };
+        self.metrics
+            .observe_request(request.code, response_code, started.elapsed());
+        reply
+    }
+
+    fn connection_opened(&self, _channel: &Channel) {
+        self.metrics.connections.inc();
+        self.metrics.connections_opened.inc();
+    }
+
+    fn busy_refused(&self) {
+        self.metrics.system_busy.with_label_values(&["server"]).inc();
     }
 
     fn connection_closed(&self, channel: &Channel) {
+        self.metrics.connections.dec();
         self.channel_gone(channel.id);
     }
 }

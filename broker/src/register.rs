@@ -182,6 +182,7 @@ impl Registrar {
             })
             .collect::<Vec<_>>();
         let mut accepted = 0;
+        let (mut refused, mut failed) = (0, 0);
         for (addr, result) in futures::future::join_all(calls).await {
             match result {
                 Ok(answer) if answer.code == ResponseCode::SUCCESS.code() => {
@@ -202,15 +203,22 @@ impl Registrar {
                     );
                     *last = result;
                 }
-                Ok(answer) => tracing::warn!(
-                    namesrv = %addr,
-                    code = answer.code,
-                    remark = answer.remark.as_deref().unwrap_or(""),
-                    "NameServer refused the registration"
-                ),
-                Err(error) => tracing::warn!(%error, "registration failed"),
+                Ok(answer) => {
+                    refused += 1;
+                    tracing::warn!(
+                        namesrv = %addr,
+                        code = answer.code,
+                        remark = answer.remark.as_deref().unwrap_or(""),
+                        "NameServer refused the registration"
+                    )
+                }
+                Err(error) => {
+                    failed += 1;
+                    tracing::warn!(%error, "registration failed")
+                }
             }
         }
+        self.core.metrics.registered(accepted, refused, failed);
         accepted
     }
 

@@ -94,6 +94,12 @@ pub trait Handler: Send + Sync + 'static {
 
     /// Called once when a connection ends, so client tables can forget it.
     fn connection_closed(&self, _channel: &Channel) {}
+
+    /// Called once when a connection is accepted, before its first request.
+    fn connection_opened(&self, _channel: &Channel) {}
+
+    /// Called when a request is answered SYSTEM_BUSY because no slot freed up in time.
+    fn busy_refused(&self) {}
 }
 
 /// A request's slot in the server's global limit, held until dropped.
@@ -187,6 +193,7 @@ impl<H: Handler> RemotingServer<H> {
             tx,
         };
         tracing::debug!(%remote, id = channel.id, "connection opened");
+        self.handler.connection_opened(&channel);
         let writer = tokio::spawn(write_loop(write, rx));
         let mut frames = FramedRead::new(read, RemotingCodec::default());
         let per_connection = Arc::new(Semaphore::new(self.limits.max_in_flight_per_connection));
@@ -224,7 +231,9 @@ impl<H: Handler> RemotingServer<H> {
                             .handle(&channel, request, WorkPermit(Some(permit)))
                             .await
                     }
-                    _ => Reply::Command(request.error_to(
+                    _ => {
+                        handler.busy_refused();
+                        Reply::Command(request.error_to(
                         ResponseCode::SYSTEM_BUSY,
                         format!(
                             "[TIMEOUT_CLEAN_QUEUE]broker busy, start flow control for a while, \
@@ -232,7 +241,8 @@ impl<H: Handler> RemotingServer<H> {
                             wait.as_millis(),
                             capacity.saturating_sub(global.available_permits())
                         ),
-                    )),
+                    ))
+                    }
                 };
                 if oneway {
                     return;

@@ -22,7 +22,7 @@ pub enum ConfigError {
     },
 }
 
-const KNOWN_KEYS: &str = "listen, scanIntervalMs, brokerExpiryMs, dropOnClose";
+const KNOWN_KEYS: &str = "listen, scanIntervalMs, brokerExpiryMs, dropOnClose, metricsListen";
 
 /// Liveness and listening settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +34,8 @@ pub struct Settings {
     pub broker_expiry: Duration,
     /// Whether a broker is dropped as soon as the connection it registered on closes.
     pub drop_on_close: bool,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served; `None` serves none.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for Settings {
@@ -43,6 +45,7 @@ impl Default for Settings {
             scan_interval: Duration::from_secs(10),
             broker_expiry: Duration::from_secs(120),
             drop_on_close: true,
+            metrics_listen: None,
         }
     }
 }
@@ -54,6 +57,7 @@ pub struct PartialSettings {
     pub scan_interval: Option<Duration>,
     pub broker_expiry: Option<Duration>,
     pub drop_on_close: Option<bool>,
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl PartialSettings {
@@ -74,6 +78,10 @@ impl PartialSettings {
                 .drop_on_close
                 .or(lower.drop_on_close)
                 .unwrap_or(d.drop_on_close),
+            metrics_listen: self
+                .metrics_listen
+                .or(lower.metrics_listen)
+                .or(d.metrics_listen),
         }
     }
 }
@@ -102,6 +110,13 @@ pub fn parse_config(text: &str) -> Result<PartialSettings, ConfigError> {
         match key {
             "listen" => {
                 out.listen = Some(
+                    value
+                        .parse()
+                        .map_err(|_| invalid("not an ip:port address"))?,
+                )
+            }
+            "metricsListen" | "metrics_listen" => {
+                out.metrics_listen = Some(
                     value
                         .parse()
                         .map_err(|_| invalid("not an ip:port address"))?,

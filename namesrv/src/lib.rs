@@ -6,6 +6,7 @@
 //! registrations.
 
 pub mod config;
+pub mod metrics;
 pub mod processor;
 pub mod route_info;
 pub mod server;
@@ -13,4 +14,4 @@ pub mod server;
 pub use config::{ConfigError, PartialSettings, Settings};
 pub use processor::NameServer;
 pub use route_info::RouteInfoManager;
-pub use server::serve;
+pub use server::{serve, serve_with_metrics};

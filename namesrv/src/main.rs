@@ -24,8 +24,12 @@ struct Args {
     /// Drop a broker as soon as the connection it registered on closes [default: true].
     #[arg(long, env = "FERRUM_NAMESRV_DROP_ON_CLOSE")]
     drop_on_close: Option<bool>,
+    /// Address of the Prometheus `/metrics`, `/healthz` and `/readyz` endpoint (port 0 picks a
+    /// free port; the bound address is printed). Not served unless set.
+    #[arg(long, env = "FERRUM_NAMESRV_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
     /// Optional config file (key=value lines: listen, scanIntervalMs, brokerExpiryMs,
-    /// dropOnClose). Flags and environment variables win over it.
+    /// dropOnClose, metricsListen). Flags and environment variables win over it.
     #[arg(long, short = 'c', env = "FERRUM_NAMESRV_CONFIG")]
     config: Option<PathBuf>,
 }
@@ -58,6 +62,7 @@ async fn main() -> anyhow::Result<()> {
         scan_interval: args.scan_interval_ms,
         broker_expiry: args.broker_expiry_ms,
         drop_on_close: args.drop_on_close,
+        metrics_listen: args.metrics_listen,
     }
     .resolve(file);
     let listener = tokio::net::TcpListener::bind(settings.listen)
@@ -73,7 +78,23 @@ async fn main() -> anyhow::Result<()> {
         drop_on_close = settings.drop_on_close,
         "NameServer started"
     );
-    ferrum_namesrv::serve(listener, settings, shutdown_signal()).await?;
+    let metrics = ferrum_namesrv::metrics::NamesrvMetrics::new();
+    if let Some(addr) = settings.metrics_listen {
+        let metrics_listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the metrics endpoint {addr}"))?;
+        println!(
+            "ferrum-namesrv metrics on http://{}/metrics",
+            metrics_listener.local_addr()?
+        );
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            if let Err(error) = ferrum_namesrv::metrics::serve(metrics_listener, metrics).await {
+                tracing::error!(%error, "metrics endpoint stopped");
+            }
+        });
+    }
+    ferrum_namesrv::serve_with_metrics(listener, settings, metrics, shutdown_signal()).await?;
     Ok(())
 }
 

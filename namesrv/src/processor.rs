@@ -49,6 +49,7 @@ command_header! {
 pub struct NameServer {
     pub routes: RouteInfoManager,
     pub kv: BTreeMap<String, BTreeMap<String, String>>,
+    pub metrics: crate::metrics::NamesrvMetrics,
 }
 
 /// Java's `UtilAll.crc32`: CRC-32 masked to a non-negative int.
@@ -70,6 +71,12 @@ impl NameServer {
         now_ms: u64,
     ) -> Option<RemotingCommand> {
         let response = self.dispatch(req, conn, now_ms);
+        let code = match &response {
+            Ok(ok) => ok.code,
+            Err((code, _)) => code.code(),
+        };
+        self.metrics
+            .observe(req, code, self.routes.live_broker_count());
         if req.is_oneway() {
             return None;
         }

@@ -14,6 +14,7 @@ use tracing::{debug, info, warn};
 use ferrum_protocol::{FrameError, RemotingCodec, RemotingCommand, ResponseCode};
 
 use crate::config::Settings;
+use crate::metrics::NamesrvMetrics;
 use crate::processor::NameServer;
 use crate::route_info::ConnId;
 
@@ -42,8 +43,21 @@ pub async fn serve(
     settings: Settings,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    serve_with_metrics(listener, settings, NamesrvMetrics::new(), shutdown).await
+}
+
+/// [`serve`] counting into `metrics`, which the caller also exposes over HTTP.
+pub async fn serve_with_metrics(
+    listener: TcpListener,
+    settings: Settings,
+    metrics: NamesrvMetrics,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let shared = Arc::new(Shared {
-        state: Mutex::new(NameServer::new()),
+        state: Mutex::new(NameServer {
+            metrics,
+            ..NameServer::new()
+        }),
         started: Instant::now(),
         settings,
     });
@@ -82,7 +96,13 @@ async fn scan_loop(shared: Arc<Shared>) {
     loop {
         interval.tick().await;
         let now = shared.now_ms();
-        let expired = shared.lock().routes.scan_not_active_brokers(now, expiry_ms);
+        let expired = {
+            let mut state = shared.lock();
+            let expired = state.routes.scan_not_active_brokers(now, expiry_ms);
+            let live = state.routes.live_broker_count();
+            state.metrics.removed("expired", expired.len(), live);
+            expired
+        };
         for broker in expired {
             warn!(
                 cluster = %broker.cluster_name,
@@ -119,6 +139,8 @@ async fn send_answer(
 async fn connection(shared: Arc<Shared>, socket: TcpStream, conn: ConnId, peer: String) {
     let _ = socket.set_nodelay(true);
     let mut framed = Framed::new(socket, RemotingCodec::default());
+    let connections = shared.lock().metrics.connections.clone();
+    connections.inc();
     while let Some(frame) = framed.next().await {
         let request = match frame {
             Ok(request) => request,
@@ -140,7 +162,13 @@ async fn connection(shared: Arc<Shared>, socket: TcpStream, conn: ConnId, peer: 
         }
     }
     if shared.settings.drop_on_close {
-        let gone = shared.lock().routes.connection_closed(conn);
+        let gone = {
+            let mut state = shared.lock();
+            let gone = state.routes.connection_closed(conn);
+            let live = state.routes.live_broker_count();
+            state.metrics.removed("connection_closed", gone.len(), live);
+            gone
+        };
         for broker in gone {
             info!(
                 cluster = %broker.cluster_name,
@@ -149,5 +177,6 @@ async fn connection(shared: Arc<Shared>, socket: TcpStream, conn: ConnId, peer: 
             );
         }
     }
+    connections.dec();
     debug!(%peer, "connection closed");
 }

@@ -52,7 +52,7 @@ mod types;
 
 use std::path::{Path, PathBuf};
 
-pub use store::MessageStore;
+pub use store::{FlushObserver, MessageStore};
 pub use types::{
     AppendMessageResult, FlushDiskType, GetMessageResult, GetMessageStatus, MessageExtBrokerInner,
     MessageFilter, MessageStoreConfig, PutMessageResult, PutMessageStatus,

@@ -150,7 +150,12 @@ struct Inner {
     /// Test hook replacing the filesystem's used ratio.
     disk_ratio_override: Mutex<Option<f64>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// Told how long each CommitLog flush that wrote something took (broker metrics).
+    flush_observer: std::sync::OnceLock<FlushObserver>,
 }
+
+/// Receives the duration of every CommitLog flush that made bytes durable.
+pub type FlushObserver = Arc<dyn Fn(Duration) + Send + Sync>;
 
 impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -202,6 +207,7 @@ impl MessageStore {
             disk_refusal: Mutex::new(None),
             disk_ratio_override: Mutex::new(None),
             threads: Mutex::new(Vec::new()),
+            flush_observer: std::sync::OnceLock::new(),
             config,
         };
         inner.recover(crashed, checkpoint)?;
@@ -427,6 +433,16 @@ impl MessageStore {
 
     pub fn min_phy_offset(&self) -> i64 {
         self.inner.commit_log.min_offset()
+    }
+
+    /// Installs the flush-latency observer; only the first one set is kept.
+    pub fn set_flush_observer(&self, observer: FlushObserver) {
+        let _ = self.inner.flush_observer.set(observer);
+    }
+
+    /// Used fraction of the store's filesystem as retention sees it (the test override included).
+    pub fn disk_used_ratio(&self) -> Option<f64> {
+        self.inner.disk_ratio()
     }
 
     /// CommitLog bytes below this are on disk.
@@ -1185,8 +1201,14 @@ impl Inner {
     }
 
     fn flush_commit_log(&self, least_pages: usize) -> Result<i64, StoreError> {
+        let started = Instant::now();
         let flushed = self.commit_log.flush(least_pages)?;
-        self.flushed.fetch_max(flushed, Ordering::AcqRel);
+        let before = self.flushed.fetch_max(flushed, Ordering::AcqRel);
+        if flushed > before
+            && let Some(observe) = self.flush_observer.get()
+        {
+            observe(started.elapsed());
+        }
         Ok(flushed)
     }
 
