@@ -3,7 +3,7 @@ CARGO ?= cargo
 DATA ?= $(CURDIR)/.data
 NAMESRV_PORT ?= 9876
 
-.PHONY: all build run test lint fmt fmt-check clippy compat e2e bench fuzz-smoke crds k8s-test ci clean
+.PHONY: all build run test lint fmt fmt-check clippy compat e2e bench fuzz-smoke crds k8s-test ci clean images chart-test
 
 all: build
 
@@ -47,8 +47,18 @@ e2e:
 	bash hack/e2e/run.sh
 
 ## crds: regenerate the checked-in CustomResourceDefinitions from the operator's types
+## (crds/ and the Helm chart's copy, which must stay the same bytes)
 crds:
 	$(CARGO) run -q -p ferrum-operator -- crd > crds/ferrum.dev.yaml
+	cp crds/ferrum.dev.yaml charts/ferrum/crds/ferrum.dev.yaml
+
+## images: every Dockerfile target built with podman from locally made bases, saved for containerd
+images:
+	bash hack/images/build.sh
+
+## chart-test: helm lint + template of charts/ferrum, server-side dry-run against a real apiserver
+chart-test:
+	bash hack/chart/test.sh
 
 ## k8s-test: the operator's tests against a real etcd + kube-apiserver + controller-manager
 k8s-test:
