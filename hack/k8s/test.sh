@@ -9,4 +9,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 trap '"$here/down.sh"' EXIT
 . "$FERRUM_K8S_DIR/env"
 export FERRUM_KUBECONFIG FERRUM_KUBECTL
+# The Topic tests run real NameServer and broker processes on loopback.
+echo "building ferrum-namesrv and ferrum-broker for the Topic tests"
+cargo build -p ferrum-namesrv -p ferrum-broker
 cargo test -p ferrum-operator --test control_plane -- --nocapture

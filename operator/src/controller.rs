@@ -172,6 +172,8 @@ async fn reconcile_once(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<(Acti
         .filter(|m| (0..bg.spec.replicas).contains(m))
         .unwrap_or(0);
     let mut ready = 0;
+    let mut replica_statuses = None;
+    let mut notes = None;
     if !is_paused && problems.is_empty() {
         let owners = siblings
             .iter()
@@ -219,6 +221,27 @@ async fn reconcile_once(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<(Acti
         if bg.spec.mode == BrokerMode::MasterSlave {
             label_master(client, ns, &id.name, bg.spec.replicas, master).await?;
         }
+        let ready_pods = ready_ordinals(client, ns, &id.name).await?;
+        let namesrv = match ctx.namesrv_overrides.get(&bg.spec.cluster_name) {
+            Some(addrs) => addrs.to_vec(),
+            None => ferrum_client::namesrv::parse_addrs(&build::namesrv_addr(
+                &bg.spec.cluster_name,
+                ns,
+                bg.spec.name_server.replicas,
+            )),
+        };
+        let (statuses, note) = crate::replicas::observe(
+            &namesrv,
+            &bg.spec.cluster_name,
+            &id.name,
+            bg.spec.mode,
+            bg.spec.replicas,
+            master,
+            &ready_pods,
+        )
+        .await;
+        replica_statuses = Some(statuses);
+        notes = note;
     }
 
     let previous = bg
@@ -269,20 +292,27 @@ async fn reconcile_once(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<(Acti
         ready_replicas: ready,
         problems: problems.clone(),
         paused: is_paused,
+        notes,
     };
+    // The broker's own word on who is master wins over the operator's memory (Raft elects).
+    let observed_master = replica_statuses
+        .as_deref()
+        .and_then(crate::replicas::observed_master);
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let status = BrokerGroupStatus {
         observed_generation: bg.metadata.generation,
         conditions: conditions(&obs, &previous, &now),
-        master: (bg.spec.mode == BrokerMode::MasterSlave)
-            .then(|| build::pod_name(&id.name, master)),
+        master: observed_master.or_else(|| {
+            (bg.spec.mode == BrokerMode::MasterSlave).then(|| build::pod_name(&id.name, master))
+        }),
         master_ordinal: (bg.spec.mode == BrokerMode::MasterSlave).then_some(master),
         ready_replicas: ready,
-        replicas: bg
-            .status
-            .as_ref()
-            .map(|s| s.replicas.clone())
-            .unwrap_or_default(),
+        replicas: replica_statuses.unwrap_or_else(|| {
+            bg.status
+                .as_ref()
+                .map(|s| s.replicas.clone())
+                .unwrap_or_default()
+        }),
     };
     let patch = serde_json::json!({
         "apiVersion": "ferrum.dev/v1alpha1",
@@ -346,6 +376,33 @@ async fn grow_pvcs(
         }
     }
     Ok(())
+}
+
+/// Ordinals of the group's pods whose Ready condition is true.
+async fn ready_ordinals(
+    client: &Client,
+    ns: &str,
+    group: &str,
+) -> Result<std::collections::BTreeSet<i32>, kube::Error> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let selector = build::broker_selector(group)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let list = pods.list(&ListParams::default().labels(&selector)).await?;
+    let prefix = format!("{group}-");
+    Ok(list
+        .items
+        .iter()
+        .filter(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        })
+        .filter_map(|p| p.name_any().strip_prefix(&prefix)?.parse().ok())
+        .collect())
 }
 
 /// Keeps the role label on exactly the master pod, so `<group>-master` selects it. Pods that

@@ -10,6 +10,7 @@ pub mod controller;
 pub mod crd;
 pub mod leader;
 pub mod metrics;
+pub mod replicas;
 pub mod status;
 pub mod topic_controller;
 pub mod validate;

@@ -17,6 +17,9 @@ pub struct Observation {
     /// Spec problems found by validation (each a sentence).
     pub problems: Vec<String>,
     pub paused: bool,
+    /// What could not be observed (an unreachable NameServer or broker): told in `Ready`'s
+    /// message, not an error, since pods that are still starting are unreachable too.
+    pub notes: Option<String>,
 }
 
 fn condition(
@@ -69,6 +72,10 @@ pub fn conditions(obs: &Observation, previous: &[Condition], now: &Time) -> Vec<
         "{}/{} replicas ready",
         obs.ready_replicas, obs.desired_replicas
     );
+    let ready_message = match &obs.notes {
+        Some(n) => format!("{counts}; {n}"),
+        None => counts.clone(),
+    };
     vec![
         condition(
             READY,
@@ -80,7 +87,7 @@ pub fn conditions(obs: &Observation, previous: &[Condition], now: &Time) -> Vec<
             } else {
                 "ReplicasNotReady"
             },
-            counts.clone(),
+            ready_message,
             obs,
             previous,
             now,

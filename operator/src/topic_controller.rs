@@ -538,26 +538,41 @@ fn error_policy(topic: Arc<Topic>, err: &TopicError, _ctx: Arc<Context>) -> Acti
 /// or one whose pods came up) re-reconciles the Topics of its cluster and namespace.
 pub async fn run(ctx: Context) {
     let client = ctx.client.clone();
+    run_over(ctx, Api::all(client.clone()), Api::all(client)).await
+}
+
+/// Like [`run`], limited to one namespace (an operator confined to it, or a test's own).
+pub async fn run_namespaced(ctx: Context, namespace: &str) {
+    let client = ctx.client.clone();
+    run_over(
+        ctx,
+        Api::namespaced(client.clone(), namespace),
+        Api::namespaced(client, namespace),
+    )
+    .await
+}
+
+async fn run_over(
+    ctx: Context,
+    topic_api: Api<Topic>,
+    group_api: Api<DeserializeGuard<BrokerGroup>>,
+) {
     let cfg = watcher::Config::default();
-    let controller = Controller::new(Api::<Topic>::all(client.clone()), cfg.clone());
+    let controller = Controller::new(topic_api, cfg.clone());
     let topics = controller.store();
     controller
-        .watches(
-            Api::<DeserializeGuard<BrokerGroup>>::all(client),
-            cfg,
-            move |guard| {
-                let Ok(bg) = &guard.0 else {
-                    return Vec::new();
-                };
-                let ns = bg.namespace();
-                topics
-                    .state()
-                    .iter()
-                    .filter(|t| t.spec.cluster_name == bg.spec.cluster_name && t.namespace() == ns)
-                    .map(|t| ObjectRef::from_obj(t.as_ref()))
-                    .collect()
-            },
-        )
+        .watches(group_api, cfg, move |guard| {
+            let Ok(bg) = &guard.0 else {
+                return Vec::new();
+            };
+            let ns = bg.namespace();
+            topics
+                .state()
+                .iter()
+                .filter(|t| t.spec.cluster_name == bg.spec.cluster_name && t.namespace() == ns)
+                .map(|t| ObjectRef::from_obj(t.as_ref()))
+                .collect()
+        })
         .shutdown_on_signal()
         .run(reconcile, error_policy, Arc::new(ctx))
         .for_each(|res| async move {

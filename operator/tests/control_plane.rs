@@ -444,3 +444,377 @@ async fn leader_lease_has_one_holder_and_fails_over() {
     let (ok, out) = c.kubectl(&["delete", "namespace", &c.namespace, "--wait=false"], None);
     assert!(ok, "cleanup: {out}");
 }
+
+/// A real ferrum-namesrv or ferrum-broker on loopback, killed when dropped.
+struct Proc {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `name` from the target directory this test was built into, built first when absent
+/// (hack/k8s/test.sh builds both so they are current).
+fn binary(package: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("target profile directory");
+    let path = dir.join(package);
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let ok = Command::new(cargo)
+            .args(["build", "-p", package])
+            .status()
+            .expect("cargo build runs");
+        assert!(ok.success(), "{package} builds");
+    }
+    path
+}
+
+/// Spawns `cmd` and returns it with the first line it prints on stdout.
+fn spawn_with_first_line(mut cmd: Command) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("process printed its start line");
+    (child, line)
+}
+
+fn start_namesrv() -> Proc {
+    let mut cmd = Command::new(binary("ferrum-namesrv"));
+    cmd.args(["--listen", "127.0.0.1:0"]);
+    let (child, line) = spawn_with_first_line(cmd);
+    let addr = line.rsplit(' ').next().expect("address").to_owned();
+    Proc { child, addr }
+}
+
+fn start_broker(store: &std::path::Path, namesrv: &str, cluster: &str, name: &str) -> Proc {
+    let mut cmd = Command::new(binary("ferrum-broker"));
+    cmd.args(["-n", namesrv]);
+    for set in [
+        "listenPort=0".to_owned(),
+        "bindAddress=127.0.0.1".to_owned(),
+        format!("storePathRootDir={}", store.display()),
+        "mappedFileSizeCommitLog=1048576".to_owned(),
+        "metricsPort=0".to_owned(),
+        "haListenPort=0".to_owned(),
+        format!("brokerName={name}"),
+        format!("brokerClusterName={cluster}"),
+    ] {
+        cmd.args(["--set", &set]);
+    }
+    let (child, line) = spawn_with_first_line(cmd);
+    // "ferrum-broker <name> listening on A (VIP B), advertised as C"
+    let addr = line
+        .split("listening on ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .expect("address in the start line")
+        .to_owned();
+    Proc { child, addr }
+}
+
+/// Polls `probe` every 200 ms until it returns `Some`, or fails after `limit` saying `what`.
+async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    tokio::time::timeout(limit, async {
+        loop {
+            if let Some(v) = probe().await {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+fn topic_yaml(name: &str, cluster: &str, topic: &str, queues: i32) -> String {
+    format!(
+        "apiVersion: ferrum.dev/v1alpha1\nkind: Topic\nmetadata: {{ name: {name} }}\nspec: {{ clusterName: {cluster}, topicName: {topic}, readQueueNums: {queues}, writeQueueNums: {queues} }}\n"
+    )
+}
+
+/// The Topic controller against real brokers: create, change, drift repair, a group that
+/// joins later, delete (gone from brokers and NameServer) and detach (kept).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_lifecycle_on_real_brokers() {
+    use ferrum_client::{Admin, ClientError};
+    use ferrum_operator::crd::Topic;
+    use ferrum_operator::topic_controller::{self, NamesrvOverrides};
+
+    let Some(c) = Cluster::from_env() else {
+        eprintln!(
+            "SKIPPED control_plane: FERRUM_KUBECONFIG is not set (start one with hack/k8s/up.sh)"
+        );
+        return;
+    };
+    c.setup();
+    const CLUSTER: &str = "tcluster";
+    let namesrv = start_namesrv();
+    let dir_a = tempfile::tempdir().expect("tempdir");
+    let dir_b = tempfile::tempdir().expect("tempdir");
+    let broker_a = start_broker(dir_a.path(), &namesrv.addr, CLUSTER, "tc-a");
+    let admin = Admin::new([namesrv.addr.as_str()]);
+    let step = Duration::from_secs(30);
+    eventually(step, "broker a registered", || async {
+        let m = admin.master_addrs(Some(CLUSTER)).await.ok()?;
+        (m.len() == 1).then_some(())
+    })
+    .await;
+
+    let client = c.client().await;
+    let ctx = ferrum_operator::controller::Context::new(client.clone()).with_namesrv_overrides(
+        NamesrvOverrides::parse(&[format!("{CLUSTER}={}", namesrv.addr)]).expect("override"),
+    );
+    let controller = tokio::spawn({
+        let ctx = ctx.clone();
+        let ns = c.namespace.clone();
+        async move { topic_controller::run_namespaced(ctx, &ns).await }
+    });
+    let topics: Api<Topic> = Api::namespaced(client.clone(), &c.namespace);
+
+    // Impossible specs never reach the reconciler.
+    c.must_reject(
+        &topic_yaml("zero", CLUSTER, "ZeroTopic", 0),
+        "greater than or equal to 1",
+    );
+    c.must_reject(&topic_yaml("bad-name", CLUSTER, "Bad/Name", 4), "topicName");
+
+    c.must_apply(&topic_yaml("orders", CLUSTER, "OrdersTopic", 4));
+    let on_a = |queues: i32| {
+        let admin = admin.clone();
+        let addr = broker_a.addr.clone();
+        move || {
+            let admin = admin.clone();
+            let addr = addr.clone();
+            async move {
+                let t = admin.topic_config(&addr, "OrdersTopic").await.ok()??;
+                (t.write_queue_nums == queues && t.read_queue_nums == queues).then_some(())
+            }
+        }
+    };
+    eventually(step, "OrdersTopic with 4 queues on broker a", on_a(4)).await;
+    let ready = |generation_at_least: i64| {
+        let topics = topics.clone();
+        move || {
+            let topics = topics.clone();
+            async move {
+                let t = topics.get("orders").await.ok()?;
+                let st = t.status?;
+                let ok = st.observed_generation >= Some(generation_at_least)
+                    && st
+                        .conditions
+                        .iter()
+                        .any(|c| c.type_ == "Ready" && c.status == "True");
+                ok.then_some(st)
+            }
+        }
+    };
+    let st = eventually(step, "orders Ready", ready(1)).await;
+    assert_eq!(st.brokers, vec!["tc-a"]);
+    let route = admin
+        .namesrv()
+        .topic_route("OrdersTopic")
+        .await
+        .expect("route");
+    assert!(route.queue_datas.iter().any(|q| q.broker_name == "tc-a"));
+    let got = topics.get("orders").await.expect("topic");
+    assert!(
+        got.metadata
+            .finalizers
+            .unwrap_or_default()
+            .contains(&topic_controller::TOPIC_FINALIZER.to_owned())
+    );
+
+    // A spec change reaches the broker.
+    c.must_apply(&topic_yaml("orders", CLUSTER, "OrdersTopic", 8));
+    eventually(step, "OrdersTopic with 8 queues on broker a", on_a(8)).await;
+    eventually(step, "orders Ready at generation 2", ready(2)).await;
+
+    // Drift made behind the operator's back is repaired by the next pass.
+    let mut drifted = ferrum_protocol::route::TopicConfig::new("OrdersTopic", 2);
+    drifted.perm = 6;
+    admin
+        .create_topic(&broker_a.addr, &drifted)
+        .await
+        .expect("drift");
+    let current = topics.get("orders").await.expect("topic");
+    topic_controller::reconcile(
+        std::sync::Arc::new(current),
+        std::sync::Arc::new(ctx.clone()),
+    )
+    .await
+    .expect("resync pass");
+    eventually(step, "drift repaired on broker a", on_a(8)).await;
+
+    // A broker group that joins later gets the topic; a BrokerGroup event triggers the pass.
+    let broker_b = start_broker(dir_b.path(), &namesrv.addr, CLUSTER, "tc-b");
+    eventually(step, "broker b registered", || async {
+        let m = admin.master_addrs(Some(CLUSTER)).await.ok()?;
+        (m.len() == 2).then_some(())
+    })
+    .await;
+    c.must_apply(
+        &broker_group("late", "MasterSlave", 1, "1Gi", "")
+            .replace("clusterName: it", &format!("clusterName: {CLUSTER}")),
+    );
+    eventually(step, "OrdersTopic on broker b", || async {
+        admin
+            .topic_config(&broker_b.addr, "OrdersTopic")
+            .await
+            .ok()?
+            .filter(|t| t.write_queue_nums == 8)
+    })
+    .await;
+    eventually(step, "route lists both groups", || async {
+        let r = admin.namesrv().topic_route("OrdersTopic").await.ok()?;
+        (r.queue_datas.len() == 2).then_some(())
+    })
+    .await;
+
+    // Per-replica status comes from the NameServer and the broker: a BrokerGroup named like
+    // the registered broker sees its replica 0 registered as master.
+    let groups: Api<BrokerGroup> = Api::namespaced(client.clone(), &c.namespace);
+    let spec: BrokerGroupSpec = serde_yaml::from_str(&format!(
+        "clusterName: {CLUSTER}\nmode: MasterSlave\nreplicas: 2\nimage: ferrum/broker:it\nstorage: {{ size: 1Gi }}\nnameServer: {{ image: ferrum/namesrv:it }}\n"
+    ))
+    .expect("spec");
+    let bg = groups
+        .create(&PostParams::default(), &BrokerGroup::new("tc-a", spec))
+        .await
+        .expect("group tc-a");
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        ferrum_operator::controller::reconcile(
+            std::sync::Arc::new(bg),
+            std::sync::Arc::new(ctx.clone()),
+        ),
+    )
+    .await
+    .expect("reconcile in time")
+    .expect("an unreachable replica is a status, not an error");
+    let st = groups
+        .get("tc-a")
+        .await
+        .expect("group")
+        .status
+        .expect("status");
+    assert_eq!(st.master.as_deref(), Some("tc-a-0"));
+    assert_eq!(st.replicas.len(), 2, "{st:?}");
+    assert!(st.replicas[0].registered, "{st:?}");
+    assert_eq!(
+        st.replicas[0].role,
+        ferrum_operator::crd::ReplicaRole::Master
+    );
+    assert!(!st.replicas[1].registered, "{st:?}");
+    assert_eq!(
+        st.replicas[1].role,
+        ferrum_operator::crd::ReplicaRole::Unknown
+    );
+
+    // Deleting the object deletes the topic from every master and the NameServer.
+    let (ok, out) = c.kubectl(
+        &[
+            "delete",
+            "topic",
+            "orders",
+            "-n",
+            &c.namespace,
+            "--timeout=60s",
+        ],
+        None,
+    );
+    assert!(ok, "delete: {out}");
+    for addr in [&broker_a.addr, &broker_b.addr] {
+        assert_eq!(
+            admin
+                .topic_config(addr, "OrdersTopic")
+                .await
+                .expect("config"),
+            None,
+            "OrdersTopic still on {addr}"
+        );
+    }
+    let route = admin.namesrv().topic_route("OrdersTopic").await;
+    assert!(
+        matches!(route, Err(ClientError::TopicNotExist(_))),
+        "route after delete: {route:?}"
+    );
+
+    // A detached Topic's deletion leaves the RocketMQ topic alone.
+    c.must_apply(&topic_yaml("kept", CLUSTER, "KeptTopic", 2));
+    eventually(step, "KeptTopic on broker a", || async {
+        admin.topic_config(&broker_a.addr, "KeptTopic").await.ok()?
+    })
+    .await;
+    let (ok, out) = c.kubectl(
+        &[
+            "annotate",
+            "topic",
+            "kept",
+            "-n",
+            &c.namespace,
+            "ferrum.dev/detach=true",
+        ],
+        None,
+    );
+    assert!(ok, "annotate: {out}");
+    let (ok, out) = c.kubectl(
+        &[
+            "delete",
+            "topic",
+            "kept",
+            "-n",
+            &c.namespace,
+            "--timeout=60s",
+        ],
+        None,
+    );
+    assert!(ok, "delete detached: {out}");
+    assert!(topics.get_opt("kept").await.expect("get").is_none());
+    for addr in [&broker_a.addr, &broker_b.addr] {
+        assert!(
+            admin
+                .topic_config(addr, "KeptTopic")
+                .await
+                .expect("config")
+                .is_some(),
+            "KeptTopic gone from {addr}"
+        );
+    }
+    admin
+        .namesrv()
+        .topic_route("KeptTopic")
+        .await
+        .expect("KeptTopic still routed");
+
+    controller.abort();
+    let (ok, out) = c.kubectl(&["delete", "namespace", &c.namespace, "--wait=false"], None);
+    assert!(ok, "cleanup: {out}");
+}
