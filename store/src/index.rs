@@ -552,6 +552,11 @@ pub struct KeyIndex {
     /// CommitLog offset of the newest indexed record; records at or below it are not indexed
     /// again (recovery re-dispatches records the index may already hold).
     last_indexed: i64,
+    /// Whether every record below the checkpoint's dispatch point is still indexed (false after
+    /// files were discarded at load: the store then re-indexes from the CommitLog start).
+    complete: bool,
+    /// A record whose entries recovery removed although the checkpoint covered it.
+    dropped_record: Option<i64>,
 }
 
 impl KeyIndex {
@@ -591,6 +596,8 @@ impl KeyIndex {
             limits,
             files: Vec::new(),
             last_indexed: -1,
+            complete: true,
+            dropped_record: None,
         };
         let mut rebuild_all = matches!(checkpoint, IndexCheckpoint::Unknown);
         for (name, path) in &names {
@@ -614,6 +621,7 @@ impl KeyIndex {
         }
         if rebuild_all {
             idx.delete_all()?;
+            idx.complete = false;
             return Ok(idx);
         }
         if let IndexCheckpoint::File { name, count } = checkpoint {
@@ -624,6 +632,7 @@ impl KeyIndex {
                         let mut keep = last.valid_prefix(count as usize, max_phy);
                         if crashed && index_safe && !last.is_full() {
                             keep = 1;
+                            idx.complete = false;
                         }
                         // One record's keys must be all in or all out: drop the last record's
                         // entries, it is indexed again.
@@ -632,6 +641,7 @@ impl KeyIndex {
                             while keep > 1 && last.entry(keep - 1).phy_offset == tail {
                                 keep -= 1;
                             }
+                            idx.dropped_record = Some(tail);
                         }
                         tracing::info!(
                             file = %last.path().display(),
@@ -646,6 +656,7 @@ impl KeyIndex {
                 _ => {
                     tracing::warn!("the checkpointed index file is missing; rebuilding the index");
                     idx.delete_all()?;
+                    idx.complete = false;
                     return Ok(idx);
                 }
             }
@@ -666,7 +677,22 @@ impl KeyIndex {
 
     /// Drops every index file, so the store re-indexes from the CommitLog start.
     pub fn reset(&mut self) -> Result<(), StoreError> {
+        self.complete = false;
         self.delete_all()
+    }
+
+    /// Where the store must start indexing CommitLog records again after load: `None` for
+    /// the CommitLog start; otherwise the offset of the record to re-dispatch from (records at
+    /// or before the newest entry are skipped). A point below the CommitLog's minimum means
+    /// records below the checkpoint's dispatch point need nothing.
+    pub fn resume_point(&self) -> Option<i64> {
+        if !self.complete {
+            return None;
+        }
+        Some(match self.dropped_record {
+            Some(p) if p > self.last_indexed => p,
+            _ => self.last_indexed,
+        })
     }
 
     fn refresh_last(&mut self) {
@@ -1046,6 +1072,7 @@ mod tests {
         let idx = KeyIndex::load(dir.path(), l, ckpt, true, false, 1_000).expect("reload");
         // The checkpoint covered entries 1..=20; the last record's entries are re-dispatched.
         assert_eq!(idx.last_indexed(), 180);
+        assert_eq!(idx.resume_point(), Some(190));
         let mut hit = Vec::new();
         idx.query("T#5", 0, i64::MAX, &mut |p| {
             hit.push(p);
@@ -1076,6 +1103,47 @@ mod tests {
         assert_eq!(idx.last_indexed(), -1);
         assert_eq!(idx.files.len(), 0);
         assert!(!path.exists());
+    }
+
+    #[test]
+    fn recovery_resumes_at_a_record_whose_entries_it_removed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let l = limits(8, 100);
+        let ckpt = {
+            let mut idx = KeyIndex::load(dir.path(), l, IndexCheckpoint::NoFiles, false, false, 0)
+                .expect("load");
+            idx.put_record(4096, 1_000, ["T#a", "T#b", "T#c"])
+                .expect("put");
+            idx.flush().expect("flush")
+        };
+        let idx = KeyIndex::load(dir.path(), l, ckpt, true, false, 1 << 20).expect("reload");
+        assert_eq!(idx.last_indexed(), -1);
+        assert_eq!(idx.resume_point(), Some(4096));
+        // With messageIndexSafe the unfinished newest file goes and indexing starts over.
+        let idx = KeyIndex::load(dir.path(), l, ckpt, true, true, 1 << 20).expect("reload");
+        assert_eq!(idx.resume_point(), None);
+        // A clean stop with nothing indexed needs no catching up below the checkpoint.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let idx = KeyIndex::load(
+            dir.path(),
+            l,
+            IndexCheckpoint::NoFiles,
+            false,
+            false,
+            1 << 20,
+        )
+        .expect("load");
+        assert_eq!(idx.resume_point(), Some(-1));
+        let idx = KeyIndex::load(
+            dir.path(),
+            l,
+            IndexCheckpoint::Unknown,
+            false,
+            false,
+            1 << 20,
+        )
+        .expect("load");
+        assert_eq!(idx.resume_point(), None);
     }
 
     #[test]

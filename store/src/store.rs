@@ -698,9 +698,17 @@ impl Inner {
                 max,
             )?;
             let last = index.last_indexed();
-            let index_from = if last < 0 { min } else { last.clamp(min, max) };
+            // Every record below the checkpoint's dispatch point was indexed before it was
+            // written, so an index without entries at or above `min` has nothing to catch up
+            // there; one that lost checkpointed files starts over.
+            let index_from = match index.resume_point() {
+                None => min,
+                Some(p) if p >= min => p.min(max),
+                Some(_) => cq_from,
+            };
             // The newest entry must name a real record to restart from; otherwise start over.
             let index_from = if index_from == min
+                || index_from == cq_from
                 || matches!(self.step(index_from, false), Step::Record { .. })
             {
                 index_from
