@@ -490,3 +490,82 @@ async fn promote_scenario() {
     assert_eq!(members.get(&0), Some(&b.addr));
     assert_eq!(members.get(&1), Some(&a.addr));
 }
+
+/// One bench run against a master of `role` with one slave: (msgs/s, errors, max lag bytes,
+/// max lag ms, lag samples).
+async fn bench_with_slave(role: &str, secs: u64) -> (f64, u64, i64, i64, usize) {
+    let namesrv = start_namesrv();
+    let master_dir = tempfile::tempdir().expect("tempdir");
+    let slave_dir = tempfile::tempdir().expect("tempdir");
+    let big = ["mappedFileSizeCommitLog=268435456"];
+    let master = start_broker(master_dir.path(), &namesrv.addr, role, 0, &big);
+    let slave = start_broker(slave_dir.path(), &namesrv.addr, "SLAVE", 1, &big);
+    let admin = Admin::new([namesrv.addr.as_str()]);
+    create_topic(&admin, &master.addr).await;
+    wait_route(&admin).await;
+    eventually("the slave is connected", || async {
+        status(&admin, &master.addr).await.slaves.len() == 1
+    })
+    .await;
+    let secs_arg = secs.to_string();
+    let mut bench = Command::new(sibling_binary("ferrum-client", "ferrumctl"))
+        .args(["-n", &namesrv.addr, "--json", "bench", "produce", TOPIC])
+        .args(["-c", "32", "-s", "1024", "-d", &secs_arg])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run ferrumctl bench");
+    let (mut max_bytes, mut max_ms, mut samples) = (0i64, 0i64, 0usize);
+    let deadline = Instant::now() + Duration::from_secs(secs + 60);
+    while bench.try_wait().expect("bench state").is_none() {
+        assert!(Instant::now() < deadline, "bench did not finish");
+        if let Ok(s) = admin.broker_replica_status(&master.addr).await
+            && let Some(slave) = s.slaves.first()
+        {
+            max_bytes = max_bytes.max(slave.lag_bytes);
+            max_ms = max_ms.max(slave.lag_millis);
+            samples += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut stdout = Vec::new();
+    bench
+        .stdout
+        .take()
+        .expect("bench stdout")
+        .read_to_end(&mut stdout)
+        .expect("bench output");
+    let report: serde_json::Value = serde_json::from_slice(&stdout).expect("bench JSON report");
+    wait_caught_up(&admin, &master.addr, &slave.addr).await;
+    (
+        report["msgs_per_sec"].as_f64().unwrap_or(0.0),
+        report["errors"].as_u64().unwrap_or(0),
+        max_bytes,
+        max_ms,
+        samples,
+    )
+}
+
+/// Figures for the closing note, printed, never asserted on (wall time varies with the machine).
+/// `FERRUM_HA_BENCH_SECS` sets each bench's length (default 10).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement for the closing note, run by hand: cargo test --release -p ferrum-broker --test replication -- --ignored --nocapture"]
+async fn replication_figures() {
+    let secs: u64 = std::env::var("FERRUM_HA_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let (async_rate, async_errors, async_lag_b, async_lag_ms, n) =
+        bench_with_slave("ASYNC_MASTER", secs).await;
+    eprintln!(
+        "ASYNC_MASTER + 1 slave: {async_rate:.0} msgs/s ({async_errors} errors); replication lag max {async_lag_b} bytes / {async_lag_ms} ms over {n} samples"
+    );
+    let (sync_rate, sync_errors, sync_lag_b, sync_lag_ms, n) =
+        bench_with_slave("SYNC_MASTER", secs).await;
+    eprintln!(
+        "SYNC_MASTER + 1 slave: {sync_rate:.0} msgs/s ({sync_errors} errors); replication lag max {sync_lag_b} bytes / {sync_lag_ms} ms over {n} samples"
+    );
+    if async_rate > 0.0 {
+        eprintln!("SYNC/ASYNC throughput ratio: {:.3}", sync_rate / async_rate);
+    }
+}

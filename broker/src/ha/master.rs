@@ -224,7 +224,8 @@ async fn stream_to(
     let mut role = core.ha.subscribe();
     // A fresh slave starts where the master's oldest retained file starts.
     let mut next = start.max(core.store.min_phy_offset());
-    let mut acked = start;
+    // Bytes below the first one sent are not in flight (an empty slave never had them).
+    let mut acked = next;
     let mut last_sent = Instant::now();
     let result = loop {
         // Registered before looking at the store, so an append in between is not missed.

@@ -374,3 +374,88 @@ pub(crate) fn truncate_divergent(
     );
     Ok((messages, bytes))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(role: BrokerRole) -> (tempfile::TempDir, HaState) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = BrokerConfig {
+            store_path_root_dir: dir.path().to_owned(),
+            broker_role: role,
+            broker_id: if role == BrokerRole::Slave { 1 } else { 0 },
+            ..Default::default()
+        };
+        let ha = HaState::load(&config).expect("loads");
+        (dir, ha)
+    }
+
+    const SHORT: Duration = Duration::from_millis(50);
+
+    #[tokio::test]
+    async fn sync_master_acknowledges_only_what_an_authenticated_slave_holds() {
+        let (_dir, ha) = state(BrokerRole::SyncMaster);
+        assert_eq!(
+            ha.wait_for_replica(100, 100, 1000, SHORT).await,
+            PutMessageStatus::SlaveNotAvailable,
+            "no slave"
+        );
+        let conn = ha.add_slave("127.0.0.1:1".into(), 1, 0);
+        assert_eq!(
+            ha.wait_for_replica(5000, 5000, 1000, SHORT).await,
+            PutMessageStatus::SlaveNotAvailable,
+            "the only slave is beyond haMaxGapNotInSync"
+        );
+        assert_eq!(
+            ha.wait_for_replica(100, 100, 1000, SHORT).await,
+            PutMessageStatus::FlushSlaveTimeout,
+            "within the gap but never acknowledged"
+        );
+        let (status, ()) = tokio::join!(
+            ha.wait_for_replica(100, 100, 1000, Duration::from_secs(10)),
+            async {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                ha.slave_acked(conn, 100, 100);
+            }
+        );
+        assert_eq!(status, PutMessageStatus::PutOk);
+        ha.remove_slave(conn);
+        assert_eq!(
+            ha.wait_for_replica(100, 100, 1000, SHORT).await,
+            PutMessageStatus::SlaveNotAvailable,
+            "a gone slave's acknowledgements do not count"
+        );
+        ha.set_role(BrokerRole::AsyncMaster, 0);
+        assert_eq!(
+            ha.wait_for_replica(100, 100, 1000, SHORT).await,
+            PutMessageStatus::PutOk,
+            "ASYNC_MASTER acknowledges after the local write"
+        );
+    }
+
+    #[test]
+    fn promotion_gate_and_master_addresses() {
+        let (_dir, ha) = state(BrokerRole::Slave);
+        assert!(ha.accepts_replica_bytes());
+        ha.set_master_addrs(Some("m:1".into()), Some("m:2".into()));
+        let role = ha.role();
+        assert_eq!(role.master_addr.as_deref(), Some("m:1"));
+        assert_eq!(role.master_ha_addr.as_deref(), Some("m:2"));
+        ha.set_promoting(true);
+        assert!(!ha.accepts_replica_bytes());
+        ha.open_epoch(2, 4096).expect("opens");
+        ha.set_role(BrokerRole::AsyncMaster, 0);
+        ha.set_promoting(false);
+        assert!(
+            !ha.accepts_replica_bytes(),
+            "a master takes no replica bytes"
+        );
+        assert_eq!(ha.role().master_addr, None);
+        // A master ignores register answers naming a master.
+        ha.set_master_addrs(Some("x:1".into()), None);
+        assert_eq!(ha.role().master_addr, None);
+        assert_eq!(ha.current_epoch(), 2);
+        assert!(ha.open_epoch(2, 5000).is_err(), "an epoch opens once");
+    }
+}

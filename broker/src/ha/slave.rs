@@ -130,9 +130,9 @@ async fn session(core: &Arc<BrokerCore>, addr: &str) -> Result<(), HaError> {
     let max = core.store.max_phy_offset();
     wr.write_all(&codec::encode_report(max)).await?;
     tracing::info!(master = %addr, offset = max, master_max, "replicating from master");
-    let limit = config
-        .ha_transfer_batch_size
-        .max(config.max_message_size + 64 * 1024);
+    // The master's batch size may differ from ours; one frame never exceeds the larger of the
+    // batch limit (16 MiB) and one record.
+    let limit = (16 * 1024 * 1024).max(config.max_message_size + 64 * 1024);
     // Frames are read by their own task: a read cancelled by a timer could lose half a header.
     let (tx, mut frames) = tokio::sync::mpsc::channel::<(i64, Vec<u8>)>(4);
     let reader = tokio::spawn(async move {
@@ -179,11 +179,8 @@ async fn follow(
                 if body.is_empty() {
                     continue;
                 }
-                if offset != max {
-                    return Err(HaError::Store(format!(
-                        "master sent offset {offset} but this slave is at {max}"
-                    )));
-                }
+                // The store refuses an offset other than its max (an empty store also takes a
+                // file boundary, where a master with deleted files starts).
                 let core2 = core.clone();
                 max = tokio::task::spawn_blocking(move || {
                     let gate = core2.ha.append_gate();
