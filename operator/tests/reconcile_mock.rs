@@ -134,8 +134,7 @@ async fn calls_of_one_reconcile(bg: serde_json::Value) -> Vec<Call> {
     .expect("reconcile in time")
     .expect("reconcile succeeds");
     server.abort();
-    let out = calls.lock().expect("calls").clone();
-    out
+    calls.lock().expect("calls").clone()
 }
 
 fn core(kind: &str, name: &str) -> String {
