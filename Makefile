@@ -60,6 +60,11 @@ images:
 chart-test:
 	bash hack/chart/test.sh
 
+## observability-test: metrics, dashboards and alert rules checked by a real Prometheus (installs Debian's prometheus)
+.PHONY: observability-test
+observability-test:
+	bash hack/observability/test.sh
+
 ## k8s-test: the operator's tests against a real etcd + kube-apiserver + controller-manager
 k8s-test:
 	bash hack/k8s/test.sh

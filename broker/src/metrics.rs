@@ -263,6 +263,13 @@ impl BrokerMetrics {
                 unreachable_metric::<()>("registry", e);
             }
         }
+        // Present from the first scrape, so rates and alerts see zero rather than nothing.
+        for source in ["server", "store"] {
+            m.system_busy.with_label_values(&[source]);
+        }
+        for result in ["ok", "refused", "error"] {
+            m.registrations.with_label_values(&[result]);
+        }
         m
     }
 
