@@ -242,6 +242,19 @@ mod tests {
         }
     }
 
+    #[test]
+    fn metrics_listen_comes_from_flag_env_or_config_file() {
+        let file = crate::config::parse_config("metricsListen=127.0.0.1:9100").expect("parse");
+        let settings = crate::config::PartialSettings::default().resolve(file);
+        assert_eq!(
+            settings.metrics_listen,
+            Some(std::net::SocketAddr::from(([127, 0, 0, 1], 9100)))
+        );
+        let err = crate::config::parse_config("metricsListen=9100").unwrap_err();
+        assert!(err.to_string().contains("metricsListen"), "{err}");
+        assert_eq!(crate::config::Settings::default().metrics_listen, None);
+    }
+
     async fn get(addr: std::net::SocketAddr, path: &str) -> String {
         let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
         s.write_all(
