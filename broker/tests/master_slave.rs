@@ -485,7 +485,8 @@ async fn metadata_and_reads() {
 /// What the producer had acknowledged, by body, with the commit-log offset from its msgId.
 #[derive(Debug, Default)]
 struct Ledger {
-    acked: BTreeMap<String, i64>,
+    /// Body -> (commit-log offset, broker that acknowledged, offset msgId).
+    acked: BTreeMap<String, (i64, String, String)>,
     failures: usize,
     first_ok_after: Option<Instant>,
     /// The first send the broker wrote (acknowledged or FLUSH_SLAVE_TIMEOUT/SLAVE_NOT_AVAILABLE).
@@ -513,7 +514,14 @@ async fn produce(
         match producer.send(&topic, Message::new(body.clone())).await {
             Ok(result) if result.status == SendStatus::SendOk => {
                 let mut ledger = ledger.lock().unwrap_or_else(|e| e.into_inner());
-                ledger.acked.insert(body, phy_offset(&result.msg_id));
+                ledger.acked.insert(
+                    body,
+                    (
+                        phy_offset(&result.msg_id),
+                        result.broker_addr.clone(),
+                        result.msg_id.clone(),
+                    ),
+                );
                 ledger.first_ok_after.get_or_insert_with(Instant::now);
                 ledger.first_written_after.get_or_insert_with(Instant::now);
             }
@@ -593,7 +601,7 @@ async fn scan_all(namesrv: &str, queues: &[MessageQueue], group: &str) -> BTreeS
     all
 }
 
-/// The failover drill with `slaves` slaves under a `role` master; returns the lost count.
+/// The failover drill with `slaves` slaves under a `role` master, checked message by message.
 async fn failover_drill(role: &str, slaves: usize, produce_for: Duration) {
     let name = format!(
         "ms-{}-{slaves}",
@@ -705,10 +713,12 @@ async fn failover_drill(role: &str, slaves: usize, produce_for: Duration) {
         received_late.clone(),
         stop.clone(),
     ));
-    let sync = role == "SYNC_MASTER";
-    let carried_on = eventually(Duration::from_secs(30), || async {
+    // With one slave it holds every acknowledged message; with more, only the most advanced
+    // does, and the consumer reads the lowest brokerId.
+    let whole = role == "SYNC_MASTER" && slaves == 1;
+    let carried_on = eventually(Duration::from_secs(120), || async {
         let got = received_late.lock().unwrap_or_else(|e| e.into_inner());
-        if sync {
+        if whole {
             acked_then.is_subset(&got)
         } else {
             !got.is_empty()
@@ -722,8 +732,18 @@ async fn failover_drill(role: &str, slaves: usize, produce_for: Duration) {
         acked_then.len()
     );
 
-    // Promote the first slave (the admin call `ferrumctl broker promote` makes).
-    let promoted = &replicas[0];
+    // Promote the most advanced slave, as an operator reading `ferrumctl broker status` would
+    // (the admin call `ferrumctl broker promote` makes).
+    let mut most_advanced = (0, -1);
+    for (i, slave) in replicas.iter().enumerate() {
+        let max = replica_status(&slave.addr)
+            .await
+            .map_or(-1, |s| s.max_phy_offset);
+        if max > most_advanced.1 {
+            most_advanced = (i, max);
+        }
+    }
+    let promoted = &replicas[most_advanced.0];
     {
         let mut ledger = ledger.lock().unwrap_or_else(|e| e.into_inner());
         ledger.first_ok_after = None;
@@ -786,9 +806,17 @@ async fn failover_drill(role: &str, slaves: usize, produce_for: Duration) {
     got.extend(std::mem::take(
         &mut *received_late.lock().unwrap_or_else(|e| e.into_inner()),
     ));
-    got.extend(scan_all(&namesrv.addr, &queues, "drill-checker").await);
+    // Consume queues are filled just after the commit log, so the last acknowledged messages
+    // may become readable a moment after their acknowledgement: rescan a few times.
+    for _ in 0..10 {
+        got.extend(scan_all(&namesrv.addr, &queues, "drill-checker").await);
+        if ledger.acked.keys().all(|body| got.contains(body)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     let old_status = replica_status(&old.addr).await.expect("old master status");
-    let lost: Vec<(&String, &i64)> = ledger
+    let lost: Vec<(&String, &(i64, String, String))> = ledger
         .acked
         .iter()
         .filter(|(body, _)| !got.contains(*body))
@@ -812,6 +840,24 @@ async fn failover_drill(role: &str, slaves: usize, produce_for: Duration) {
         old_status.truncated_messages,
         old_status.truncated_bytes
     );
+    // Where each lost message is: its stored record by msgId, against its queue's max offset.
+    for (body, (_, _, msg_id)) in &lost {
+        match admin.view_message(msg_id).await {
+            Ok(msg) => {
+                let mq = MessageQueue {
+                    topic: topic.clone(),
+                    broker_name: name.clone(),
+                    queue_id: msg.queue_id,
+                };
+                let max = admin.max_offset(&promoted.addr, &mq).await.ok();
+                eprintln!(
+                    "lost {body}: stored in queue {} at queue offset {}, queue max offset {max:?}",
+                    msg.queue_id, msg.queue_offset
+                );
+            }
+            Err(error) => eprintln!("lost {body}: not viewable by msgId {msg_id}: {error}"),
+        }
+    }
     if role == "SYNC_MASTER" {
         assert!(
             lost.is_empty(),
@@ -820,15 +866,21 @@ async fn failover_drill(role: &str, slaves: usize, produce_for: Duration) {
     } else {
         // Only what no slave had acknowledged when the lag was reported may be gone, and the
         // returning master counted at least that much as truncated.
-        for (body, offset) in &lost {
+        let new_master = replica_status(&promoted.addr)
+            .await
+            .expect("new master status");
+        for (body, (offset, acked_by, _)) in &lost {
             assert!(
-                **offset >= safe_below,
-                "{body} at {offset} was below the replicated offset {safe_below} and is lost"
+                *offset >= safe_below,
+                "{body} at {offset} (acknowledged by {acked_by}) was below the replicated offset {safe_below} and is lost"
             );
         }
         assert!(
             old_status.truncated_messages >= lost.len() as u64,
-            "the truncation count covers every lost message"
+            "the truncation count covers every lost message: lost {lost:?}, new master epoch {} from {}, old master {:?}",
+            new_master.epoch,
+            new_master.epoch_start_offset,
+            old_status
         );
     }
     drop(replicas);

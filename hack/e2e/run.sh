@@ -5,6 +5,9 @@
 #     moments, FERRUM_STORE_CRASH_ROUNDS times (default 200); after each restart every
 #     acknowledged message must read back byte-identical and the consume queues must agree.
 #  2. the operator against a real control plane (same as `make k8s-test`).
+#  3. master-slave failover drill (broker/tests/master_slave.rs with FERRUM_E2E_LONG): 20 s of
+#     load before kill -9 of the master, + 1 and + 2 slaves, SYNC_MASTER and ASYNC_MASTER.
+#  4. master-slave partition drill in network namespaces (hack/e2e/partition.sh; root only).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -14,3 +17,9 @@ FERRUM_STORE_CRASH_ROUNDS=$rounds cargo test --release -p ferrum-store --test cr
 
 echo "=== operator against a real control plane"
 bash hack/k8s/test.sh
+
+echo "=== master-slave failover drill (kill -9, promote, old master rejoins; checker)"
+FERRUM_E2E_LONG=1 cargo test --release -p ferrum-broker --test master_slave -- --nocapture --test-threads=1
+
+echo "=== master-slave partition drill in network namespaces"
+bash hack/e2e/partition.sh
