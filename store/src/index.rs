@@ -4,7 +4,8 @@
 //! Files live in `index/` and are named by their creation time (`yyyyMMddHHmmssSSS`, UTC here
 //! where RocketMQ uses local time). Each is memory-mapped and laid out as RocketMQ's:
 //! - a 40-byte header: beginTimestamp, endTimestamp, beginPhyOffset, endPhyOffset (i64 each),
-//!   hashSlotCount, indexCount (i32 each), all big-endian;
+//!   hashSlotCount (incremented by every put, as RocketMQ does), indexCount (i32 each), all
+//!   big-endian;
 //! - `maxHashSlotNum` slots of 4 bytes, each the number of the newest entry whose key hash falls
 //!   in it (0 = empty);
 //! - `maxIndexNum` entries of 20 bytes: keyHash i32, phyOffset i64, timeDiff i32 (seconds since
@@ -339,10 +340,9 @@ impl IndexFile {
             },
         );
         self.set_slot(slot, count);
-        if prev == INVALID_INDEX {
-            let n = self.hash_slot_count();
-            self.put_i32(32, n + 1);
-        }
+        // RocketMQ counts every put here, not distinct slots.
+        let n = self.hash_slot_count();
+        self.put_i32(32, n.saturating_add(1));
         self.set_index_count(count + 1);
         self.put_i64(24, phy_offset);
         self.put_i64(8, store_ts.max(self.end_timestamp()));
@@ -403,10 +403,6 @@ impl IndexFile {
                     INVALID_INDEX
                 };
                 self.set_slot(slot, prev);
-                if prev == INVALID_INDEX {
-                    let n = self.hash_slot_count();
-                    self.put_i32(32, (n - 1).max(0));
-                }
             }
             self.write_entry(
                 i,
@@ -425,11 +421,11 @@ impl IndexFile {
 
     /// Header end fields (and begin fields of an empty file) after the entry count changed.
     fn finish_header(&mut self, count: usize) {
+        self.put_i32(32, count.saturating_sub(1) as i32);
         if count <= 1 {
             for pos in [0, 8, 16, 24] {
                 self.put_i64(pos, 0);
             }
-            self.put_i32(32, 0);
         } else {
             let last = self.entry(count - 1);
             let ts = self.begin_timestamp() + i64::from(last.time_diff) * 1000;
@@ -451,20 +447,14 @@ impl IndexFile {
         if start_zero < end_zero {
             self.map[start_zero..end_zero].fill(0);
         }
-        let mut used = 0;
         self.set_index_count(count as i32);
         for i in 1..count {
             let mut e = self.entry(i);
             let slot = slot_of(e.key_hash, self.limits.slot_num);
-            let prev = self.slot(slot);
-            if prev == INVALID_INDEX {
-                used += 1;
-            }
-            e.prev_index = prev;
+            e.prev_index = self.slot(slot);
             self.write_entry(i, e);
             self.set_slot(slot, i as i32);
         }
-        self.put_i32(32, used);
         if count > 1 {
             let first = self.entry(1).phy_offset;
             self.put_i64(16, first);
@@ -896,8 +886,8 @@ mod tests {
         assert_eq!(get_i64(&raw, 24), 2000, "endPhyOffset");
         assert_eq!(
             get_i32(&raw, 32),
-            1,
-            "hashSlotCount: 13 and 23 share slot 3"
+            2,
+            "hashSlotCount: RocketMQ counts every put"
         );
         assert_eq!(get_i32(&raw, 36), 3, "indexCount starts at 1");
         assert_eq!(get_i32(&raw, 40 + 3 * 4), 2, "slot 3 names entry 2");
