@@ -592,6 +592,14 @@ async fn scan_all(namesrv: &str, queues: &[MessageQueue], group: &str) -> BTreeS
             for msg in &result.messages {
                 all.insert(String::from_utf8_lossy(&msg.body).into_owned());
             }
+            if result.status == PullStatus::OffsetIllegal && result.next_begin_offset > offset {
+                eprintln!(
+                    "scan: queue {} starts at {} now, not {offset}",
+                    mq.queue_id, result.next_begin_offset
+                );
+                offset = result.next_begin_offset;
+                continue;
+            }
             if result.status != PullStatus::Found || result.next_begin_offset <= offset {
                 break;
             }
