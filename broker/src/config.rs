@@ -733,6 +733,33 @@ pub fn load(sources: &ConfigSources) -> Result<Loaded, ConfigError> {
             unknown.push(key.trim().to_owned());
         }
     }
+    let ha_port_explicit = sources
+        .file_text
+        .as_deref()
+        .and_then(|text| parse_properties(text).ok())
+        .is_some_and(|props| props.contains_key("haListenPort"))
+        || sources
+            .env
+            .iter()
+            .any(|(name, _)| *name == env_var_name("haListenPort"))
+        || sources.overrides.iter().any(|item| {
+            item.split_once('=')
+                .is_some_and(|(k, _)| k.trim() == "haListenPort")
+        });
+    if !ha_port_explicit {
+        // RocketMQ's BrokerStartup puts the HA port next to listenPort unless it is configured;
+        // an ephemeral listenPort gets an ephemeral HA port so brokers side by side never clash.
+        config.ha_listen_port = match config.listen_port {
+            0 => 0,
+            port => port.checked_add(1).ok_or_else(|| {
+                invalid(
+                    "haListenPort",
+                    "",
+                    "listenPort + 1 overflows; set haListenPort explicitly",
+                )
+            })?,
+        };
+    }
     config.validate()?;
     Ok(Loaded {
         config,
@@ -789,6 +816,22 @@ mod tests {
         assert_eq!(c.register_name_server_period, 30_000);
         assert!(c.auto_create_topic_enable);
         assert_eq!(c.broker_role, BrokerRole::AsyncMaster);
+    }
+
+    #[test]
+    fn ha_listen_port_follows_listen_port_unless_configured() {
+        let port = |text: &str| load(&sources(text)).expect("valid").config.ha_listen_port;
+        assert_eq!(port(""), 10912);
+        assert_eq!(port("listenPort=20911"), 20912);
+        assert_eq!(port("listenPort=0"), 0);
+        assert_eq!(port("listenPort=20911\nhaListenPort=30000"), 30000);
+        let by_flag = load(&ConfigSources {
+            overrides: vec!["listenPort=0".into(), "haListenPort=31000".into()],
+            ..Default::default()
+        })
+        .expect("valid");
+        assert_eq!(by_flag.config.ha_listen_port, 31000);
+        assert!(load(&sources("listenPort=65535")).is_err());
     }
 
     #[test]
