@@ -165,7 +165,7 @@ async fn reconcile_once(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<(Acti
         problems.push(conflict);
     }
 
-    let master = bg
+    let mut master = bg
         .status
         .as_ref()
         .and_then(|s| s.master_ordinal)
@@ -174,7 +174,40 @@ async fn reconcile_once(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<(Acti
     let mut ready = 0;
     let mut replica_statuses = None;
     let mut notes = None;
+    let mut promotion_problem = None;
     if !is_paused && problems.is_empty() {
+        let namesrv = match ctx.namesrv_overrides.get(&bg.spec.cluster_name) {
+            Some(addrs) => addrs.to_vec(),
+            None => ferrum_client::namesrv::parse_addrs(&build::namesrv_addr(
+                &bg.spec.cluster_name,
+                ns,
+                bg.spec.name_server.replicas,
+            )),
+        };
+        let admin = crate::replicas::admin(&namesrv);
+        let observe = |master: i32| {
+            crate::replicas::observe(
+                &admin,
+                &namesrv,
+                &bg.spec.cluster_name,
+                &id.name,
+                bg.spec.mode,
+                bg.spec.replicas,
+                master,
+            )
+        };
+        let mut observed = observe(master).await;
+        if bg.spec.mode == BrokerMode::MasterSlave
+            && let Some(target) = bg.spec.promote.filter(|p| *p != master)
+        {
+            match promote(&ctx, &bg, &admin, &observed, target).await {
+                Ok(()) => {
+                    master = target;
+                    observed = observe(master).await;
+                }
+                Err(why) => promotion_problem = Some(why),
+            }
+        }
         let owners = siblings
             .iter()
             .filter_map(|g| g.controller_owner_ref(&()))
@@ -222,26 +255,16 @@ async fn reconcile_once(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<(Acti
             label_master(client, ns, &id.name, bg.spec.replicas, master).await?;
         }
         let ready_pods = ready_ordinals(client, ns, &id.name).await?;
-        let namesrv = match ctx.namesrv_overrides.get(&bg.spec.cluster_name) {
-            Some(addrs) => addrs.to_vec(),
-            None => ferrum_client::namesrv::parse_addrs(&build::namesrv_addr(
-                &bg.spec.cluster_name,
-                ns,
-                bg.spec.name_server.replicas,
-            )),
-        };
-        let (statuses, note) = crate::replicas::observe(
-            &namesrv,
-            &bg.spec.cluster_name,
+        replica_statuses = Some(crate::replicas::replica_statuses(
             &id.name,
             bg.spec.mode,
             bg.spec.replicas,
             master,
+            &observed.registered,
+            &observed.views,
             &ready_pods,
-        )
-        .await;
-        replica_statuses = Some(statuses);
-        notes = note;
+        ));
+        notes = observed.note;
     }
 
     let previous = bg
@@ -293,6 +316,7 @@ async fn reconcile_once(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<(Acti
         problems: problems.clone(),
         paused: is_paused,
         notes,
+        promotion: promotion_problem,
     };
     // The broker's own word on who is master wins over the operator's memory (Raft elects).
     let observed_master = replica_statuses
@@ -333,6 +357,59 @@ async fn reconcile_once(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<(Acti
     } else {
         tracing::warn!(group = %id.name, namespace = ns, ?problems, "invalid spec");
         Ok((Action::requeue(Duration::from_secs(300)), false))
+    }
+}
+
+/// Promotes replica `target` (MasterSlave) with FERRUM_PROMOTE_BROKER once it is a caught-up
+/// slave; the caller then moves the master label and records the new master. `Err` is the
+/// reason for `Degraded`; an Event tells either outcome (a refusal only when it is news).
+async fn promote(
+    ctx: &Context,
+    bg: &BrokerGroup,
+    admin: &ferrum_client::Admin,
+    observed: &crate::replicas::Observed,
+    target: i32,
+) -> Result<(), String> {
+    let group = bg.name_any();
+    let pod = build::pod_name(&group, target);
+    let oref = bg.object_ref(&());
+    let result = match crate::replicas::promotion_check(&group, target, &observed.views) {
+        Err(why) => Err(format!("promotion of {pod} refused: {why}")),
+        Ok(()) => {
+            let addr = observed.addrs.get(&target).cloned().unwrap_or_default();
+            let sync = bg.spec.replication.broker_role == crate::crd::MasterRole::SYNC_MASTER;
+            admin
+                .promote_broker(&addr, sync)
+                .await
+                .map_err(|e| format!("promotion of {pod} ({addr}) failed: {e}"))
+        }
+    };
+    match result {
+        Ok(status) => {
+            ctx.event(
+                &oref,
+                EventType::Normal,
+                "Promoted",
+                format!(
+                    "{pod} promoted to {} in epoch {} at commit-log offset {}",
+                    status.role, status.epoch, status.epoch_start_offset
+                ),
+            )
+            .await;
+            Ok(())
+        }
+        Err(why) => {
+            let told = bg.status.as_ref().is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == crate::status::DEGRADED && c.message == why)
+            });
+            if !told {
+                ctx.event(&oref, EventType::Warning, "PromotionRefused", why.clone())
+                    .await;
+            }
+            Err(why)
+        }
     }
 }
 
@@ -484,17 +561,37 @@ pub async fn run(client: Client) {
 
 /// Like [`run`], with a prepared context (e.g. one that records metrics).
 pub async fn run_with(ctx: Context) {
+    run_scoped(ctx, None).await
+}
+
+/// Like [`run_with`], limited to one namespace, so a Role there is all the operator needs.
+pub async fn run_namespaced(ctx: Context, namespace: &str) {
+    run_scoped(ctx, Some(namespace)).await
+}
+
+/// Every namespace, or only `namespace`.
+fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+async fn run_scoped(ctx: Context, namespace: Option<&str>) {
     let client = ctx.client.clone();
     let ctx = Arc::new(ctx);
     let cfg = watcher::Config::default();
     Controller::new(
-        Api::<DeserializeGuard<BrokerGroup>>::all(client.clone()),
+        scoped::<DeserializeGuard<BrokerGroup>>(&client, namespace),
         cfg.clone(),
     )
-    .owns(Api::<StatefulSet>::all(client.clone()), cfg.clone())
-    .owns(Api::<ConfigMap>::all(client.clone()), cfg.clone())
-    .owns(Api::<Service>::all(client.clone()), cfg.clone())
-    .owns(Api::<PodDisruptionBudget>::all(client), cfg)
+    .owns(scoped::<StatefulSet>(&client, namespace), cfg.clone())
+    .owns(scoped::<ConfigMap>(&client, namespace), cfg.clone())
+    .owns(scoped::<Service>(&client, namespace), cfg.clone())
+    .owns(scoped::<PodDisruptionBudget>(&client, namespace), cfg)
     .shutdown_on_signal()
     .run(guarded_reconcile, error_policy, ctx)
     .for_each(|res| async move {

@@ -20,6 +20,8 @@ pub struct Observation {
     /// What could not be observed (an unreachable NameServer or broker): told in `Ready`'s
     /// message, not an error, since pods that are still starting are unreachable too.
     pub notes: Option<String>,
+    /// A promotion that was asked for and refused or failed.
+    pub promotion: Option<String>,
 }
 
 fn condition(
@@ -109,9 +111,19 @@ pub fn conditions(obs: &Observation, previous: &[Condition], now: &Time) -> Vec<
         ),
         condition(
             DEGRADED,
-            invalid,
-            if invalid { "InvalidSpec" } else { "SpecValid" },
-            obs.problems.join("; "),
+            invalid || obs.promotion.is_some(),
+            if invalid {
+                "InvalidSpec"
+            } else if obs.promotion.is_some() {
+                "PromotionRefused"
+            } else {
+                "SpecValid"
+            },
+            if invalid {
+                obs.problems.join("; ")
+            } else {
+                obs.promotion.clone().unwrap_or_default()
+            },
             obs,
             previous,
             now,
@@ -198,6 +210,20 @@ mod tests {
         assert_eq!(get(&c, DEGRADED).message, "a; b");
         assert_eq!(get(&c, READY).status, "False");
         assert_eq!(get(&c, PROGRESSING).status, "False");
+    }
+
+    #[test]
+    fn a_refused_promotion_is_degraded_but_still_ready() {
+        let obs = Observation {
+            desired_replicas: 2,
+            ready_replicas: 2,
+            promotion: Some("promotion of g-1 refused: g-1 is SLAVE".into()),
+            ..Default::default()
+        };
+        let c = conditions(&obs, &[], &at(1));
+        assert_eq!(get(&c, DEGRADED).status, "True");
+        assert_eq!(get(&c, DEGRADED).reason, "PromotionRefused");
+        assert_eq!(get(&c, READY).status, "True");
     }
 
     #[test]

@@ -511,6 +511,17 @@ fn start_namesrv() -> Proc {
 }
 
 fn start_broker(store: &std::path::Path, namesrv: &str, cluster: &str, name: &str) -> Proc {
+    start_broker_with(store, namesrv, cluster, name, &[])
+}
+
+/// A broker with more `key=value` settings (role, id, ...).
+fn start_broker_with(
+    store: &std::path::Path,
+    namesrv: &str,
+    cluster: &str,
+    name: &str,
+    extra: &[&str],
+) -> Proc {
     let mut cmd = Command::new(binary("ferrum-broker"));
     cmd.args(["-n", namesrv]);
     for set in [
@@ -522,7 +533,10 @@ fn start_broker(store: &std::path::Path, namesrv: &str, cluster: &str, name: &st
         "haListenPort=0".to_owned(),
         format!("brokerName={name}"),
         format!("brokerClusterName={cluster}"),
-    ] {
+    ]
+    .into_iter()
+    .chain(extra.iter().map(|s| (*s).to_owned()))
+    {
         cmd.args(["--set", &set]);
     }
     let (child, line) = spawn_with_first_line(cmd);
@@ -815,6 +829,197 @@ async fn topic_lifecycle_on_real_brokers() {
         .expect("KeptTopic still routed");
 
     controller.abort();
+    let (ok, out) = c.kubectl(&["delete", "namespace", &c.namespace, "--wait=false"], None);
+    assert!(ok, "cleanup: {out}");
+}
+
+/// Manual promotion on real brokers: refused while the master lives, carried out through
+/// FERRUM_PROMOTE_BROKER once it is gone, recorded in status, and never repeated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manual_promotion_on_real_brokers() {
+    use ferrum_client::Admin;
+    use ferrum_operator::crd::ReplicaRole;
+    use ferrum_operator::topic_controller::NamesrvOverrides;
+
+    let Some(c) = Cluster::from_env() else {
+        eprintln!(
+            "SKIPPED control_plane: FERRUM_KUBECONFIG is not set (start one with hack/k8s/up.sh)"
+        );
+        return;
+    };
+    c.setup();
+    const CLUSTER: &str = "pcluster";
+    let namesrv = start_namesrv();
+    let dirs = [
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    ];
+    let common = [
+        "registerNameServerPeriod=1000",
+        "ferrumSlaveSyncInterval=300",
+    ];
+    let mut master = Some(start_broker_with(
+        dirs[0].path(),
+        &namesrv.addr,
+        CLUSTER,
+        "pg",
+        &[&common[..], &["brokerRole=ASYNC_MASTER", "brokerId=0"]].concat(),
+    ));
+    let slave = start_broker_with(
+        dirs[1].path(),
+        &namesrv.addr,
+        CLUSTER,
+        "pg",
+        &[&common[..], &["brokerRole=SLAVE", "brokerId=1"]].concat(),
+    );
+    let admin = Admin::new([namesrv.addr.as_str()]);
+    let step = Duration::from_secs(30);
+    let ids = |admin: Admin| async move {
+        let info = admin.namesrv().cluster_info().await.ok()?;
+        Some(
+            info.broker_addr_table
+                .get("pg")?
+                .broker_addrs
+                .keys()
+                .copied()
+                .collect::<Vec<i64>>(),
+        )
+    };
+    eventually(step, "master and slave registered", || async {
+        (ids(admin.clone()).await? == vec![0, 1]).then_some(())
+    })
+    .await;
+
+    let client = c.client().await;
+    let ctx = std::sync::Arc::new(
+        ferrum_operator::controller::Context::new(client.clone()).with_namesrv_overrides(
+            NamesrvOverrides::parse(&[format!("{CLUSTER}={}", namesrv.addr)]).expect("override"),
+        ),
+    );
+    let groups: Api<BrokerGroup> = Api::namespaced(client.clone(), &c.namespace);
+    let spec: BrokerGroupSpec = serde_yaml::from_str(&format!(
+        "clusterName: {CLUSTER}\nmode: MasterSlave\nreplicas: 2\nimage: ferrum/broker:it\nstorage: {{ size: 1Gi }}\nnameServer: {{ image: ferrum/namesrv:it }}\n"
+    ))
+    .expect("spec");
+    groups
+        .create(&PostParams::default(), &BrokerGroup::new("pg", spec))
+        .await
+        .expect("group pg");
+    let pass = || {
+        let groups = groups.clone();
+        let ctx = ctx.clone();
+        async move {
+            let bg = groups.get("pg").await.expect("group");
+            tokio::time::timeout(
+                Duration::from_secs(60),
+                ferrum_operator::controller::reconcile(std::sync::Arc::new(bg), ctx),
+            )
+            .await
+            .expect("reconcile in time")
+            .expect("reconcile is not an error");
+            groups
+                .get("pg")
+                .await
+                .expect("group")
+                .status
+                .expect("status")
+        }
+    };
+    let degraded = |st: &ferrum_operator::crd::BrokerGroupStatus| {
+        st.conditions
+            .iter()
+            .find(|c| c.type_ == "Degraded")
+            .map(|c| (c.status.clone(), c.message.clone()))
+            .unwrap_or_default()
+    };
+
+    let st = eventually(step, "master and slave seen with their roles", || async {
+        let st = pass().await;
+        let roles: Vec<ReplicaRole> = st.replicas.iter().map(|r| r.role).collect();
+        (roles == vec![ReplicaRole::Master, ReplicaRole::Slave]).then_some(st)
+    })
+    .await;
+    assert_eq!(st.master.as_deref(), Some("pg-0"));
+    assert!(st.replicas.iter().all(|r| r.registered), "{st:?}");
+    assert!(st.replicas[1].replication_lag_bytes.is_some(), "{st:?}");
+
+    // The documented command: kubectl patch brokergroup pg --type merge -p '{"spec":{"promote":1}}'
+    let (ok, out) = c.kubectl(
+        &[
+            "patch",
+            "brokergroup",
+            "pg",
+            "-n",
+            &c.namespace,
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"promote":1}}"#,
+        ],
+        None,
+    );
+    assert!(ok, "patch: {out}");
+    // While the master lives the broker refuses, and the operator says so.
+    let st = pass().await;
+    let (status, message) = degraded(&st);
+    assert_eq!(status, "True", "{st:?}");
+    assert!(
+        message.contains("pg-1") && message.contains("live"),
+        "{message}"
+    );
+    assert_eq!(st.master.as_deref(), Some("pg-0"));
+
+    // The master dies; the NameServer drops it when its connection closes.
+    drop(master.take());
+    eventually(step, "master dropped from the NameServer", || async {
+        (ids(admin.clone()).await? == vec![1]).then_some(())
+    })
+    .await;
+    let st = pass().await;
+    assert_eq!(st.master_ordinal, Some(1), "{st:?}");
+    assert_eq!(degraded(&st).0, "False", "{st:?}");
+    let promoted = admin
+        .broker_replica_status(&slave.addr)
+        .await
+        .expect("replica status");
+    assert!(promoted.role.ends_with("MASTER"), "{promoted:?}");
+    assert_eq!(promoted.broker_id, 0);
+    let epoch = promoted.epoch;
+
+    // The promoted broker re-registers as brokerId 0 and status follows; later passes
+    // promote nothing more.
+    let st = eventually(step, "pg-1 reported as master", || async {
+        let st = pass().await;
+        (st.replicas.get(1).map(|r| r.role) == Some(ReplicaRole::Master)).then_some(st)
+    })
+    .await;
+    assert_eq!(st.master.as_deref(), Some("pg-1"));
+    assert_eq!(st.replicas[1].epoch, Some(epoch));
+    assert_eq!(
+        admin
+            .broker_replica_status(&slave.addr)
+            .await
+            .expect("replica status")
+            .epoch,
+        epoch,
+        "no second promotion"
+    );
+    let events: Api<k8s_openapi::api::events::v1::Event> =
+        Api::namespaced(client.clone(), &c.namespace);
+    let reasons: Vec<String> = events
+        .list(&Default::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter_map(|e| e.reason)
+        .collect();
+    assert!(reasons.iter().any(|r| r == "Promoted"), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r == "PromotionRefused"),
+        "{reasons:?}"
+    );
+
     let (ok, out) = c.kubectl(&["delete", "namespace", &c.namespace, "--wait=false"], None);
     assert!(ok, "cleanup: {out}");
 }

@@ -276,6 +276,9 @@ pub struct ReplicaStatus {
     /// Bytes of commit log the replica is behind its master; unset on the master.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication_lag_bytes: Option<i64>,
+    /// The replication epoch the broker's history ends in (each promotion starts one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u32>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
