@@ -621,11 +621,21 @@ async fn failover_drill(role: &str, slaves: usize, produce_for: Duration) {
     let dirs: Vec<tempfile::TempDir> = (0..=slaves)
         .map(|_| tempfile::tempdir().expect("tempdir"))
         .collect();
-    let mut master = start_broker(dirs[0].path(), &namesrv.addr, &name, role, 0, &[]);
+    // One 64 MiB CommitLog file holds the whole drill, so disk-space retention (which deletes
+    // whole files, never the last) cannot remove messages the checker still looks for.
+    let big_files = ["mappedFileSizeCommitLog=67108864"];
+    let mut master = start_broker(dirs[0].path(), &namesrv.addr, &name, role, 0, &big_files);
     wait_for_member(&admin, &name, 0, &master.addr).await;
     let mut replicas = Vec::new();
     for (i, dir) in dirs.iter().enumerate().skip(1) {
-        let slave = start_broker(dir.path(), &namesrv.addr, &name, "SLAVE", i as i64, &[]);
+        let slave = start_broker(
+            dir.path(),
+            &namesrv.addr,
+            &name,
+            "SLAVE",
+            i as i64,
+            &big_files,
+        );
         wait_for_member(&admin, &name, i as i64, &slave.addr).await;
         replicas.push(slave);
     }
@@ -775,7 +785,7 @@ async fn failover_drill(role: &str, slaves: usize, produce_for: Duration) {
     assert!(written, "producers write to the new master");
 
     // The old master rejoins as a slave and truncates what diverged.
-    let old = start_broker(dirs[0].path(), &namesrv.addr, &name, role, 0, &[]);
+    let old = start_broker(dirs[0].path(), &namesrv.addr, &name, role, 0, &big_files);
     let rejoined = eventually(Duration::from_secs(60), || async {
         replica_status(&old.addr).await.is_some_and(|s| {
             s.role == "SLAVE" && s.master_addr.as_deref() == Some(promoted.addr.as_str())
