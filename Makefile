@@ -35,6 +35,11 @@ clippy:
 compat:
 	bash hack/compat/run.sh
 
+## vectors: regenerate protocol/tests/vectors/ from frames of real clients recorded by a proxy (not in CI)
+.PHONY: vectors
+vectors:
+	bash hack/compat/capture.sh
+
 ## fuzz-smoke: a short cargo-fuzz run of every target (FUZZ_SECONDS each)
 fuzz-smoke:
 	bash hack/fuzz-smoke.sh
