@@ -85,8 +85,14 @@ pub struct BrokerGroupSpec {
     /// The cluster's NameServers. Every BrokerGroup of a cluster must agree on them.
     pub name_server: NameServerSpec,
 
-    /// MasterSlave only: the replica ordinal that should be master. Changing it promotes that
-    /// replica through the broker admin API, without restarting pods.
+    /// MasterSlave only: the replica ordinal that should be master. Setting it to another
+    /// ordinal than `status.masterOrdinal` promotes that replica with FERRUM_PROMOTE_BROKER,
+    /// without restarting pods:
+    /// `kubectl patch brokergroup <group> --type merge -p '{"spec":{"promote":1}}'`.
+    /// The replica must be a registered slave holding as much commit log as every replica that
+    /// answers, and the broker refuses while the old master is live; until then the group is
+    /// `Degraded` (reason PromotionRefused). The field states the wanted master, so there is
+    /// nothing to clear afterwards, and the operator never promotes on its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
     pub promote: Option<i32>,

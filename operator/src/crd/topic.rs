@@ -6,6 +6,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// A topic created on every master of a cluster and checked through its NameServers.
+/// Deleting the object deletes the topic from every master and NameServer, unless it carries
+/// the annotation `ferrum.dev/detach: "true"`
+/// (`kubectl annotate topic <name> ferrum.dev/detach=true`), which leaves the topic in place.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "ferrum.dev",
