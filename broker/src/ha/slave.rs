@@ -181,20 +181,7 @@ async fn follow(
                 }
                 // The store refuses an offset other than its max (an empty store also takes a
                 // file boundary, where a master with deleted files starts).
-                let core2 = core.clone();
-                max = tokio::task::spawn_blocking(move || {
-                    let gate = core2.ha.append_gate();
-                    let _gate = gate.lock().unwrap_or_else(|e| e.into_inner());
-                    if !core2.ha.accepts_replica_bytes() {
-                        return Err(HaError::Refused("replication stopped: promoted".into()));
-                    }
-                    core2.store
-                        .append_raw_at(offset, &body)
-                        .map(|()| core2.store.max_phy_offset())
-                        .map_err(|e| HaError::Store(e.to_string()))
-                })
-                .await
-                .map_err(|e| HaError::Store(e.to_string()))??;
+                max = append(core, offset, body).await?;
                 wr.write_all(&codec::encode_report(max)).await?;
                 last_report = Instant::now();
             }
@@ -206,5 +193,32 @@ async fn follow(
                 last_report = Instant::now();
             }
         }
+    }
+}
+
+/// Appends one frame under the promotion gate. On a multi-threaded runtime the (short, memory
+/// copy) append runs in place, which saves a thread hand-off per frame on the SYNC_MASTER
+/// acknowledgement path; elsewhere it goes to the blocking pool.
+async fn append(core: &Arc<BrokerCore>, offset: i64, body: Vec<u8>) -> Result<i64, HaError> {
+    let core = core.clone();
+    let work = move || {
+        let gate = core.ha.append_gate();
+        let _gate = gate.lock().unwrap_or_else(|e| e.into_inner());
+        if !core.ha.accepts_replica_bytes() {
+            return Err(HaError::Refused("replication stopped: promoted".into()));
+        }
+        core.store
+            .append_raw_at(offset, &body)
+            .map(|()| core.store.max_phy_offset())
+            .map_err(|e| HaError::Store(e.to_string()))
+    };
+    if tokio::runtime::Handle::current().runtime_flavor()
+        == tokio::runtime::RuntimeFlavor::MultiThread
+    {
+        tokio::task::block_in_place(work)
+    } else {
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| HaError::Store(e.to_string()))?
     }
 }
