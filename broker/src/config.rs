@@ -930,4 +930,28 @@ mod tests {
             "FERRUM_BROKER_MAPPED_FILE_SIZE_COMMIT_LOG"
         );
     }
+
+    #[test]
+    fn ha_keys_and_a_secret_from_the_environment_that_debug_never_prints() {
+        let loaded = load(&ConfigSources {
+            file_text: Some("haMasterAddress=10.0.0.1:10912\nhaTransferBatchSize=65536\n".into()),
+            env: vec![("FERRUM_BROKER_HA_SECRET".into(), "hunter2".into())],
+            namesrv: None,
+            overrides: vec![
+                "brokerIdWhenDemoted=3".into(),
+                "syncFlushTimeout=1500".into(),
+            ],
+        })
+        .expect("valid");
+        let c = &loaded.config;
+        assert_eq!(c.ha_secret.0, "hunter2");
+        assert_eq!(c.ha_master_address.as_deref(), Some("10.0.0.1:10912"));
+        assert_eq!(c.ha_transfer_batch_size, 65536);
+        assert_eq!(c.broker_id_when_demoted, Some(3));
+        assert_eq!(c.sync_flush_timeout, 1500);
+        assert!(!format!("{c:?}").contains("hunter2"));
+        let mut bad = BrokerConfig::default();
+        assert!(bad.set("haMasterAddress", "nohost").is_err());
+        assert!(bad.set("brokerIdWhenDemoted", "0").is_err());
+    }
 }

@@ -342,6 +342,12 @@ async fn sync_scenario() {
     let s = status(&admin, &slave.addr).await;
     assert_eq!((s.role.as_str(), s.epoch), ("SLAVE", 1));
     assert_eq!(s.master_addr.as_deref(), Some(master.addr.as_str()));
+    // While its master is live, a slave refuses to be promoted.
+    let out = ferrumctl(&namesrv.addr, &["broker", "promote", "-b", &slave.addr]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is live in epoch 1"), "{stderr}");
+    assert_eq!(status(&admin, &slave.addr).await.role, "SLAVE");
 
     // With the slave up, SYNC_MASTER acknowledges, and the slave holds the message.
     let statuses = send_n(&producer, 20, "with-slave").await;
