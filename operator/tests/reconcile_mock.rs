@@ -1,8 +1,10 @@
-//! The BrokerGroup reconcile call sequence against a mocked API server (tower-test): every
+//! Reconcile call sequences against a mocked API server (tower-test): every
 //! request the reconciler makes is recorded and answered, then the order is checked —
 //! NameServer objects, ConfigMap, Services, PodDisruptionBudget, the StatefulSet last of the
 //! applied objects, then the master label, pod readiness, the Event and the status patch.
-//! The real apiserver tests (control_plane.rs) check the same reconciler end to end.
+//! For a Topic: the finalizer comes first, and an unreachable NameServer ends in a Degraded
+//! status rather than an error. The real apiserver tests (control_plane.rs) check the same
+//! reconcilers end to end.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,6 +24,7 @@ struct Call {
     path: String,
     content_type: String,
     query: String,
+    body: serde_json::Value,
 }
 
 fn group(extra_spec: serde_json::Value) -> serde_json::Value {
@@ -81,20 +84,28 @@ fn answer(call: &Call, body: &[u8], bg: &serde_json::Value) -> (StatusCode, serd
         ),
         "GET" => not_found(),
         "PATCH" if call.path.ends_with("/status") => (StatusCode::OK, bg.clone()),
+        // A JSON patch (the finalizer) answers with the stored object.
+        "PATCH" if sent.is_array() => (StatusCode::OK, bg.clone()),
         "PATCH" if call.path.contains("/pods/") => not_found(),
         "PATCH" | "POST" => (StatusCode::CREATED, sent),
         _ => not_found(),
     }
 }
 
-/// Runs one reconcile of `bg` against the mock and returns every call in order.
-async fn calls_of_one_reconcile(bg: serde_json::Value) -> Vec<Call> {
+/// A mocked API server answering like [`answer`] with `obj` as the one stored object.
+fn mock_server(
+    obj: serde_json::Value,
+) -> (
+    kube::Client,
+    Arc<Mutex<Vec<Call>>>,
+    tokio::task::JoinHandle<()>,
+) {
     let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = kube::Client::new(service, NS);
     let calls = Arc::new(Mutex::new(Vec::new()));
     let server = tokio::spawn({
         let calls = calls.clone();
-        let bg = bg.clone();
+        let bg = obj;
         async move {
             while let Some((request, send)) = handle.next_request().await {
                 let (parts, body) = request.into_parts();
@@ -109,6 +120,7 @@ async fn calls_of_one_reconcile(bg: serde_json::Value) -> Vec<Call> {
                         .unwrap_or_default()
                         .to_owned(),
                     query: parts.uri.query().unwrap_or_default().to_owned(),
+                    body: serde_json::from_slice(&bytes).unwrap_or_default(),
                 };
                 let (status, json) = answer(&call, &bytes, &bg);
                 calls.lock().expect("calls").push(call);
@@ -121,6 +133,12 @@ async fn calls_of_one_reconcile(bg: serde_json::Value) -> Vec<Call> {
             }
         }
     });
+    (client, calls, server)
+}
+
+/// Runs one reconcile of `bg` against the mock and returns every call in order.
+async fn calls_of_one_reconcile(bg: serde_json::Value) -> Vec<Call> {
+    let (client, calls, server) = mock_server(bg.clone());
     // Port 1 on loopback refuses at once: the replica read fails fast and must not fail the
     // reconcile.
     let ctx = Context::new(client)
@@ -238,4 +256,89 @@ async fn an_invalid_group_applies_nothing_and_reports_status() {
             ("PATCH", status.as_str()),
         ]
     );
+}
+
+fn topic(finalizers: &[&str]) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "ferrum.dev/v1alpha1",
+        "kind": "Topic",
+        "metadata": {
+            "name": "orders", "namespace": NS, "uid": "0b1c2d3e-0000-4000-8000-000000000002",
+            "generation": 1, "resourceVersion": "9", "finalizers": finalizers
+        },
+        "spec": { "clusterName": "c1", "topicName": "Orders", "readQueueNums": 4,
+                  "writeQueueNums": 4, "perm": 6, "order": false }
+    })
+}
+
+async fn topic_calls(obj: serde_json::Value) -> Vec<Call> {
+    let (client, calls, server) = mock_server(obj.clone());
+    let ctx = Context::new(client)
+        .with_namesrv_overrides(NamesrvOverrides::parse(&["c1=127.0.0.1:1"]).expect("override"));
+    let t: ferrum_operator::crd::Topic = serde_json::from_value(obj).expect("topic");
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        ferrum_operator::topic_controller::reconcile(Arc::new(t), Arc::new(ctx)),
+    )
+    .await
+    .expect("reconcile in time")
+    .expect("an unreachable NameServer is a status, not an error");
+    server.abort();
+    calls.lock().expect("calls").clone()
+}
+
+#[tokio::test]
+async fn a_new_topic_first_gets_its_finalizer() {
+    let calls = topic_calls(topic(&[])).await;
+    let topic_path = group_path("ferrum.dev/v1alpha1", "topics", "orders");
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(
+        (calls[0].method.as_str(), calls[0].path.as_str()),
+        ("PATCH", topic_path.as_str())
+    );
+    assert!(
+        calls[0]
+            .body
+            .to_string()
+            .contains(ferrum_operator::topic_controller::TOPIC_FINALIZER),
+        "{:?}",
+        calls[0].body
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_nameserver_is_a_degraded_status() {
+    let calls = topic_calls(topic(&[ferrum_operator::topic_controller::TOPIC_FINALIZER])).await;
+    let seen: Vec<(&str, &str)> = calls
+        .iter()
+        .map(|c| (c.method.as_str(), c.path.as_str()))
+        .collect();
+    let events = format!("/apis/events.k8s.io/v1/namespaces/{NS}/events");
+    let status = group_path("ferrum.dev/v1alpha1", "topics", "orders/status");
+    assert_eq!(
+        seen,
+        vec![("POST", events.as_str()), ("PATCH", status.as_str())]
+    );
+    let conditions = calls[1].body["status"]["conditions"]
+        .as_array()
+        .expect("conditions")
+        .clone();
+    let degraded = conditions
+        .iter()
+        .find(|c| c["type"] == "Degraded")
+        .expect("Degraded");
+    assert_eq!(degraded["status"], "True");
+    assert!(
+        degraded["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("127.0.0.1:1 unreachable"),
+        "{degraded}"
+    );
+    assert_eq!(degraded["observedGeneration"], 1);
+    let ready = conditions
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .expect("Ready");
+    assert_eq!(ready["status"], "False");
 }
