@@ -36,7 +36,7 @@ NEEDS = {
     "PodDisruptionBudget": ("policy", "poddisruptionbudgets",
                             {"list", "watch", "create", "patch"}, "owns; apply"),
     "PersistentVolumeClaim": ("", "persistentvolumeclaims", {"get", "patch"}, "volume growth"),
-    "Pod": ("", "pods", {"patch"}, "master role label"),
+    "Pod": ("", "pods", {"list", "patch"}, "ready ordinals by label; master role label"),
     "Event": ("events.k8s.io", "events", {"create", "patch"}, "kube Recorder"),
 }
 LEASE = ("coordination.k8s.io", "leases", {"get", "create", "update"}, "leader election")
@@ -51,8 +51,8 @@ NEVER = [("get", "secrets", ""), ("delete", "statefulsets", "apps"),
 def used_types(src):
     """Type names appearing as Api<T>, Api::<T> or Api<DeserializeGuard<T>> in the sources."""
     found = {}
-    # `apply::<T>` is the controller's server-side-apply helper around Api<T>.
-    pat = re.compile(r"\b(?:Api|apply)(?:::)?<\s*(?:DeserializeGuard<\s*)?([A-Za-z_][A-Za-z0-9_:]*)")
+    # `apply::<T>` and `scoped::<T>` are the controller's helpers around Api<T>.
+    pat = re.compile(r"\b(?:Api|apply|scoped)(?:::)?<\s*(?:DeserializeGuard<\s*)?([A-Za-z_][A-Za-z0-9_:]*)")
     for f in sorted(pathlib.Path(src).rglob("*.rs")):
         text = f.read_text()
         # Unit-test modules build objects without a cluster; only the code above them counts.

@@ -153,4 +153,58 @@ k apply --server-side -f "$out/namespaced.yaml" --field-manager=chart-test >/dev
 python3 "$here/rbac_check.py" "$out/namespaced.yaml" --src "$repo/operator/src" --release-ns "$NS" \
   --leader --watch "$(IFS=,; echo "${WATCH[*]}")" --kubectl "$FERRUM_KUBECTL" --kubeconfig "$FERRUM_KUBECONFIG"
 
+# The real operator binary, authenticated as the chart's ServiceAccount, in both RBAC modes:
+# any call its rules do not allow shows up as "forbidden" in its log.
+run_operator() { # mode, namespace of the example, extra flags...
+  local mode=$1 ns=$2; shift 2
+  local token kcfg="$out/operator-$mode.kubeconfig" log="$out/operator-$mode.log"
+  token="$(k -n "$NS" create token ferrum --duration=1h)"
+  python3 - "$FERRUM_KUBECONFIG" "$token" "$NS" >"$kcfg" <<'PY'
+import sys, yaml
+cfg = yaml.safe_load(open(sys.argv[1]))
+cfg["users"] = [{"name": "operator", "user": {"token": sys.argv[2]}}]
+cfg["contexts"] = [{"name": "operator", "context": {"cluster": cfg["clusters"][0]["name"],
+                    "user": "operator", "namespace": sys.argv[3]}}]
+cfg["current-context"] = "operator"
+print(yaml.safe_dump(cfg))
+PY
+  KUBECONFIG="$kcfg" POD_NAMESPACE="$NS" POD_NAME="chart-test-$mode" RUST_LOG=info \
+    "$OPERATOR_BIN" run --metrics-listen 127.0.0.1:0 "$@" >"$log" 2>&1 &
+  local pid=$!
+  k apply -n "$ns" -f "$repo/examples/broker-group-master-slave.yaml" -f "$repo/examples/topic.yaml" >/dev/null
+  local ok=0
+  for _ in $(seq 1 120); do
+    if k -n "$ns" get statefulset orders-a >/dev/null 2>&1 \
+       && [ -n "$(k -n "$ns" get brokergroup orders-a -o jsonpath='{.status.observedGeneration}')" ] \
+       && [ -n "$(k -n "$ns" get topic order-events -o jsonpath='{.status.conditions}')" ] \
+       && k -n "$NS" get lease ferrum-operator >/dev/null 2>&1; then
+      ok=1; break
+    fi
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.5
+  done
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  if [ "$ok" != 1 ] || grep -qi forbidden "$log"; then
+    echo "operator ($mode) as the chart's ServiceAccount:" >&2
+    grep -i 'forbidden\|error' "$log" | head -20 >&2 || tail -20 "$log" >&2
+    exit 1
+  fi
+  # Topics carry a finalizer; without an operator running it would block the namespace's cleanup.
+  k -n "$ns" patch topic order-events --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null
+  k -n "$ns" delete -f "$repo/examples/topic.yaml" -f "$repo/examples/broker-group-master-slave.yaml" >/dev/null
+  k -n "$NS" delete lease ferrum-operator >/dev/null
+  echo "   $mode: StatefulSet applied, BrokerGroup and Topic status written, Lease held; nothing forbidden"
+}
+OPERATOR_BIN="${OPERATOR_BIN:-$repo/target/debug/ferrum-operator}"
+if [ ! -x "$OPERATOR_BIN" ] || [ -n "$(find "$repo/operator/src" -newer "$OPERATOR_BIN" -name '*.rs' | head -1)" ]; then
+  cargo build -q -p ferrum-operator --bin ferrum-operator
+fi
+step "the operator binary as the chart's ServiceAccount (namespaced: ${WATCH[*]})"
+run_operator namespaced "${WATCH[0]}" --watch-namespaces "$(IFS=,; echo "${WATCH[*]}")"
+k delete -f "$out/namespaced.yaml" --wait=true >/dev/null
+k apply --server-side -f "$out/default.yaml" --field-manager=chart-test >/dev/null
+step "the operator binary as the chart's ServiceAccount (cluster-wide)"
+run_operator cluster-wide examples
+
 echo "chart-test: all checks passed"

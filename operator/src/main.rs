@@ -35,6 +35,14 @@ enum Command {
             value_delimiter = ' '
         )]
         namesrv_overrides: Vec<String>,
+        /// Manage only these namespaces (comma-separated), which needs a Role in each of
+        /// them instead of a ClusterRole. Empty: every namespace.
+        #[arg(
+            long = "watch-namespaces",
+            env = "FERRUM_WATCH_NAMESPACES",
+            value_delimiter = ','
+        )]
+        watch_namespaces: Vec<String>,
     },
 }
 
@@ -50,7 +58,12 @@ async fn main() -> anyhow::Result<()> {
             metrics_listen,
             leader_election_namespace,
             namesrv_overrides,
+            watch_namespaces,
         } => {
+            let watch_namespaces: Vec<String> = watch_namespaces
+                .into_iter()
+                .filter(|n| !n.is_empty())
+                .collect();
             let overrides =
                 ferrum_operator::topic_controller::NamesrvOverrides::parse(&namesrv_overrides)
                     .map_err(anyhow::Error::msg)?;
@@ -69,7 +82,7 @@ async fn main() -> anyhow::Result<()> {
             let ctx = ferrum_operator::controller::Context::with_metrics(client.clone(), metrics)
                 .with_namesrv_overrides(overrides);
             let Some(ns) = leader_election_namespace else {
-                run_controllers(ctx).await;
+                run_controllers(ctx, &watch_namespaces).await;
                 return Ok(());
             };
             let identity = std::env::var("POD_NAME")
@@ -83,7 +96,7 @@ async fn main() -> anyhow::Result<()> {
             elector.acquire(std::time::Duration::from_secs(2)).await;
             tracing::info!(%identity, "leading");
             tokio::select! {
-                () = run_controllers(ctx) => Ok(()),
+                () = run_controllers(ctx, &watch_namespaces) => Ok(()),
                 // Exiting lets the Deployment restart us as a follower; continuing to
                 // reconcile without the lease could fight the new leader.
                 lost = elector.keep_leading() => Err(lost.into()),
@@ -92,10 +105,24 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-/// Both controllers side by side; each stops on the shutdown signal.
-async fn run_controllers(ctx: ferrum_operator::controller::Context) {
-    tokio::join!(
-        ferrum_operator::controller::run_with(ctx.clone()),
-        ferrum_operator::topic_controller::run(ctx),
-    );
+/// Both controllers side by side, cluster-wide or once per watched namespace; each stops
+/// on the shutdown signal.
+async fn run_controllers(ctx: ferrum_operator::controller::Context, namespaces: &[String]) {
+    if namespaces.is_empty() {
+        tokio::join!(
+            ferrum_operator::controller::run_with(ctx.clone()),
+            ferrum_operator::topic_controller::run(ctx),
+        );
+        return;
+    }
+    let per_namespace = namespaces.iter().map(|ns| {
+        let ctx = ctx.clone();
+        async move {
+            tokio::join!(
+                ferrum_operator::controller::run_namespaced(ctx.clone(), ns),
+                ferrum_operator::topic_controller::run_namespaced(ctx, ns),
+            );
+        }
+    });
+    futures::future::join_all(per_namespace).await;
 }

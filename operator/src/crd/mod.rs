@@ -43,6 +43,17 @@ mod tests {
         );
     }
 
+    /// Helm installs CRDs only from inside the chart, so the chart carries a copy of `crds/`.
+    #[test]
+    fn chart_crds_are_the_same_bytes() {
+        let dir = env!("CARGO_MANIFEST_DIR");
+        let read = |p: &str| std::fs::read(format!("{dir}/../{p}")).expect(p);
+        assert!(
+            read("crds/ferrum.dev.yaml") == read("charts/ferrum/crds/ferrum.dev.yaml"),
+            "charts/ferrum/crds/ferrum.dev.yaml differs from crds/ferrum.dev.yaml: run `make crds`"
+        );
+    }
+
     fn rules(schema: &serde_json::Value, out: &mut Vec<String>) {
         match schema {
             serde_json::Value::Object(map) => {
