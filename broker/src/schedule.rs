@@ -96,23 +96,50 @@ struct DelayOffsets {
     offset_table: BTreeMap<i32, i64>,
 }
 
-/// Delivers due delayed messages until `shutdown`.
+/// Delivers due delayed messages until `shutdown`, only while this broker is a master: a slave
+/// holds the master's delayed messages through replication and must not append deliveries of
+/// its own, or its CommitLog would diverge from the master's. On promotion the offsets are read
+/// again, as the slave sync keeps the master's `delayOffset.json`.
 pub async fn run(core: Arc<BrokerCore>, mut shutdown: watch::Receiver<bool>) {
+    let mut role = core.ha.subscribe();
+    loop {
+        while role.borrow_and_update().is_slave() {
+            tokio::select! {
+                changed = role.changed() => if changed.is_err() { return },
+                _ = shutdown.changed() => return,
+            }
+        }
+        if !deliver_while_master(&core, &mut role, &mut shutdown).await {
+            return;
+        }
+    }
+}
+
+/// Returns `false` on shutdown (or when delivery cannot start), `true` when the broker became
+/// a slave.
+async fn deliver_while_master(
+    core: &BrokerCore,
+    role: &mut watch::Receiver<crate::ha::RoleState>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
     let path = core.config.config_dir().join("delayOffset.json");
     let mut offsets: DelayOffsets = match persist::read_json(&path) {
         Ok(found) => found.unwrap_or_default(),
         Err(error) => {
             tracing::error!(%error, "delay offsets unreadable; delayed messages are not delivered");
-            return;
+            return false;
         }
     };
     loop {
+        if role.borrow().is_slave() {
+            return true;
+        }
         let mut wait = IDLE_SCAN;
         let mut dirty = false;
         for (index, delay) in DELAY_LEVELS.iter().enumerate() {
             let level = index as i32 + 1;
             let offset = offsets.offset_table.entry(level).or_insert(0);
-            let (advanced, due_in) = deliver_level(&core, index as i32, offset, *delay).await;
+            let (advanced, due_in) = deliver_level(core, index as i32, offset, *delay).await;
             dirty |= advanced;
             if let Some(due_in) = due_in {
                 wait = wait.min(due_in);
@@ -129,7 +156,8 @@ pub async fn run(core: Arc<BrokerCore>, mut shutdown: watch::Receiver<bool>) {
         tokio::select! {
             _ = tokio::time::sleep(wait.max(Duration::from_millis(10))) => {}
             _ = core.schedule_wakeup.notified() => {}
-            _ = shutdown.changed() => return,
+            changed = role.changed() => if changed.is_err() { return false },
+            _ = shutdown.changed() => return false,
         }
     }
 }

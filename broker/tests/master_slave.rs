@@ -941,3 +941,94 @@ async fn failover_async_master_loses_only_the_reported_lag() {
     .await
     .expect("drill finishes in time");
 }
+
+/// A slave holds the master's delayed messages through replication; if it delivered them
+/// itself its CommitLog would grow past, and then diverge from, the master's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_master_delivers_delayed_messages() {
+    tokio::time::timeout(Duration::from_secs(120), async {
+        const NAME: &str = "ms-delay";
+        const TOPIC: &str = "MsDelayTopic";
+        let namesrv = start_namesrv();
+        let master_dir = tempfile::tempdir().expect("tempdir");
+        let slave_dir = tempfile::tempdir().expect("tempdir");
+        let master = start_broker(
+            master_dir.path(),
+            &namesrv.addr,
+            NAME,
+            "ASYNC_MASTER",
+            0,
+            &[],
+        );
+        let admin = Admin::new([namesrv.addr.as_str()]);
+        wait_for_member(&admin, NAME, 0, &master.addr).await;
+        let slave = start_broker(slave_dir.path(), &namesrv.addr, NAME, "SLAVE", 1, &[]);
+        wait_for_member(&admin, NAME, 1, &slave.addr).await;
+        admin
+            .create_topic(&master.addr, &TopicConfig::new(TOPIC, 1))
+            .await
+            .expect("topic created");
+
+        let producer = Producer::new([namesrv.addr.as_str()], "ms-delay-producer");
+        for i in 0..3 {
+            let sent = producer
+                .send_to_queue(
+                    TOPIC,
+                    Message::new(format!("later-{i}")).with_delay_level(1),
+                    0,
+                )
+                .await
+                .expect("send to the master");
+            assert_eq!(sent.status, SendStatus::SendOk);
+        }
+        // Level 1 is 1 s: once the master's copies sit in the topic's queue and the slave has
+        // every byte of the master, both CommitLogs must end at the same offset.
+        let delivered = eventually(Duration::from_secs(30), || async {
+            let max = call(
+                &master.addr,
+                request(
+                    RequestCode::GET_MAX_OFFSET,
+                    &[("topic", TOPIC), ("queueId", "0")],
+                ),
+            )
+            .await;
+            max.ext_fields.get("offset").map(String::as_str) == Some("3")
+        })
+        .await;
+        assert!(delivered, "the master delivered the three delayed messages");
+        let in_step = eventually(Duration::from_secs(30), || async {
+            let (Some(m), Some(s)) = (
+                replica_status(&master.addr).await,
+                replica_status(&slave.addr).await,
+            ) else {
+                return false;
+            };
+            m.max_phy_offset == s.max_phy_offset
+        })
+        .await;
+        assert!(in_step, "the slave caught up with the master");
+        // Give a wrongly running schedule service on the slave time to act (level 1 = 1 s).
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let m = replica_status(&master.addr).await.expect("master status");
+        let s = replica_status(&slave.addr).await.expect("slave status");
+        assert_eq!(
+            s.max_phy_offset, m.max_phy_offset,
+            "the slave appended nothing of its own"
+        );
+        let on_slave = call(
+            &slave.addr,
+            request(
+                RequestCode::GET_MAX_OFFSET,
+                &[("topic", TOPIC), ("queueId", "0")],
+            ),
+        )
+        .await;
+        assert_eq!(
+            on_slave.ext_fields.get("offset").map(String::as_str),
+            Some("3"),
+            "the slave's queue holds exactly the master's three deliveries"
+        );
+    })
+    .await
+    .expect("scenario finishes in time");
+}
