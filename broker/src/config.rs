@@ -178,6 +178,20 @@ pub struct BrokerConfig {
     /// The brokerId a master that finds a newer master takes as a slave (`brokerIdWhenDemoted`);
     /// `None` picks 1 + the highest id the NameServers report.
     pub broker_id_when_demoted: Option<i64>,
+    /// Raft mode (`enableDLegerCommitLog`); the keys below are read by `raft::RaftConfig`.
+    pub enable_dleger_commit_log: bool,
+    /// `dLegerGroup`; empty means the brokerName.
+    pub dleger_group: String,
+    /// `dLegerPeers`: `n0-host:port;n1-host:port;…`, validated by `raft::RaftConfig`.
+    pub dleger_peers: String,
+    /// `dLegerSelfId`: this replica's id among `dLegerPeers`.
+    pub dleger_self_id: String,
+    /// Leader heartbeat period, ms (Ferrum key `ferrumRaftHeartbeatIntervalMs`).
+    pub raft_heartbeat_interval_ms: u64,
+    /// Lower bound of the randomized election timeout, ms (`ferrumRaftElectionTimeoutMinMs`).
+    pub raft_election_timeout_min_ms: u64,
+    /// Upper bound of the randomized election timeout, ms (`ferrumRaftElectionTimeoutMaxMs`).
+    pub raft_election_timeout_max_ms: u64,
 }
 
 /// The HA shared secret; `Debug` never prints it.
@@ -249,6 +263,13 @@ impl Default for BrokerConfig {
             ha_max_bytes_in_flight: 4 * 1024 * 1024,
             sync_flush_timeout: 5_000,
             broker_id_when_demoted: None,
+            enable_dleger_commit_log: false,
+            dleger_group: String::new(),
+            dleger_peers: String::new(),
+            dleger_self_id: String::new(),
+            raft_heartbeat_interval_ms: 100,
+            raft_election_timeout_min_ms: 500,
+            raft_election_timeout_max_ms: 1_000,
         }
     }
 }
@@ -304,6 +325,13 @@ pub const KNOWN_KEYS: &[&str] = &[
     "haMaxBytesInFlight",
     "syncFlushTimeout",
     "brokerIdWhenDemoted",
+    "enableDLegerCommitLog",
+    "dLegerGroup",
+    "dLegerPeers",
+    "dLegerSelfId",
+    "ferrumRaftHeartbeatIntervalMs",
+    "ferrumRaftElectionTimeoutMinMs",
+    "ferrumRaftElectionTimeoutMaxMs",
 ];
 
 fn parse_num<T: FromStr>(key: &str, value: &str) -> Result<T, ConfigError> {
@@ -536,6 +564,19 @@ impl BrokerConfig {
             "brokerIdWhenDemoted" => {
                 self.broker_id_when_demoted = Some(parse_range(key, value, 1, i64::MAX)?);
             }
+            "enableDLegerCommitLog" => self.enable_dleger_commit_log = parse_bool(key, value)?,
+            "dLegerGroup" => self.dleger_group = value.to_owned(),
+            "dLegerPeers" => self.dleger_peers = value.to_owned(),
+            "dLegerSelfId" => self.dleger_self_id = value.to_owned(),
+            "ferrumRaftHeartbeatIntervalMs" => {
+                self.raft_heartbeat_interval_ms = parse_range(key, value, 1, 60_000)?;
+            }
+            "ferrumRaftElectionTimeoutMinMs" => {
+                self.raft_election_timeout_min_ms = parse_range(key, value, 1, 600_000)?;
+            }
+            "ferrumRaftElectionTimeoutMaxMs" => {
+                self.raft_election_timeout_max_ms = parse_range(key, value, 1, 600_000)?;
+            }
             _ => return Ok(false),
         }
         Ok(true)
@@ -543,6 +584,7 @@ impl BrokerConfig {
 
     /// Checks constraints that span keys, after every source has been applied.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        crate::raft::config::RaftConfig::from_broker_config(self)?;
         match self.broker_role {
             BrokerRole::Slave if self.broker_id == 0 => Err(invalid(
                 "brokerId",

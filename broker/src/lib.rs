@@ -16,6 +16,7 @@ pub mod message_processor;
 pub mod metrics;
 pub mod persist;
 pub mod processor;
+pub mod raft;
 pub mod register;
 pub mod schedule;
 pub mod server;

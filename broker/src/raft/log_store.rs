@@ -1,0 +1,751 @@
+//! The Raft log over ferrum-store's CommitLog and the state machine that is the committed
+//! offset (the mapping is documented in the module above).
+#![allow(
+    clippy::result_large_err,
+    reason = "openraft's traits fix StorageError as the error type; boxing it here would only move the conversion"
+)]
+
+use std::collections::VecDeque;
+use std::fmt::Debug;
+use std::fs::{File, OpenOptions};
+use std::io::{Cursor, Read, Write};
+use std::ops::{Bound, RangeBounds};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use ferrum_store::{MessageStore, PutMessageStatus};
+use openraft::storage::{LogFlushed, RaftLogStorage, RaftStateMachine};
+use openraft::{
+    AnyError, CommittedLeaderId, Entry, EntryPayload, LogId, LogState, Membership, RaftLogReader,
+    RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageError, StorageIOError, StoredMembership,
+    Vote,
+};
+use serde::{Deserialize, Serialize};
+
+use super::{RaftRequest, RaftResponse, TypeConfig};
+
+type NodeId = u64;
+type Node = openraft::BasicNode;
+type SErr = StorageError<NodeId>;
+
+const KIND_BLANK: u8 = 0;
+const KIND_NORMAL: u8 = 1;
+const KIND_MEMBERSHIP: u8 = 2;
+/// index u64, term u64, leader u64, kind u8, offset i64, len u64, extra_len u32.
+const SLOT_HEADER: usize = 8 + 8 + 8 + 1 + 8 + 8 + 4;
+const LOG_FILE: &str = "log.idx";
+const STATE_FILE: &str = "state.json";
+
+/// One log entry's place: where its bytes are in the CommitLog and where its slot is in the
+/// sidecar file.
+#[derive(Debug, Clone)]
+struct Slot {
+    log_id: LogId<NodeId>,
+    kind: u8,
+    offset: i64,
+    len: u64,
+    /// A membership entry's JSON.
+    extra: Vec<u8>,
+    file_pos: u64,
+}
+
+impl Slot {
+    fn end(&self) -> i64 {
+        self.offset + self.len as i64
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(SLOT_HEADER + self.extra.len());
+        b.extend_from_slice(&self.log_id.index.to_be_bytes());
+        b.extend_from_slice(&self.log_id.leader_id.term.to_be_bytes());
+        b.extend_from_slice(&self.log_id.leader_id.node_id.to_be_bytes());
+        b.push(self.kind);
+        b.extend_from_slice(&self.offset.to_be_bytes());
+        b.extend_from_slice(&self.len.to_be_bytes());
+        b.extend_from_slice(&(self.extra.len() as u32).to_be_bytes());
+        b.extend_from_slice(&self.extra);
+        b
+    }
+
+    /// The slot at `buf[pos..]`, `None` for a torn tail.
+    fn decode(buf: &[u8], pos: usize) -> Option<(Slot, usize)> {
+        let h = buf.get(pos..pos + SLOT_HEADER)?;
+        let u64_at = |i: usize| u64::from_be_bytes(h[i..i + 8].try_into().unwrap_or([0; 8]));
+        let extra_len = u32::from_be_bytes(h[41..45].try_into().unwrap_or([0; 4])) as usize;
+        let extra = buf.get(pos + SLOT_HEADER..pos + SLOT_HEADER + extra_len)?;
+        let kind = h[24];
+        if kind > KIND_MEMBERSHIP {
+            return None;
+        }
+        let slot = Slot {
+            log_id: LogId::new(CommittedLeaderId::new(u64_at(8), u64_at(16)), u64_at(0)),
+            kind,
+            offset: u64_at(25) as i64,
+            len: u64_at(33),
+            extra: extra.to_vec(),
+            file_pos: pos as u64,
+        };
+        Some((slot, SLOT_HEADER + extra_len))
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct HardState {
+    vote: Option<Vote<NodeId>>,
+    last_purged: Option<LogId<NodeId>>,
+}
+
+#[derive(Debug)]
+struct LogInner {
+    dir: PathBuf,
+    store: MessageStore,
+    file: File,
+    file_len: u64,
+    /// Ascending by index (contiguous in real use; openraft's suite also appends with gaps).
+    slots: VecDeque<Slot>,
+    hard: HardState,
+}
+
+/// openraft's log storage over a [`MessageStore`]. Cheap to clone; clones share the log.
+#[derive(Debug, Clone)]
+pub struct RaftLogStore {
+    inner: Arc<Mutex<LogInner>>,
+}
+
+/// openraft's state machine: the applied position, which bounds what consumers may read.
+#[derive(Debug, Clone)]
+pub struct RaftStateMachineStore {
+    inner: Arc<Mutex<SmInner>>,
+}
+
+#[derive(Debug)]
+struct SmInner {
+    store: MessageStore,
+    last_applied: Option<LogId<NodeId>>,
+    membership: StoredMembership<NodeId, Node>,
+    /// End of the last applied record: the committed CommitLog offset.
+    applied_end: i64,
+    snapshot: Option<(SnapshotMeta<NodeId, Node>, Vec<u8>)>,
+    snapshot_seq: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct SnapshotData {
+    applied_end: i64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn io_err(what: impl std::fmt::Display) -> AnyError {
+    AnyError::error(what)
+}
+
+/// Opens the Raft log kept in `store` with its sidecar files in `dir` (created if needed),
+/// reconciles the two after a crash, and hides every byte not yet known committed from readers.
+pub fn open_storage(
+    dir: &Path,
+    store: MessageStore,
+) -> Result<(RaftLogStore, RaftStateMachineStore), SErr> {
+    let write_err = |e: std::io::Error| SErr::from(StorageIOError::write_logs(AnyError::new(&e)));
+    std::fs::create_dir_all(dir).map_err(write_err)?;
+    let hard: HardState = match std::fs::read(dir.join(STATE_FILE)) {
+        Ok(b) => serde_json::from_slice(&b)
+            .map_err(|e| SErr::from(StorageIOError::read_vote(AnyError::new(&e))))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => HardState::default(),
+        Err(e) => return Err(SErr::from(StorageIOError::read_vote(AnyError::new(&e)))),
+    };
+    let path = dir.join(LOG_FILE);
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(write_err)?;
+    let mut buf = Vec::new();
+    file.read_to_end(&mut buf).map_err(write_err)?;
+    let purged_index = hard.last_purged.map(|l| l.index);
+    let store_end = store.max_phy_offset();
+    let mut slots: VecDeque<Slot> = VecDeque::new();
+    let mut pos = 0;
+    let mut valid_len = 0;
+    while let Some((slot, n)) = Slot::decode(&buf, pos) {
+        // Slots written after their CommitLog bytes were lost (a machine crash with both files
+        // unflushed) end the log there.
+        if slot.end() > store_end {
+            break;
+        }
+        if let Some(prev) = slots.back()
+            && slot.log_id.index <= prev.log_id.index
+        {
+            break;
+        }
+        pos += n;
+        valid_len = pos;
+        if purged_index.is_some_and(|p| slot.log_id.index <= p) {
+            continue;
+        }
+        slots.push_back(slot);
+    }
+    file.set_len(valid_len as u64).map_err(write_err)?;
+    // CommitLog bytes beyond the last slot were written by an append whose slot never made it.
+    let expected_end = match (slots.back(), purged_index) {
+        (Some(s), _) => Some(s.end()),
+        (None, None) => Some(store.min_phy_offset()),
+        (None, Some(_)) => None,
+    };
+    if let Some(end) = expected_end
+        && store.max_phy_offset() > end
+    {
+        tracing::warn!(
+            from = end,
+            to = store.max_phy_offset(),
+            "truncating CommitLog bytes no Raft log slot accounts for"
+        );
+        store
+            .truncate_to(end)
+            .map_err(|e| SErr::from(StorageIOError::write_logs(AnyError::new(&e))))?;
+    }
+    let committed_floor = slots
+        .front()
+        .map_or(store.max_phy_offset(), |s| s.offset)
+        .min(store.max_phy_offset());
+    store.set_committed_offset(Some(committed_floor));
+    let log = RaftLogStore {
+        inner: Arc::new(Mutex::new(LogInner {
+            dir: dir.to_path_buf(),
+            store: store.clone(),
+            file,
+            file_len: valid_len as u64,
+            slots,
+            hard,
+        })),
+    };
+    let sm = RaftStateMachineStore {
+        inner: Arc::new(Mutex::new(SmInner {
+            store,
+            last_applied: None,
+            membership: StoredMembership::default(),
+            applied_end: committed_floor,
+            snapshot: None,
+            snapshot_seq: 0,
+        })),
+    };
+    Ok((log, sm))
+}
+
+/// Replaces `path` so that a crash leaves either the old or the new content.
+fn write_atomically(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+impl LogInner {
+    fn save_hard(&self) -> std::io::Result<()> {
+        let data = serde_json::to_vec(&self.hard).map_err(std::io::Error::other)?;
+        write_atomically(&self.dir.join(STATE_FILE), &data)
+    }
+
+    /// Position of the first slot whose index is at least `index`.
+    fn position(&self, index: u64) -> usize {
+        self.slots.partition_point(|s| s.log_id.index < index)
+    }
+
+    fn read_bytes(&self, offset: i64, len: u64) -> Result<Vec<u8>, AnyError> {
+        let mut out = Vec::with_capacity(len as usize);
+        let mut at = offset;
+        let end = offset + len as i64;
+        while at < end {
+            let chunk = self
+                .store
+                .read_raw(at, (end - at) as usize)
+                .ok_or_else(|| io_err(format!("CommitLog bytes at {at} are gone")))?;
+            at += chunk.len() as i64;
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
+    }
+
+    fn entry(&self, slot: &Slot) -> Result<Entry<TypeConfig>, SErr> {
+        let read_err = |e: AnyError| SErr::from(StorageIOError::read_log_entry(slot.log_id, e));
+        let payload = match slot.kind {
+            KIND_BLANK => EntryPayload::Blank,
+            KIND_NORMAL => EntryPayload::Normal(RaftRequest::Stored {
+                offset: slot.offset,
+                data: self.read_bytes(slot.offset, slot.len).map_err(read_err)?,
+            }),
+            _ => EntryPayload::Membership(
+                serde_json::from_slice::<Membership<NodeId, Node>>(&slot.extra)
+                    .map_err(|e| read_err(AnyError::new(&e)))?,
+            ),
+        };
+        Ok(Entry {
+            log_id: slot.log_id,
+            payload,
+        })
+    }
+
+    fn entries(&self, range: impl RangeBounds<u64>) -> Result<Vec<Entry<TypeConfig>>, SErr> {
+        let from = match range.start_bound() {
+            Bound::Included(&s) => self.position(s),
+            Bound::Excluded(&s) => self.position(s.saturating_add(1)),
+            Bound::Unbounded => 0,
+        };
+        let mut out = Vec::new();
+        for slot in self.slots.iter().skip(from) {
+            if !range.contains(&slot.log_id.index) {
+                break;
+            }
+            out.push(self.entry(slot)?);
+        }
+        Ok(out)
+    }
+
+    fn append_one(&mut self, entry: Entry<TypeConfig>) -> Result<(), SErr> {
+        let log_id = entry.log_id;
+        let werr = |e: AnyError| SErr::from(StorageIOError::write_log_entry(log_id, e));
+        if let Some(last) = self.slots.back()
+            && last.log_id.index >= log_id.index
+        {
+            return Err(werr(io_err(format!(
+                "entry {} does not come after the last entry {}",
+                log_id.index, last.log_id.index
+            ))));
+        }
+        let start = self.store.max_phy_offset();
+        let (kind, len, extra) = match entry.payload {
+            EntryPayload::Blank => (KIND_BLANK, 0, Vec::new()),
+            EntryPayload::Membership(m) => (
+                KIND_MEMBERSHIP,
+                0,
+                serde_json::to_vec(&m).map_err(|e| werr(AnyError::new(&e)))?,
+            ),
+            EntryPayload::Normal(RaftRequest::Message(msg)) => {
+                let put = self.store.put_messages_blocking(vec![msg.into_inner()]);
+                let append = match (put.status, put.append) {
+                    (PutMessageStatus::PutOk, Some(a)) => a,
+                    (status, _) => {
+                        return Err(werr(io_err(format!(
+                            "the CommitLog refused the entry: {status:?} {}",
+                            put.remark.unwrap_or_default()
+                        ))));
+                    }
+                };
+                let end = append.wrote_offset + append.wrote_bytes as i64;
+                (KIND_NORMAL, (end - start) as u64, Vec::new())
+            }
+            EntryPayload::Normal(RaftRequest::Stored { offset, data }) => {
+                if offset != start {
+                    return Err(werr(io_err(format!(
+                        "entry bytes belong at CommitLog offset {offset}, the log ends at {start}"
+                    ))));
+                }
+                self.store
+                    .append_raw_at(offset, &data)
+                    .map_err(|e| werr(AnyError::new(&e)))?;
+                (KIND_NORMAL, data.len() as u64, Vec::new())
+            }
+        };
+        let slot = Slot {
+            log_id,
+            kind,
+            offset: start,
+            len,
+            extra,
+            file_pos: self.file_len,
+        };
+        let bytes = slot.encode();
+        self.file
+            .write_all(&bytes)
+            .map_err(|e| werr(AnyError::new(&e)))?;
+        self.file_len += bytes.len() as u64;
+        self.slots.push_back(slot);
+        Ok(())
+    }
+
+    fn truncate_from(&mut self, index: u64) -> Result<(), SErr> {
+        let at = self.position(index);
+        let Some(slot) = self.slots.get(at).cloned() else {
+            return Ok(());
+        };
+        let werr = |e: AnyError| SErr::from(StorageIOError::write_logs(e));
+        // The sidecar first: a crash between the two leaves bytes no slot accounts for, which
+        // open() truncates.
+        self.file
+            .set_len(slot.file_pos)
+            .map_err(|e| werr(AnyError::new(&e)))?;
+        self.file_len = slot.file_pos;
+        self.slots.truncate(at);
+        if self.store.max_phy_offset() > slot.offset {
+            self.store
+                .truncate_to(slot.offset)
+                .map_err(|e| werr(AnyError::new(&e)))?;
+        }
+        Ok(())
+    }
+}
+
+impl RaftLogReader<TypeConfig> for RaftLogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<TypeConfig>>, SErr> {
+        lock(&self.inner).entries(range)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for RaftLogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, SErr> {
+        let inner = lock(&self.inner);
+        let last_purged_log_id = inner.hard.last_purged;
+        let last_log_id = inner.slots.back().map(|s| s.log_id).or(last_purged_log_id);
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), SErr> {
+        let mut inner = lock(&self.inner);
+        inner.hard.vote = Some(*vote);
+        inner
+            .save_hard()
+            .map_err(|e| SErr::from(StorageIOError::write_vote(AnyError::new(&e))))
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, SErr> {
+        Ok(lock(&self.inner).hard.vote)
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), SErr>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let mut inner = lock(&self.inner);
+        for entry in entries {
+            inner.append_one(entry)?;
+        }
+        drop(inner);
+        // The bytes are in the CommitLog mapping and the slots in the page cache: a process
+        // crash keeps both (see the module docs on durability).
+        callback.log_io_completed(Ok(()));
+        Ok(())
+    }
+
+    async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), SErr> {
+        tracing::info!(index = log_id.index, "truncating the Raft log");
+        lock(&self.inner).truncate_from(log_id.index)
+    }
+
+    async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), SErr> {
+        let mut inner = lock(&self.inner);
+        if inner
+            .hard
+            .last_purged
+            .is_some_and(|p| p.index >= log_id.index)
+        {
+            return Ok(());
+        }
+        inner.hard.last_purged = Some(log_id);
+        inner
+            .save_hard()
+            .map_err(|e| SErr::from(StorageIOError::write_logs(AnyError::new(&e))))?;
+        while inner
+            .slots
+            .front()
+            .is_some_and(|s| s.log_id.index <= log_id.index)
+        {
+            inner.slots.pop_front();
+        }
+        Ok(())
+    }
+}
+
+impl SmInner {
+    fn build(&mut self) -> Result<Snapshot<TypeConfig>, SErr> {
+        self.snapshot_seq += 1;
+        let snapshot_id = match self.last_applied {
+            Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, self.snapshot_seq),
+            None => format!("none-{}", self.snapshot_seq),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: self.last_applied,
+            last_membership: self.membership.clone(),
+            snapshot_id,
+        };
+        let data = serde_json::to_vec(&SnapshotData {
+            applied_end: self.applied_end,
+        })
+        .map_err(|e| SErr::from(StorageIOError::write_snapshot(None, AnyError::new(&e))))?;
+        self.snapshot = Some((meta.clone(), data.clone()));
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for RaftStateMachineStore {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, SErr> {
+        lock(&self.inner).build()
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for RaftStateMachineStore {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, Node>), SErr> {
+        let inner = lock(&self.inner);
+        Ok((inner.last_applied, inner.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<RaftResponse>, SErr>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let mut inner = lock(&self.inner);
+        let mut out = Vec::new();
+        for entry in entries {
+            inner.last_applied = Some(entry.log_id);
+            let response = match entry.payload {
+                EntryPayload::Blank => RaftResponse::default(),
+                EntryPayload::Membership(m) => {
+                    inner.membership = StoredMembership::new(Some(entry.log_id), m);
+                    RaftResponse::default()
+                }
+                EntryPayload::Normal(RaftRequest::Stored { offset, data }) => {
+                    inner.applied_end = inner.applied_end.max(offset + data.len() as i64);
+                    RaftResponse {
+                        offset,
+                        len: data.len() as u64,
+                    }
+                }
+                EntryPayload::Normal(RaftRequest::Message(_)) => {
+                    return Err(SErr::from(StorageIOError::apply(
+                        entry.log_id,
+                        io_err("a proposed message reached the state machine unencoded"),
+                    )));
+                }
+            };
+            out.push(response);
+        }
+        let end = inner.applied_end;
+        inner.store.set_committed_offset(Some(end));
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, SErr> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, Node>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), SErr> {
+        let werr =
+            |e: AnyError| SErr::from(StorageIOError::write_snapshot(Some(meta.signature()), e));
+        let data = snapshot.into_inner();
+        let parsed: SnapshotData =
+            serde_json::from_slice(&data).map_err(|e| werr(AnyError::new(&e)))?;
+        let mut inner = lock(&self.inner);
+        // A snapshot carries only the applied position; the bytes below it must already be in
+        // this replica's CommitLog (re-seeding a replica that lost its disk copies CommitLog
+        // files first).
+        if inner.store.max_phy_offset() < parsed.applied_end {
+            return Err(werr(io_err(format!(
+                "snapshot covers CommitLog bytes up to {}, this replica holds {}",
+                parsed.applied_end,
+                inner.store.max_phy_offset()
+            ))));
+        }
+        inner.last_applied = meta.last_log_id;
+        inner.membership = meta.last_membership.clone();
+        inner.applied_end = parsed.applied_end;
+        inner.store.set_committed_offset(Some(parsed.applied_end));
+        inner.snapshot = Some((meta.clone(), data));
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, SErr> {
+        let inner = lock(&self.inner);
+        Ok(inner.snapshot.as_ref().map(|(meta, data)| Snapshot {
+            meta: meta.clone(),
+            snapshot: Box::new(Cursor::new(data.clone())),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use openraft::testing::{StoreBuilder, Suite};
+
+    use super::super::ProposedMessage;
+    use super::*;
+
+    fn open_store(dir: &Path) -> MessageStore {
+        let mut config = ferrum_store::MessageStoreConfig::new(dir.join("store"));
+        // Small files, so entries regularly cross a file end and carry the padding with them.
+        config.mapped_file_size_commit_log = 16 * 1024;
+        MessageStore::open(config).expect("store opens")
+    }
+
+    struct Builder;
+
+    impl StoreBuilder<TypeConfig, RaftLogStore, RaftStateMachineStore, tempfile::TempDir> for Builder {
+        async fn build(
+            &self,
+        ) -> Result<(tempfile::TempDir, RaftLogStore, RaftStateMachineStore), SErr> {
+            let dir = tempfile::tempdir()
+                .map_err(|e| SErr::from(StorageIOError::write_logs(AnyError::new(&e))))?;
+            let store = open_store(dir.path());
+            let (log, sm) = open_storage(&dir.path().join("raft"), store)?;
+            Ok((dir, log, sm))
+        }
+    }
+
+    #[test]
+    fn openraft_storage_suite() {
+        Suite::test_all(Builder).expect("openraft's storage suite passes");
+    }
+
+    fn log_id(term: u64, index: u64) -> LogId<NodeId> {
+        LogId::new(CommittedLeaderId::new(term, 0), index)
+    }
+
+    fn message(i: usize) -> Entry<TypeConfig> {
+        Entry {
+            log_id: log_id(1, i as u64),
+            payload: EntryPayload::Normal(RaftRequest::Message(ProposedMessage {
+                topic: "TopicRaft".into(),
+                queue_id: (i % 2) as i32,
+                born_timestamp: 1_700_000_000_000,
+                body: vec![b'x'; 1500 + 10 * i],
+                properties: BTreeMap::from([("KEYS".to_owned(), format!("k{i}"))]),
+                ..Default::default()
+            })),
+        }
+    }
+
+    fn append(log: &mut LogInner, entries: Vec<Entry<TypeConfig>>) {
+        for e in entries {
+            log.append_one(e).expect("append");
+        }
+    }
+
+    #[test]
+    fn leader_bytes_replay_identically_on_a_follower_and_truncate() {
+        let leader_dir = tempfile::tempdir().expect("tempdir");
+        let follower_dir = tempfile::tempdir().expect("tempdir");
+        let (leader, _) = open_storage(
+            &leader_dir.path().join("raft"),
+            open_store(leader_dir.path()),
+        )
+        .expect("open");
+        let (follower, _) = open_storage(
+            &follower_dir.path().join("raft"),
+            open_store(follower_dir.path()),
+        )
+        .expect("open");
+        let mut l = lock(&leader.inner);
+        let membership = Membership::new(vec![BTreeSet::from([0u64, 1, 2])], None);
+        append(
+            &mut l,
+            vec![Entry {
+                log_id: log_id(1, 1),
+                payload: EntryPayload::Membership(membership),
+            }],
+        );
+        // 40 records of ~1 KiB over 16 KiB files: several carry end-of-file padding.
+        append(&mut l, (2..42).map(message).collect());
+        let shipped = l.entries(1..42).expect("read back");
+        assert_eq!(shipped.len(), 41);
+        assert!(matches!(shipped[0].payload, EntryPayload::Membership(_)));
+        let mut f = lock(&follower.inner);
+        append(&mut f, shipped.clone());
+        let end = l.store.max_phy_offset();
+        assert_eq!(f.store.max_phy_offset(), end);
+        assert!(end > 3 * 16 * 1024, "the log crossed file ends");
+        assert_eq!(
+            l.read_bytes(0, end as u64).expect("leader bytes"),
+            f.read_bytes(0, end as u64).expect("follower bytes"),
+            "identical bytes at identical offsets"
+        );
+        assert_eq!(f.entries(1..42).expect("follower entries"), shipped);
+
+        // A conflicting suffix goes: slots, sidecar and CommitLog bytes.
+        let cut = f
+            .slots
+            .iter()
+            .find(|s| s.log_id.index == 30)
+            .map(|s| s.offset);
+        f.truncate_from(30).expect("truncate");
+        assert_eq!(f.slots.back().map(|s| s.log_id.index), Some(29));
+        assert_eq!(Some(f.store.max_phy_offset()), cut);
+        assert!(f.entries(30..).expect("read").is_empty());
+        // and the follower takes the leader's entries again after it.
+        append(&mut f, l.entries(30..42).expect("read"));
+        assert_eq!(f.store.max_phy_offset(), end);
+        drop((l, f));
+        leader_dir.close().expect("cleanup");
+    }
+
+    #[test]
+    fn reopen_keeps_vote_and_log_and_drops_unaccounted_bytes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let raft_dir = dir.path().join("raft");
+        let store = open_store(dir.path());
+        let (mut log, _) = open_storage(&raft_dir, store.clone()).expect("open");
+        let vote = Vote::new(7, 2);
+        futures::executor::block_on(log.save_vote(&vote)).expect("vote saved");
+        append(&mut lock(&log.inner), (1..11).map(message).collect());
+        let logged_end = store.max_phy_offset();
+        // Bytes appended without a slot, as a crash between the two writes leaves them.
+        let orphan = store.put_messages_blocking(vec![match message(99).payload {
+            EntryPayload::Normal(RaftRequest::Message(m)) => m.into_inner(),
+            _ => unreachable!("message() builds a message"),
+        }]);
+        assert_eq!(orphan.status, PutMessageStatus::PutOk);
+        assert!(store.max_phy_offset() > logged_end);
+        drop(log);
+        store.shutdown().expect("store shuts down");
+
+        let store = open_store(dir.path());
+        let (mut log, _) = open_storage(&raft_dir, store.clone()).expect("reopen");
+        assert_eq!(
+            futures::executor::block_on(log.read_vote()).expect("vote"),
+            Some(vote)
+        );
+        let state = futures::executor::block_on(log.get_log_state()).expect("state");
+        assert_eq!(state.last_log_id.map(|l| l.index), Some(10));
+        assert_eq!(store.max_phy_offset(), logged_end, "orphan bytes truncated");
+        store.shutdown().expect("store shuts down");
+    }
+}

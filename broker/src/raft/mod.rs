@@ -1,0 +1,143 @@
+//! Raft mode (RocketMQ's DLedger mode): a group of three or more replicas elects its master.
+//!
+//! This module owns the Raft-mode configuration ([`config`]), the Raft log kept in the
+//! CommitLog ([`log_store`]) and the replicas' RPC transport ([`network`]). It must not encode
+//! messages itself (ferrum-store does) nor touch the broker's send path or registration; the
+//! broker wires a [`RaftNode`] in, and the role it reports decides master or slave.
+//!
+//! # Library: openraft 0.9
+//!
+//! openraft 0.9.25 (the newest stable line; 0.10 is still alpha) over raft-rs because
+//! openraft is async on tokio (our runtime), its storage is two plain traits
+//! (`RaftLogStorage`, `RaftStateMachine`, feature `storage-v2`) that we can put over our own
+//! CommitLog, and it ships `openraft::testing::Suite`, the conformance suite its own storages
+//! pass, which runs against ours in this module's tests. raft-rs leaves the driving loop,
+//! message transport and persistence scheduling to the caller, which is exactly the part we
+//! would get wrong.
+//!
+//! # One log: how Raft entries map to the CommitLog
+//!
+//! - **Entry ↔ byte range.** A normal entry is one CommitLog record (or a batch of one
+//!   topic/queue) written once by ferrum-store's own encoder on the leader. Its bytes are the
+//!   range from the CommitLog end before the append to the end after it, so any end-of-file
+//!   padding the store inserted travels with the record. Followers receive exactly those bytes
+//!   (`RaftRequest::Stored`) and write them with `append_raw_at` at the same offset, so every
+//!   replica holds identical bytes at identical offsets: consume queues, message ids and
+//!   physical offsets agree everywhere and a follower can serve reads or become master without
+//!   any translation. Blank and membership entries carry no message and occupy no bytes.
+//! - **Index ↔ offset.** A sidecar file `raft/log.idx` next to the CommitLog holds one small
+//!   slot per entry: index, term, leader, kind, offset, length (and a membership entry's JSON).
+//!   It is written after the CommitLog bytes, so on open the two are reconciled: slots whose
+//!   bytes are missing are dropped and CommitLog bytes past the last slot are truncated. We
+//!   chose a sidecar over an index carried in message properties because the index must exist
+//!   for entries without a message (blank, membership) and because finding entry N must not
+//!   mean scanning records; a fixed table is what DLedger's own index file does.
+//! - **Term and vote** live in `raft/state.json`, replaced crash-safely (temporary file, fsync,
+//!   rename, fsync of the directory), together with the last purged log id.
+//! - **Truncation** of a conflicting, uncommitted suffix (a deposed leader's tail) is
+//!   `MessageStore::truncate_to(offset of the first removed entry)`, which also drops the
+//!   consume-queue and index entries pointing there, plus cutting the sidecar.
+//! - **Purge** forgets slots below the purge point; the CommitLog bytes go with ordinary
+//!   retention. Snapshots are never taken automatically (`SnapshotPolicy::Never`), so a lagging
+//!   follower is always repaired from the log; a snapshot only carries the applied position.
+//! - **Commit.** Applying entries moves `MessageStore::set_committed_offset` to the end of the
+//!   last applied record, so consumers on any replica never see bytes a majority does not hold.
+//!   Consume-queue entries for uncommitted bytes may exist, but reads stop at the committed
+//!   offset and truncation removes them.
+//! - **Durability.** An append is reported persisted once the bytes are in the CommitLog's
+//!   mapping (the page cache), as DLedger does with its default asynchronous flush: a process
+//!   crash loses nothing, and a majority acknowledgement covers a single machine's power loss.
+
+pub mod config;
+pub mod log_store;
+pub mod network;
+
+use std::collections::BTreeMap;
+use std::io::Cursor;
+
+use bytes::Bytes;
+use ferrum_store::MessageExtBrokerInner;
+use serde::{Deserialize, Serialize};
+
+pub use config::RaftConfig;
+pub use log_store::{RaftLogStore, RaftStateMachineStore, open_storage};
+pub use network::{NetworkSwitch, RaftNetworkFactoryImpl, RaftRpcServer};
+
+openraft::declare_raft_types!(
+    /// Ferrum's openraft types: node ids are DLedger ids hashed by [`config::node_id`].
+    pub TypeConfig:
+        D = RaftRequest,
+        R = RaftResponse,
+        NodeId = u64,
+        Node = openraft::BasicNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// A running Raft replica.
+pub type RaftNode = openraft::Raft<TypeConfig>;
+
+/// The application data of a normal entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RaftRequest {
+    /// A message proposed to the leader; the leader's log storage encodes it into the CommitLog
+    /// and from then on the entry is read back as [`RaftRequest::Stored`].
+    Message(ProposedMessage),
+    /// CommitLog bytes exactly as the leader wrote them at `offset`.
+    Stored { offset: i64, data: Vec<u8> },
+}
+
+/// Where a committed entry's bytes are in every replica's CommitLog.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RaftResponse {
+    pub offset: i64,
+    pub len: u64,
+}
+
+/// The part of `MessageExtBrokerInner` a producer decides; the store adds the rest.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProposedMessage {
+    pub topic: String,
+    pub queue_id: i32,
+    pub flag: i32,
+    pub sys_flag: i32,
+    pub born_timestamp: i64,
+    pub born_host: Option<std::net::SocketAddr>,
+    pub reconsume_times: i32,
+    pub body: Vec<u8>,
+    pub properties: BTreeMap<String, String>,
+    pub tags_code: Option<i64>,
+}
+
+impl ProposedMessage {
+    fn into_inner(self) -> MessageExtBrokerInner {
+        MessageExtBrokerInner {
+            topic: self.topic,
+            queue_id: self.queue_id,
+            flag: self.flag,
+            sys_flag: self.sys_flag,
+            born_timestamp: self.born_timestamp,
+            born_host: self.born_host,
+            reconsume_times: self.reconsume_times,
+            prepared_transaction_offset: 0,
+            body: Bytes::from(self.body),
+            properties: self.properties,
+            tags_code: self.tags_code,
+        }
+    }
+}
+
+/// openraft settings from the broker's Raft keys. Snapshots are never built on their own: the
+/// state machine is the CommitLog itself, so a lagging follower is always repaired from the log.
+pub fn openraft_config(config: &RaftConfig) -> openraft::Config {
+    openraft::Config {
+        cluster_name: config.group.clone(),
+        heartbeat_interval: config.heartbeat_interval.as_millis() as u64,
+        election_timeout_min: config.election_timeout_min.as_millis() as u64,
+        election_timeout_max: config.election_timeout_max.as_millis() as u64,
+        snapshot_policy: openraft::SnapshotPolicy::Never,
+        max_in_snapshot_log_to_keep: u64::MAX,
+        ..Default::default()
+    }
+}
