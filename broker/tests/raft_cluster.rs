@@ -1,0 +1,338 @@
+//! Three Raft replicas in one process, each with its own CommitLog, talking over real TCP on
+//! 127.0.0.1: election, majority commit, identical bytes at identical offsets on every replica,
+//! a deposed leader's uncommitted tail truncated, and failover when the leader stops.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferrum_broker::config::BrokerConfig;
+use ferrum_broker::raft::config::node_id;
+use ferrum_broker::raft::{
+    NetworkSwitch, ProposedMessage, RaftConfig, RaftNetworkFactoryImpl, RaftNode, RaftRequest,
+    RaftRpcServer, open_storage, openraft_config,
+};
+use ferrum_protocol::message::MessageExt;
+use ferrum_store::{MessageFilter, MessageStore, MessageStoreConfig};
+use openraft::BasicNode;
+use tokio::net::TcpListener;
+
+const TOPIC: &str = "TopicRaft";
+const WAIT: Duration = Duration::from_secs(20);
+
+struct Replica {
+    id: u64,
+    raft: RaftNode,
+    store: MessageStore,
+    server: RaftRpcServer,
+    switch: NetworkSwitch,
+    _dir: tempfile::TempDir,
+}
+
+struct Cluster {
+    replicas: Vec<Replica>,
+}
+
+async fn start_cluster() -> Cluster {
+    let mut listeners = Vec::new();
+    for _ in 0..3 {
+        listeners.push(TcpListener::bind("127.0.0.1:0").await.expect("bind"));
+    }
+    let peers: Vec<String> = listeners
+        .iter()
+        .enumerate()
+        .map(|(i, l)| format!("n{i}-{}", l.local_addr().expect("addr")))
+        .collect();
+    let peers = peers.join(";");
+    let mut replicas = Vec::new();
+    let mut members = BTreeMap::new();
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let mut broker = BrokerConfig::default();
+        for (k, v) in [
+            ("enableDLegerCommitLog", "true"),
+            ("dLegerGroup", "broker-raft"),
+            ("dLegerPeers", peers.as_str()),
+            ("dLegerSelfId", &format!("n{i}")),
+            ("ferrumRaftHeartbeatIntervalMs", "50"),
+            ("ferrumRaftElectionTimeoutMinMs", "300"),
+            ("ferrumRaftElectionTimeoutMaxMs", "600"),
+        ] {
+            assert!(broker.set(k, v).expect("valid value"), "{k} known");
+        }
+        let config = RaftConfig::from_broker_config(&broker)
+            .expect("valid Raft config")
+            .expect("Raft mode enabled");
+        if members.is_empty() {
+            members = config
+                .members()
+                .into_iter()
+                .map(|(id, addr)| (id, BasicNode { addr }))
+                .collect();
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store_config = MessageStoreConfig::new(dir.path().join("store"));
+        // Small files, so entries cross file ends and carry the store's padding with them.
+        store_config.mapped_file_size_commit_log = 64 * 1024;
+        let store = MessageStore::open(store_config).expect("store opens");
+        let (log, sm) = open_storage(&dir.path().join("raft"), store.clone()).expect("log opens");
+        let switch = NetworkSwitch::default();
+        let raft = RaftNode::new(
+            config.self_node_id(),
+            Arc::new(
+                openraft_config(&config)
+                    .validate()
+                    .expect("openraft config"),
+            ),
+            RaftNetworkFactoryImpl::new(switch.clone()),
+            log,
+            sm,
+        )
+        .await
+        .expect("raft starts");
+        let server =
+            RaftRpcServer::start(listener, raft.clone(), switch.clone()).expect("rpc server");
+        assert_eq!(config.self_node_id(), node_id(&format!("n{i}")));
+        replicas.push(Replica {
+            id: config.self_node_id(),
+            raft,
+            store,
+            server,
+            switch,
+            _dir: dir,
+        });
+    }
+    replicas[0]
+        .raft
+        .initialize(members)
+        .await
+        .expect("membership initialized");
+    Cluster { replicas }
+}
+
+impl Cluster {
+    fn get(&self, id: u64) -> &Replica {
+        self.replicas
+            .iter()
+            .find(|r| r.id == id)
+            .expect("a replica of the cluster")
+    }
+
+    /// Waits until every replica in `ids` names the same leader, one not in `not`, and returns it.
+    async fn agreed_leader(&self, ids: &[u64], not: &[u64]) -> u64 {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let leaders: Vec<Option<u64>> = ids
+                .iter()
+                .map(|id| self.get(*id).raft.metrics().borrow().current_leader)
+                .collect();
+            if let Some(Some(l)) = leaders.first()
+                && leaders.iter().all(|x| *x == Some(*l))
+                && !not.contains(l)
+                && ids.contains(l)
+            {
+                return *l;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no agreed leader among {ids:?} (excluding {not:?}): {leaders:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until each replica in `ids` has applied `index` and holds `end` CommitLog bytes.
+    async fn wait_applied(&self, ids: &[u64], index: u64, end: i64) {
+        for id in ids {
+            let r = self.get(*id);
+            r.raft
+                .wait(Some(WAIT))
+                .applied_index_at_least(Some(index), "entries applied")
+                .await
+                .unwrap_or_else(|e| panic!("replica {id} did not apply {index}: {e}"));
+            let deadline = tokio::time::Instant::now() + WAIT;
+            while r.store.max_phy_offset() != end {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "replica {id} holds {} bytes, expected {end}",
+                    r.store.max_phy_offset()
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+fn message(body: String) -> RaftRequest {
+    RaftRequest::Message(ProposedMessage {
+        topic: TOPIC.into(),
+        queue_id: 0,
+        born_timestamp: 1_700_000_000_000,
+        body: body.into_bytes(),
+        ..Default::default()
+    })
+}
+
+/// Writes `bodies` through `leader`; returns the last log index and the CommitLog end.
+async fn write(leader: &RaftNode, bodies: impl IntoIterator<Item = String>) -> (u64, i64) {
+    let mut last = (0, 0);
+    for body in bodies {
+        let r = leader
+            .client_write(message(body))
+            .await
+            .expect("write committed by a majority");
+        last = (r.log_id.index, r.data.offset + r.data.len as i64);
+    }
+    last
+}
+
+fn all_bytes(store: &MessageStore) -> Vec<u8> {
+    let end = store.max_phy_offset();
+    let mut at = store.min_phy_offset();
+    let mut out = Vec::new();
+    while at < end {
+        let chunk = store
+            .read_raw(at, (end - at) as usize)
+            .expect("CommitLog bytes readable");
+        at += chunk.len() as i64;
+        out.extend_from_slice(&chunk);
+    }
+    out
+}
+
+/// Bodies a consumer reads from queue 0 of `store` (bounded by its committed offset).
+fn consumed_bodies(store: &MessageStore) -> Vec<String> {
+    let got = store.get_message(
+        "g",
+        TOPIC,
+        0,
+        0,
+        1024,
+        64 * 1024 * 1024,
+        &MessageFilter::All,
+    );
+    got.messages
+        .iter()
+        .map(|b| {
+            let (m, _) = MessageExt::decode(b).expect("a stored record decodes");
+            String::from_utf8_lossy(&m.body).into_owned()
+        })
+        .collect()
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_replicas_elect_commit_truncate_and_fail_over() {
+    let cluster = start_cluster().await;
+    let all: Vec<u64> = cluster.replicas.iter().map(|r| r.id).collect();
+
+    // 1. A leader is elected; writes commit on a majority and reach every replica's
+    // CommitLog at identical offsets.
+    let l1 = cluster.agreed_leader(&all, &[]).await;
+    let (index, end) = write(
+        &cluster.get(l1).raft,
+        (0..30).map(|i| format!("committed-{i:03}-{}", "p".repeat(3000))),
+    )
+    .await;
+    cluster.wait_applied(&all, index, end).await;
+    let reference = all_bytes(&cluster.get(l1).store);
+    assert!(end > 64 * 1024, "the log spans several CommitLog files");
+    for id in &all {
+        assert_eq!(
+            all_bytes(&cluster.get(*id).store),
+            reference,
+            "replica {id}"
+        );
+        assert_eq!(consumed_bodies(&cluster.get(*id).store).len(), 30);
+    }
+
+    // 2. The leader is cut off; what it appends alone is never committed.
+    cluster.get(l1).switch.set_isolated(true);
+    let deposed = cluster.get(l1).raft.clone();
+    let pending = tokio::spawn(async move {
+        let mut results = Vec::new();
+        for i in 0..3 {
+            results.push(
+                tokio::time::timeout(
+                    WAIT,
+                    deposed.client_write(message(format!("uncommitted-{i}"))),
+                )
+                .await,
+            );
+        }
+        results
+    });
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while cluster.get(l1).store.max_phy_offset() == end {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the isolated leader appends locally"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(contains(
+        &all_bytes(&cluster.get(l1).store),
+        b"uncommitted-0"
+    ));
+    assert_eq!(
+        consumed_bodies(&cluster.get(l1).store).len(),
+        30,
+        "consumers never see uncommitted bytes"
+    );
+
+    // The other two elect a new leader and commit more.
+    let others: Vec<u64> = all.iter().copied().filter(|id| *id != l1).collect();
+    let l2 = cluster.agreed_leader(&others, &[l1]).await;
+    let (index, end) = write(
+        &cluster.get(l2).raft,
+        (0..5).map(|i| format!("second-term-{i}")),
+    )
+    .await;
+    cluster.wait_applied(&others, index, end).await;
+
+    // 3. Healed, the deposed leader truncates its uncommitted tail and takes the new log.
+    cluster.get(l1).switch.set_isolated(false);
+    cluster.wait_applied(&all, index, end).await;
+    let reference = all_bytes(&cluster.get(l2).store);
+    for id in &all {
+        let bytes = all_bytes(&cluster.get(*id).store);
+        assert_eq!(bytes, reference, "replica {id} after healing");
+        assert!(!contains(&bytes, b"uncommitted-"), "replica {id}");
+        assert_eq!(consumed_bodies(&cluster.get(*id).store).len(), 35);
+    }
+    for result in pending.await.expect("writer task") {
+        assert!(
+            !matches!(result, Ok(Ok(_))),
+            "a write on the isolated leader was acknowledged: {result:?}"
+        );
+    }
+
+    // 4. The leader stops; the survivors elect another and every committed entry is there.
+    let stopped = cluster.get(l2);
+    stopped.server.shutdown();
+    stopped.switch.set_isolated(true);
+    stopped.raft.shutdown().await.expect("leader stops");
+    let survivors: Vec<u64> = all.iter().copied().filter(|id| *id != l2).collect();
+    let l3 = cluster.agreed_leader(&survivors, &[l2]).await;
+    for id in &survivors {
+        let bytes = all_bytes(&cluster.get(*id).store);
+        assert_eq!(&bytes[..reference.len()], &reference[..], "replica {id}");
+    }
+    let (index, end) = write(&cluster.get(l3).raft, ["third-term".to_owned()]).await;
+    cluster.wait_applied(&survivors, index, end).await;
+    for id in &survivors {
+        let bodies = consumed_bodies(&cluster.get(*id).store);
+        assert_eq!(bodies.len(), 36, "replica {id}");
+        assert_eq!(bodies.last().map(String::as_str), Some("third-term"));
+        assert!(bodies[0].starts_with("committed-000-"));
+    }
+
+    for r in &cluster.replicas {
+        if r.id != l2 {
+            r.raft.shutdown().await.expect("shutdown");
+        }
+        r.store.shutdown().expect("store shutdown");
+    }
+}
