@@ -26,14 +26,66 @@ struct Replica {
     store: MessageStore,
     server: RaftRpcServer,
     switch: NetworkSwitch,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 struct Cluster {
     replicas: Vec<Replica>,
 }
 
-async fn start_cluster() -> Cluster {
+fn raft_config(peers: &str, i: usize) -> RaftConfig {
+    let mut broker = BrokerConfig::default();
+    for (k, v) in [
+        ("enableDLegerCommitLog", "true"),
+        ("dLegerGroup", "broker-raft"),
+        ("dLegerPeers", peers),
+        ("dLegerSelfId", &format!("n{i}")),
+        ("ferrumRaftHeartbeatIntervalMs", "50"),
+        ("ferrumRaftElectionTimeoutMinMs", "300"),
+        ("ferrumRaftElectionTimeoutMaxMs", "600"),
+    ] {
+        assert!(broker.set(k, v).expect("valid value"), "{k} known");
+    }
+    let config = RaftConfig::from_broker_config(&broker)
+        .expect("valid Raft config")
+        .expect("Raft mode enabled");
+    assert_eq!(config.self_node_id(), node_id(&format!("n{i}")));
+    config
+}
+
+/// Starts (or restarts, on the same directory) replica `n{i}`.
+async fn start_replica(
+    config: &RaftConfig,
+    listener: TcpListener,
+    dir: tempfile::TempDir,
+) -> Replica {
+    let mut store_config = MessageStoreConfig::new(dir.path().join("store"));
+    // Small files, so entries cross file ends and carry the store's padding with them.
+    store_config.mapped_file_size_commit_log = 64 * 1024;
+    let store = MessageStore::open(store_config).expect("store opens");
+    let (log, sm) = open_storage(&dir.path().join("raft"), store.clone()).expect("log opens");
+    let switch = NetworkSwitch::default();
+    let raft = RaftNode::new(
+        config.self_node_id(),
+        Arc::new(openraft_config(config).validate().expect("openraft config")),
+        RaftNetworkFactoryImpl::new(switch.clone()),
+        log,
+        sm,
+    )
+    .await
+    .expect("raft starts");
+    let server = RaftRpcServer::start(listener, raft.clone(), switch.clone()).expect("rpc server");
+    Replica {
+        id: config.self_node_id(),
+        raft,
+        store,
+        server,
+        switch,
+        dir,
+    }
+}
+
+async fn start_cluster() -> (Cluster, String) {
     let mut listeners = Vec::new();
     for _ in 0..3 {
         listeners.push(TcpListener::bind("127.0.0.1:0").await.expect("bind"));
@@ -45,68 +97,22 @@ async fn start_cluster() -> Cluster {
         .collect();
     let peers = peers.join(";");
     let mut replicas = Vec::new();
-    let mut members = BTreeMap::new();
     for (i, listener) in listeners.into_iter().enumerate() {
-        let mut broker = BrokerConfig::default();
-        for (k, v) in [
-            ("enableDLegerCommitLog", "true"),
-            ("dLegerGroup", "broker-raft"),
-            ("dLegerPeers", peers.as_str()),
-            ("dLegerSelfId", &format!("n{i}")),
-            ("ferrumRaftHeartbeatIntervalMs", "50"),
-            ("ferrumRaftElectionTimeoutMinMs", "300"),
-            ("ferrumRaftElectionTimeoutMaxMs", "600"),
-        ] {
-            assert!(broker.set(k, v).expect("valid value"), "{k} known");
-        }
-        let config = RaftConfig::from_broker_config(&broker)
-            .expect("valid Raft config")
-            .expect("Raft mode enabled");
-        if members.is_empty() {
-            members = config
-                .members()
-                .into_iter()
-                .map(|(id, addr)| (id, BasicNode { addr }))
-                .collect();
-        }
+        let config = raft_config(&peers, i);
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut store_config = MessageStoreConfig::new(dir.path().join("store"));
-        // Small files, so entries cross file ends and carry the store's padding with them.
-        store_config.mapped_file_size_commit_log = 64 * 1024;
-        let store = MessageStore::open(store_config).expect("store opens");
-        let (log, sm) = open_storage(&dir.path().join("raft"), store.clone()).expect("log opens");
-        let switch = NetworkSwitch::default();
-        let raft = RaftNode::new(
-            config.self_node_id(),
-            Arc::new(
-                openraft_config(&config)
-                    .validate()
-                    .expect("openraft config"),
-            ),
-            RaftNetworkFactoryImpl::new(switch.clone()),
-            log,
-            sm,
-        )
-        .await
-        .expect("raft starts");
-        let server =
-            RaftRpcServer::start(listener, raft.clone(), switch.clone()).expect("rpc server");
-        assert_eq!(config.self_node_id(), node_id(&format!("n{i}")));
-        replicas.push(Replica {
-            id: config.self_node_id(),
-            raft,
-            store,
-            server,
-            switch,
-            _dir: dir,
-        });
+        replicas.push(start_replica(&config, listener, dir).await);
     }
+    let members: BTreeMap<u64, BasicNode> = raft_config(&peers, 0)
+        .members()
+        .into_iter()
+        .map(|(id, addr)| (id, BasicNode { addr }))
+        .collect();
     replicas[0]
         .raft
         .initialize(members)
         .await
         .expect("membership initialized");
-    Cluster { replicas }
+    (Cluster { replicas }, peers)
 }
 
 impl Cluster {
@@ -225,7 +231,7 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_replicas_elect_commit_truncate_and_fail_over() {
-    let cluster = start_cluster().await;
+    let (cluster, _) = start_cluster().await;
     let all: Vec<u64> = cluster.replicas.iter().map(|r| r.id).collect();
 
     // 1. A leader is elected; writes commit on a majority and reach every replica's
@@ -333,6 +339,79 @@ async fn three_replicas_elect_commit_truncate_and_fail_over() {
         if r.id != l2 {
             r.raft.shutdown().await.expect("shutdown");
         }
+        r.store.shutdown().expect("store shutdown");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_crashed_follower_restarts_from_its_own_log_and_catches_up() {
+    let (mut cluster, peers) = start_cluster().await;
+    let all: Vec<u64> = cluster.replicas.iter().map(|r| r.id).collect();
+    let leader = cluster.agreed_leader(&all, &[]).await;
+    let (index, end) = write(
+        &cluster.get(leader).raft,
+        (0..10).map(|i| format!("before-{i}")),
+    )
+    .await;
+    cluster.wait_applied(&all, index, end).await;
+
+    // A follower crashes: no store checkpoint, so its CommitLog goes through crash recovery.
+    let pos = cluster
+        .replicas
+        .iter()
+        .position(|r| r.id != leader)
+        .expect("a follower");
+    let i = (0..3)
+        .find(|i| node_id(&format!("n{i}")) == cluster.replicas[pos].id)
+        .expect("a peer index");
+    let crashed = cluster.replicas.remove(pos);
+    let term_before = crashed.raft.metrics().borrow().current_term;
+    crashed.server.shutdown();
+    crashed.raft.shutdown().await.expect("raft stops");
+    crashed.store.halt();
+    let Replica {
+        id: crashed_id,
+        dir,
+        ..
+    } = crashed;
+
+    // The two others still form a majority and commit.
+    let (index, end) = write(
+        &cluster.get(leader).raft,
+        (0..10).map(|i| format!("while-down-{i}")),
+    )
+    .await;
+
+    let config = raft_config(&peers, i);
+    let listener = TcpListener::bind(config.self_addr())
+        .await
+        .expect("the replica's address is free again");
+    let restarted = start_replica(&config, listener, dir).await;
+    restarted
+        .raft
+        .wait(Some(WAIT))
+        .metrics(|m| m.current_term >= term_before, "term restored")
+        .await
+        .expect("the restarted replica is back in the current term");
+    cluster.replicas.push(restarted);
+    cluster.wait_applied(&all, index, end).await;
+    let reference = all_bytes(&cluster.get(leader).store);
+    for id in &all {
+        assert_eq!(
+            all_bytes(&cluster.get(*id).store),
+            reference,
+            "replica {id}"
+        );
+        assert_eq!(consumed_bodies(&cluster.get(*id).store).len(), 20);
+    }
+    assert_eq!(
+        cluster.agreed_leader(&all, &[]).await,
+        leader,
+        "no needless election"
+    );
+    assert!(all.contains(&crashed_id));
+    for r in &cluster.replicas {
+        r.raft.shutdown().await.expect("shutdown");
         r.store.shutdown().expect("store shutdown");
     }
 }
