@@ -483,6 +483,14 @@ impl MessageStore {
 
     /// Heap bytes held by the key index: a fixed amount per index file, nothing per message.
     #[doc(hidden)]
+    /// Drops every consume queue of `topic` (DELETE_TOPIC_IN_BROKER): their files are removed
+    /// and a re-created topic starts at queue offset 0. The CommitLog keeps the records until
+    /// retention removes them, as RocketMQ's `deleteTopics` does. Returns how many queues were
+    /// open.
+    pub fn delete_topic(&self, topic: &str) -> Result<usize, StoreError> {
+        self.inner.delete_topic(topic)
+    }
+
     pub fn index_heap_bytes(&self) -> usize {
         lock(&self.inner.index)
             .as_ref()
@@ -1048,6 +1056,45 @@ impl Inner {
         Ok(())
     }
 
+    fn delete_topic(&self, topic: &str) -> Result<usize, StoreError> {
+        if topic.is_empty() || topic == "." || topic == ".." || topic.contains(['/', '\\']) {
+            return Err(StoreError::Config(format!(
+                "topic name {topic:?} cannot name a consume-queue directory"
+            )));
+        }
+        // Holding the write lock keeps appends (and a slave's raw appends) from dispatching
+        // into the queues while they go away.
+        let mut state = lock(&self.write);
+        // A restart re-dispatches records from the checkpoint on; the deleted topic's records
+        // must all lie below it, or they would come back in a fresh queue. Every appended
+        // record is already dispatched, so flushing the CommitLog lets the checkpoint cover
+        // them.
+        self.flush_commit_log(0)?;
+        let removed = {
+            let mut map = self
+                .consume_queues
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
+            let before = map.len();
+            map.retain(|(t, _), _| t != topic);
+            before - map.len()
+        };
+        state.topic_queue_table.retain(|(t, _), _| t != topic);
+        let dir = self.cq_root.join(topic);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StoreError::io(&dir, e)),
+        }
+        self.checkpoint()?;
+        tracing::info!(
+            topic,
+            queues = removed,
+            "deleted the topic's consume queues"
+        );
+        Ok(removed)
+    }
+
     fn truncate_to(&self, offset: i64) -> Result<(), StoreError> {
         let mut state = lock(&self.write);
         let offset = offset.max(self.commit_log.min_offset());
@@ -1414,6 +1461,56 @@ fn write_synced(path: &Path, data: &[u8]) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn put_one(store: &MessageStore, topic: &str, queue_id: i32, body: &str) -> i64 {
+        let m = MessageExtBrokerInner {
+            topic: topic.to_owned(),
+            queue_id,
+            born_timestamp: 1,
+            body: Bytes::copy_from_slice(body.as_bytes()),
+            ..Default::default()
+        };
+        let r = store.put_messages_blocking(vec![m]);
+        assert_eq!(r.status, PutMessageStatus::PutOk, "put {body}");
+        r.append.map_or(-1, |a| a.wrote_offset)
+    }
+
+    #[test]
+    fn deleted_topic_queues_restart_at_zero_and_stay_gone_after_restart() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = MessageStoreConfig::new(dir.path());
+        config.mapped_file_size_commit_log = 4096;
+        config.consume_queue_units_per_file = 8;
+        let open = || MessageStore::open(config.clone()).expect("open");
+        let store = open();
+        for i in 0..12 {
+            put_one(&store, "Gone", i % 2, &format!("old-{i}"));
+            put_one(&store, "Kept", 0, &format!("kept-{i}"));
+        }
+        let max_phy = store.max_phy_offset();
+        assert_eq!(store.get_max_offset_in_queue("Gone", 0), 6);
+        assert_eq!(store.delete_topic("Gone").expect("delete"), 2);
+        assert!(!dir.path().join("consumequeue").join("Gone").exists());
+        assert_eq!(store.get_max_offset_in_queue("Gone", 0), 0);
+        assert_eq!(store.max_phy_offset(), max_phy, "CommitLog bytes stay");
+        assert_eq!(store.get_max_offset_in_queue("Kept", 0), 12);
+        assert!(store.delete_topic("../x").is_err());
+
+        put_one(&store, "Gone", 0, "new-0");
+        let got = store.get_message("g", "Gone", 0, 0, 32, 1 << 20, &MessageFilter::default());
+        assert_eq!(got.messages.len(), 1);
+        let (view, _) = MessageView::decode(&got.messages[0], false).expect("record");
+        assert_eq!(&view.body[..], b"new-0");
+        // Without a clean shutdown the restart re-dispatches from the checkpoint: the old
+        // records must not come back.
+        store.halt();
+        drop(store);
+        let store = open();
+        assert_eq!(store.get_max_offset_in_queue("Gone", 0), 1);
+        assert_eq!(store.get_max_offset_in_queue("Gone", 1), 0);
+        assert_eq!(store.get_max_offset_in_queue("Kept", 0), 12);
+        store.shutdown().expect("shutdown");
+    }
 
     #[test]
     fn checkpoint_round_trips_and_rejects_damage() {
