@@ -1500,7 +1500,7 @@ mod tests {
         let got = store.get_message("g", "Gone", 0, 0, 32, 1 << 20, &MessageFilter::default());
         assert_eq!(got.messages.len(), 1);
         let (view, _) = MessageView::decode(&got.messages[0], false).expect("record");
-        assert_eq!(&view.body[..], b"new-0");
+        assert_eq!(view.body, b"new-0");
         // Without a clean shutdown the restart re-dispatches from the checkpoint: the old
         // records must not come back.
         store.halt();
