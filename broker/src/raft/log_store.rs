@@ -104,7 +104,11 @@ struct LogInner {
     /// Ascending by index (contiguous in real use; openraft's suite also appends with gaps).
     slots: VecDeque<Slot>,
     hard: HardState,
+    refusals: Refusals,
 }
+
+/// Why the leader's store refused proposed messages, by log index, until applied.
+type Refusals = Arc<Mutex<std::collections::HashMap<u64, String>>>;
 
 /// openraft's log storage over a [`MessageStore`]. Cheap to clone; clones share the log.
 #[derive(Debug, Clone)]
@@ -127,6 +131,7 @@ struct SmInner {
     applied_end: i64,
     snapshot: Option<(SnapshotMeta<NodeId, Node>, Vec<u8>)>,
     snapshot_seq: u64,
+    refusals: Refusals,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -213,6 +218,7 @@ pub fn open_storage(
         .map_or(store.max_phy_offset(), |s| s.offset)
         .min(store.max_phy_offset());
     store.set_committed_offset(Some(committed_floor));
+    let refusals = Refusals::default();
     let log = RaftLogStore {
         inner: Arc::new(Mutex::new(LogInner {
             dir: dir.to_path_buf(),
@@ -221,6 +227,7 @@ pub fn open_storage(
             file_len: valid_len as u64,
             slots,
             hard,
+            refusals: Arc::clone(&refusals),
         })),
     };
     let sm = RaftStateMachineStore {
@@ -231,6 +238,7 @@ pub fn open_storage(
             applied_end: committed_floor,
             snapshot: None,
             snapshot_seq: 0,
+            refusals,
         })),
     };
     Ok((log, sm))
@@ -333,17 +341,25 @@ impl LogInner {
             ),
             EntryPayload::Normal(RaftRequest::Message(msg)) => {
                 let put = self.store.put_messages_blocking(vec![msg.into_inner()]);
-                let append = match (put.status, put.append) {
-                    (PutMessageStatus::PutOk, Some(a)) => a,
-                    (status, _) => {
-                        return Err(werr(io_err(format!(
-                            "the CommitLog refused the entry: {status:?} {}",
-                            put.remark.unwrap_or_default()
-                        ))));
+                match (put.status, put.append) {
+                    (PutMessageStatus::PutOk, Some(a)) => {
+                        let end = a.wrote_offset + a.wrote_bytes as i64;
+                        (KIND_NORMAL, (end - start) as u64, Vec::new())
                     }
-                };
-                let end = append.wrote_offset + append.wrote_bytes as i64;
-                (KIND_NORMAL, (end - start) as u64, Vec::new())
+                    // The index is already the entry's: a refusal must not stop the node, so
+                    // the entry becomes a blank one and the proposer learns why on apply.
+                    (status, _) => {
+                        let why = format!("{status:?}: {}", put.remark.unwrap_or_default());
+                        tracing::warn!(index = log_id.index, %why, "the CommitLog refused a proposed message");
+                        lock(&self.refusals).insert(log_id.index, why);
+                        if self.store.max_phy_offset() != start {
+                            return Err(werr(io_err(
+                                "the CommitLog moved while refusing a message",
+                            )));
+                        }
+                        (KIND_BLANK, 0, Vec::new())
+                    }
+                }
             }
             EntryPayload::Normal(RaftRequest::Stored { offset, data }) => {
                 if offset != start {
@@ -387,6 +403,7 @@ impl LogInner {
             .map_err(|e| werr(AnyError::new(&e)))?;
         self.file_len = slot.file_pos;
         self.slots.truncate(at);
+        lock(&self.refusals).retain(|i, _| *i < index);
         if self.store.max_phy_offset() > slot.offset {
             self.store
                 .truncate_to(slot.offset)
@@ -529,7 +546,11 @@ impl RaftStateMachine<TypeConfig> for RaftStateMachineStore {
         for entry in entries {
             inner.last_applied = Some(entry.log_id);
             let response = match entry.payload {
-                EntryPayload::Blank => RaftResponse::default(),
+                EntryPayload::Blank => RaftResponse {
+                    offset: inner.applied_end,
+                    len: 0,
+                    refused: lock(&inner.refusals).remove(&entry.log_id.index),
+                },
                 EntryPayload::Membership(m) => {
                     inner.membership = StoredMembership::new(Some(entry.log_id), m);
                     RaftResponse::default()
@@ -539,6 +560,7 @@ impl RaftStateMachine<TypeConfig> for RaftStateMachineStore {
                     RaftResponse {
                         offset,
                         len: data.len() as u64,
+                        refused: None,
                     }
                 }
                 EntryPayload::Normal(RaftRequest::Message(_)) => {
@@ -715,6 +737,42 @@ mod tests {
         assert_eq!(f.store.max_phy_offset(), end);
         drop((l, f));
         leader_dir.close().expect("cleanup");
+    }
+
+    #[test]
+    fn a_message_the_store_refuses_becomes_a_blank_entry_and_the_proposer_learns_why() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = ferrum_store::MessageStoreConfig::new(dir.path().join("store"));
+        config.mapped_file_size_commit_log = 64 * 1024;
+        config.max_message_size = 8 * 1024;
+        let store = MessageStore::open(config).expect("store opens");
+        let (log, mut sm) = open_storage(&dir.path().join("raft"), store.clone()).expect("open");
+        let mut too_big = message(1);
+        if let EntryPayload::Normal(RaftRequest::Message(m)) = &mut too_big.payload {
+            m.body = vec![b'y'; 16 * 1024];
+        }
+        let entries = {
+            let mut l = lock(&log.inner);
+            append(&mut l, vec![too_big, message(2)]);
+            l.entries(1..3).expect("read back")
+        };
+        assert!(matches!(entries[0].payload, EntryPayload::Blank));
+        assert!(matches!(
+            entries[1].payload,
+            EntryPayload::Normal(RaftRequest::Stored { offset: 0, .. })
+        ));
+        let responses = futures::executor::block_on(sm.apply(entries)).expect("applied");
+        let why = responses[0]
+            .refused
+            .as_deref()
+            .expect("the refusal is reported");
+        assert!(
+            why.contains("MessageIllegal") || why.contains("too"),
+            "{why}"
+        );
+        assert_eq!(responses[1].refused, None);
+        assert!(responses[1].len > 0);
+        store.shutdown().expect("store shuts down");
     }
 
     #[test]

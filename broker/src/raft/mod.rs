@@ -44,6 +44,9 @@
 //!   last applied record, so consumers on any replica never see bytes a majority does not hold.
 //!   Consume-queue entries for uncommitted bytes may exist, but reads stop at the committed
 //!   offset and truncation removes them.
+//! - **Refusal.** openraft has numbered an entry before the storage sees it, so a message the
+//!   leader's store refuses (too large, disk full) is logged as a blank entry and the proposer
+//!   gets the store's reason in [`RaftResponse::refused`]; the node keeps running.
 //! - **Durability.** An append is reported persisted once the bytes are in the CommitLog's
 //!   mapping (the page cache), as DLedger does with its default asynchronous flush: a process
 //!   crash loses nothing, and a majority acknowledgement covers a single machine's power loss.
@@ -88,11 +91,14 @@ pub enum RaftRequest {
     Stored { offset: i64, data: Vec<u8> },
 }
 
-/// Where a committed entry's bytes are in every replica's CommitLog.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Where a committed entry's bytes are in every replica's CommitLog, or why the leader's store
+/// refused the message (the entry then stays in the log as a blank one, on every replica).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RaftResponse {
     pub offset: i64,
     pub len: u64,
+    /// The store's status and remark when it refused the message (too large, disk full, …).
+    pub refused: Option<String>,
 }
 
 /// The part of `MessageExtBrokerInner` a producer decides; the store adds the rest.
