@@ -12,7 +12,9 @@
 #   BENCH_WARMUP [5]         seconds of the same produce load before the measured one (JIT, caches)
 #   ROUTE_SECONDS [10]       route-query phase length per NameServer
 #   BENCH_PEERS ["ferrum apache rocketmq-rust"]
-#   BENCH_PHASES [all]       `route`: only the route-query phase, against each NameServer alone
+#   BENCH_PHASES [all]       `route`: only the route-query phase, against each NameServer alone;
+#                            `rate`: only the fixed-rate produce phase (after the warm-up)
+#   BENCH_RATE [5000]        offered msgs/s of the fixed-rate (open-loop) produce phase
 #                            with a pretend broker (namesrv/examples/register_broker) registering
 #                            the bench topic; rocketmq-rust then needs only its NameServer built
 #   BENCH_DATA [target/bench]  where the stores go (a fresh subdirectory, removed at exit;
@@ -31,9 +33,10 @@ ROUTE_SECONDS=${ROUTE_SECONDS:-10}
 BENCH_WARMUP=${BENCH_WARMUP:-5}
 BENCH_PEERS=${BENCH_PEERS:-ferrum apache rocketmq-rust}
 BENCH_PHASES=${BENCH_PHASES:-all}
+BENCH_RATE=${BENCH_RATE:-5000}
 case $BENCH_PHASES in
-all | route) ;;
-*) echo "bench: BENCH_PHASES must be 'all' or 'route', got '$BENCH_PHASES'" >&2; exit 2 ;;
+all | route | rate) ;;
+*) echo "bench: BENCH_PHASES must be 'all', 'route' or 'rate', got '$BENCH_PHASES'" >&2; exit 2 ;;
 esac
 BENCH_DATA_PARENT=${BENCH_DATA:-$ROOT/target/bench}
 ROCKETMQ_VERSION=${ROCKETMQ_VERSION:-5.3.3}
@@ -49,7 +52,7 @@ BENCH_CLUSTER=BenchCluster
 BENCH_TOPIC=BenchTopic
 export BENCH_CLUSTER BIN
 
-for n in BENCH_SECONDS BENCH_CONCURRENCY BENCH_SIZE BENCH_QUEUES ROUTE_SECONDS BENCH_WARMUP; do
+for n in BENCH_SECONDS BENCH_CONCURRENCY BENCH_SIZE BENCH_QUEUES ROUTE_SECONDS BENCH_WARMUP BENCH_RATE; do
     [[ ${!n} =~ ^[1-9][0-9]*$ ]] || { echo "bench: $n must be a positive integer, got '${!n}'" >&2; exit 2; }
 done
 
@@ -272,18 +275,13 @@ run_peer() {
         fi
     fi
     note "NameServer $NAMESRV (pid $NAMESRV_PID), broker pid $BROKER_PID"
-    if [ "$BENCH_PHASES" = all ] && ! create_topic; then
+    if [ "$BENCH_PHASES" != route ] && ! create_topic; then
         echo "$name: the bench topic could not be created" | tee "$OUT/runs/$name.skipped"
         stop_peer
         return 0
     fi
 
-    step "$name: route queries, ${ROUTE_SECONDS}s"
-    timeout $((ROUTE_SECONDS + 60)) "$ROUTE_BENCH" --namesrv "$NAMESRV" --topic "$BENCH_TOPIC" \
-        --seconds "$ROUTE_SECONDS" | tee "$OUT/runs/$name.route.txt" ||
-        echo "$name: route_bench failed" | tee "$OUT/runs/$name.route.txt"
-    note "NameServer peak RSS: $(peak_rss_kb "$NAMESRV_PID") kB"
-    peak_rss_kb "$NAMESRV_PID" >"$OUT/runs/$name.namesrv_rss_kb"
+    [ "$BENCH_PHASES" = rate ] || route_phase "$name"
     if [ "$BENCH_PHASES" = route ]; then
         stop_peer
         return 0
@@ -299,6 +297,26 @@ run_peer() {
         tail -5 "$WORK/warmup.err"
     fi
 
+    [ "$BENCH_PHASES" = rate ] || saturation_phases "$name" "$warm"
+    rate_phase "$name"
+    peak_rss_kb "$BROKER_PID" >"$OUT/runs/$name.broker_rss_kb"
+    anon_rss_kb "$BROKER_PID" >"$OUT/runs/$name.broker_anon_kb"
+    note "broker peak RSS: $(cat "$OUT/runs/$name.broker_rss_kb") kB (anonymous at the end: $(cat "$OUT/runs/$name.broker_anon_kb") kB)"
+    stop_peer
+}
+
+route_phase() {
+    local name=$1
+    step "$name: route queries, ${ROUTE_SECONDS}s"
+    timeout $((ROUTE_SECONDS + 60)) "$ROUTE_BENCH" --namesrv "$NAMESRV" --topic "$BENCH_TOPIC" \
+        --seconds "$ROUTE_SECONDS" | tee "$OUT/runs/$name.route.txt" ||
+        echo "$name: route_bench failed" | tee "$OUT/runs/$name.route.txt"
+    note "NameServer peak RSS: $(peak_rss_kb "$NAMESRV_PID") kB"
+    peak_rss_kb "$NAMESRV_PID" >"$OUT/runs/$name.namesrv_rss_kb"
+}
+
+saturation_phases() {
+    local name=$1 warm=$2 produced
     step "$name: produce, ${BENCH_SECONDS}s"
     timeout $((BENCH_SECONDS + 120)) "$BIN/ferrumctl" -n "$NAMESRV" --json bench produce "$BENCH_TOPIC" \
         -c "$BENCH_CONCURRENCY" -s "$BENCH_SIZE" -d "$BENCH_SECONDS" --group "bench-$name-producer" \
@@ -315,10 +333,19 @@ run_peer() {
             { echo "$name: consume failed:"; tail -5 "$WORK/consume.err"; }
         summary "$OUT/runs/$name.consume.json"
     fi
-    peak_rss_kb "$BROKER_PID" >"$OUT/runs/$name.broker_rss_kb"
-    anon_rss_kb "$BROKER_PID" >"$OUT/runs/$name.broker_anon_kb"
-    note "broker peak RSS: $(cat "$OUT/runs/$name.broker_rss_kb") kB (anonymous at the end: $(cat "$OUT/runs/$name.broker_anon_kb") kB)"
-    stop_peer
+}
+
+# Open loop at BENCH_RATE msgs/s: latency counts from each send's intended time, so a broker
+# that stalls is charged for the sends queued behind the stall (no coordinated omission).
+rate_phase() {
+    local name=$1
+    step "$name: produce at a fixed offered rate of ${BENCH_RATE} msgs/s, ${BENCH_SECONDS}s"
+    timeout $((BENCH_SECONDS + 120)) "$BIN/ferrumctl" -n "$NAMESRV" --json bench produce "$BENCH_TOPIC" \
+        --rate "$BENCH_RATE" -c "$BENCH_CONCURRENCY" -s "$BENCH_SIZE" -d "$BENCH_SECONDS" \
+        --group "bench-$name-producer" \
+        >"$OUT/runs/$name.rate.json" 2>"$WORK/rate.err" ||
+        { echo "$name: fixed-rate produce failed:"; tail -5 "$WORK/rate.err"; }
+    summary "$OUT/runs/$name.rate.json"
 }
 
 stop_peer() {
@@ -362,7 +389,7 @@ for peer in $BENCH_PEERS; do
 done
 
 step "results (load: $(uptime | sed 's/.*load average: //'))"
-python3 - "$OUT/runs" "$OUT/results.json" "$BENCH_PEERS" <<'REPORT'
+BENCH_RATE=$BENCH_RATE python3 - "$OUT/runs" "$OUT/results.json" "$BENCH_PEERS" <<'REPORT'
 import json, os, re, sys
 
 runs, out, peers = sys.argv[1], sys.argv[2], sys.argv[3].split()
@@ -418,6 +445,7 @@ for peer in peers:
         "skipped": skipped,
         "produce": phase(load(peer + ".produce.json")),
         "consume": phase(load(peer + ".consume.json")),
+        "rate": phase(load(peer + ".rate.json")),
         "route_queries_per_sec": float(m.group(1)) if m else None,
         "broker_peak_rss_mib": round(int(rss) / 1024, 1) if rss and rss.isdigit() else None,
         "broker_anon_rss_mib": round(int(anon) / 1024, 1) if anon and anon.isdigit() else None,
@@ -431,6 +459,11 @@ rows = [
     ("produce p99 ms", ("produce", "p99_ms")),
     ("produce p999 ms", ("produce", "p999_ms")),
     ("produce errors", ("produce", "errors")),
+    ("rate msgs/s achieved", ("rate", "msgs_per_sec")),
+    ("rate p50 ms", ("rate", "p50_ms")),
+    ("rate p99 ms", ("rate", "p99_ms")),
+    ("rate p999 ms", ("rate", "p999_ms")),
+    ("rate errors", ("rate", "errors")),
     ("consume msgs/s", ("consume", "msgs_per_sec")),
     ("consume MB/s", ("consume", "mb_per_sec")),
     ("consume pull p50 ms", ("consume", "p50_ms")),
@@ -467,6 +500,13 @@ result["ratios"] = ratios
 widths = [max(len(r[i]) for r in table) for i in range(len(header))]
 for r in table:
     print("  ".join(c.ljust(widths[0]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(r)))
+offered = os.environ.get("BENCH_RATE")
+for p in others:
+    r = ratios.get("ferrum/" + p, {}).get("rate p99 ms")
+    if r is not None:
+        print(f"p99 at an offered {offered} msgs/s: ferrum {value('ferrum', ('rate', 'p99_ms'))} ms, "
+              f"{p} {value(p, ('rate', 'p99_ms'))} ms, ratio ferrum/{p} {r:g}")
+result["offered_rate"] = int(offered) if offered else None
 lim = result["limits"]
 print(f"physical limits: memcpy {lim['memcpy_mb_per_sec']} MB/s, disk fdatasync {lim['disk_fdatasync_mb_per_sec']} MB/s")
 for peer in peers:

@@ -240,6 +240,11 @@ struct BenchProduceArgs {
     separate_clients: bool,
     #[arg(long, default_value = "ferrumctl-bench")]
     group: String,
+    /// Offered rate in messages per second (open loop): sends are scheduled at fixed intended
+    /// times and latency is measured from the intended time, so a stalled broker's backlog
+    /// counts (no coordinated omission). `-c` bounds the sends in flight.
+    #[arg(long)]
+    rate: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -875,6 +880,9 @@ async fn consume(ctx: &Ctx, args: ConsumeArgs) -> Result<()> {
 #[derive(Debug, Serialize)]
 struct BenchReport {
     mode: &'static str,
+    /// Offered messages per second of an open-loop run (`--rate`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offered_rate: Option<u64>,
     topic: String,
     concurrency: u32,
     message_size: usize,
@@ -891,8 +899,14 @@ struct BenchReport {
 impl BenchReport {
     fn text(&self) -> String {
         let l = &self.latency_us;
+        let offered = match self.offered_rate {
+            Some(rate) => {
+                format!(" at an offered {rate} msgs/s (latency from the intended send time)")
+            }
+            None => String::new(),
+        };
         format!(
-            "{} {}: {} messages ({} errors) in {:.2}s\n  {:.0} msgs/s, {:.2} MB/s\n  latency ms: p50 {:.3}  p99 {:.3}  p999 {:.3}  max {:.3}  mean {:.3}\n",
+            "{}{offered} {}: {} messages ({} errors) in {:.2}s\n  {:.0} msgs/s, {:.2} MB/s\n  latency ms: p50 {:.3}  p99 {:.3}  p999 {:.3}  max {:.3}  mean {:.3}\n",
             self.mode,
             self.topic,
             self.messages,
@@ -906,6 +920,36 @@ impl BenchReport {
             l.max_us as f64 / 1000.0,
             l.mean_us / 1000.0
         )
+    }
+}
+
+/// The intended send times of an open-loop run: the i-th send is due at `start + i / rate`,
+/// whether or not earlier sends have completed.
+struct RateSchedule {
+    start: Instant,
+    interval_ns: f64,
+    next: AtomicU64,
+    count: u64,
+}
+
+impl RateSchedule {
+    fn new(start: Instant, rate: u64, count: i64) -> Self {
+        RateSchedule {
+            start,
+            interval_ns: 1e9 / rate as f64,
+            next: AtomicU64::new(0),
+            count: u64::try_from(count).unwrap_or(0),
+        }
+    }
+
+    /// The next intended send time, or None when the run is over (count or deadline reached).
+    fn next(&self, deadline: Instant) -> Option<Instant> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        if i >= self.count {
+            return None;
+        }
+        let at = self.start + Duration::from_nanos((i as f64 * self.interval_ns) as u64);
+        (at < deadline).then_some(at)
     }
 }
 
@@ -976,6 +1020,11 @@ async fn bench_produce(ctx: &Ctx, args: BenchProduceArgs) -> Result<()> {
         bail!("--size must be between 1 byte and 4 MiB (the broker's maxMessageSize)");
     }
     let (duration, count) = validate_limit(&args.limit)?;
+    if let Some(rate) = args.rate {
+        if rate == 0 || rate > 1_000_000 {
+            bail!("--rate must be between 1 and 1000000 messages per second");
+        }
+    }
     let config = ctx.producer_config();
     let shared = Producer::with_config(&ctx.addrs, &args.group, config.clone());
     // Fails early and clearly when the NameServer or the topic is missing.
@@ -991,6 +1040,11 @@ async fn bench_produce(ctx: &Ctx, args: BenchProduceArgs) -> Result<()> {
     let progress = spawn_progress("sent", done.clone(), errors.clone(), stop.clone());
     let start = Instant::now();
     let deadline = start + duration;
+    // Open loop: one schedule shared by every sender; a sender takes the next intended time,
+    // sleeps until it if it is early, and charges the send from that time on.
+    let schedule = args
+        .rate
+        .map(|rate| Arc::new(RateSchedule::new(start, rate, count)));
     let mut workers = Vec::new();
     for _ in 0..args.concurrency {
         let producer = if args.separate_clients {
@@ -998,18 +1052,35 @@ async fn bench_produce(ctx: &Ctx, args: BenchProduceArgs) -> Result<()> {
         } else {
             shared.clone()
         };
-        let (topic, body, remaining, done, errors) = (
+        let (topic, body, remaining, done, errors, schedule) = (
             args.topic.clone(),
             body.clone(),
             remaining.clone(),
             done.clone(),
             errors.clone(),
+            schedule.clone(),
         );
         workers.push(tokio::spawn(async move {
             let mut latencies = LatencyRecorder::default();
             let mut first_error = None;
-            while Instant::now() < deadline && remaining.fetch_sub(1, Ordering::Relaxed) > 0 {
-                let t = Instant::now();
+            loop {
+                let t = match &schedule {
+                    Some(schedule) => match schedule.next(deadline) {
+                        Some(intended) => {
+                            tokio::time::sleep_until(intended.into()).await;
+                            intended
+                        }
+                        None => break,
+                    },
+                    None => {
+                        if Instant::now() >= deadline
+                            || remaining.fetch_sub(1, Ordering::Relaxed) <= 0
+                        {
+                            break;
+                        }
+                        Instant::now()
+                    }
+                };
                 match producer.send(&topic, Message::new(body.clone())).await {
                     Ok(_) => {
                         latencies.record(t.elapsed());
@@ -1038,7 +1109,12 @@ async fn bench_produce(ctx: &Ctx, args: BenchProduceArgs) -> Result<()> {
     let messages = done.load(Ordering::Relaxed);
     let (msgs_per_sec, mb_per_sec) = throughput(messages, messages * args.size as u64, elapsed);
     let mut report = BenchReport {
-        mode: "produce",
+        mode: if args.rate.is_some() {
+            "produce-rate"
+        } else {
+            "produce"
+        },
+        offered_rate: args.rate,
         topic: args.topic,
         concurrency: args.concurrency,
         message_size: args.size,
@@ -1142,6 +1218,7 @@ async fn bench_consume(ctx: &Ctx, args: BenchConsumeArgs) -> Result<()> {
     }
     let mut report = BenchReport {
         mode: "consume (pull round trip)",
+        offered_rate: None,
         topic: args.topic,
         concurrency: queues.len() as u32,
         message_size: bytes.checked_div(messages).unwrap_or(0) as usize,
@@ -1190,6 +1267,26 @@ mod tests {
         assert!(
             Cli::try_parse_from(["ferrumctl", "topic", "create", "T", "-c", "C", "-b", "x:1"])
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn rate_schedule_is_fixed_by_intended_time() {
+        let start = Instant::now();
+        let deadline = start + Duration::from_secs(1);
+        let s = RateSchedule::new(start, 4, i64::MAX);
+        let times: Vec<Duration> = std::iter::from_fn(|| s.next(deadline))
+            .map(|t| t - start)
+            .collect();
+        assert_eq!(
+            times,
+            [0, 250, 500, 750].map(Duration::from_millis).to_vec(),
+            "4 msgs/s over 1 s: due times do not depend on when sends complete"
+        );
+        let capped = RateSchedule::new(start, 1000, 3);
+        assert_eq!(std::iter::from_fn(|| capped.next(deadline)).count(), 3);
+        assert!(
+            Cli::try_parse_from(["ferrumctl", "bench", "produce", "T", "--rate", "x"]).is_err()
         );
     }
 
