@@ -74,6 +74,11 @@ observability-test:
 k8s-test:
 	bash hack/k8s/test.sh
 
+## k8s-node-test: a real single-node cluster (containerd, kubelet, kube-proxy, CoreDNS) and its smoke test; root
+.PHONY: k8s-node-test
+k8s-node-test:
+	bash hack/k8s/node-test.sh
+
 clean:
 	$(CARGO) clean
 	rm -rf $(DATA)

@@ -79,7 +79,8 @@ start apiserver "$K8S_BIN/kube-apiserver" \
   --service-account-issuer=https://kubernetes.default.svc \
   --service-account-key-file="$D/pki/sa.key" --service-account-signing-key-file="$D/pki/sa.key" \
   --service-cluster-ip-range=10.0.0.0/24 \
-  --allow-privileged=true
+  --allow-privileged=true \
+  --kubelet-preferred-address-types=InternalIP,Hostname
 
 cat > "$D/kubeconfig" <<KCFG
 apiVersion: v1
