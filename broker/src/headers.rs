@@ -16,5 +16,7 @@ command_header! {
         topic_filter_type: Option<String> = "topicFilterType",
         topic_sys_flag: Option<i32> = "topicSysFlag",
         order: Option<bool> = "order",
+        /// RocketMQ 5.x: `+key=value,-key` changes to the topic's attributes.
+        attributes: Option<String> = "attributes",
     }
 }

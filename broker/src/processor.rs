@@ -228,7 +228,25 @@ impl BrokerCore {
         }
         topic.topic_sys_flag = header.topic_sys_flag.unwrap_or(0);
         topic.order = header.order.unwrap_or(false);
-        self.topics.put(topic)?;
+        // RocketMQ answers a malformed or refused modification with SYSTEM_ERROR and the
+        // exception's text; MIXED is refused up front (enableMixedMessageType is off there by
+        // default and this broker has no mixed-type support).
+        let modification = match crate::topic::parse_attribute_modification(
+            header.attributes.as_deref().unwrap_or(""),
+        ) {
+            Ok(m) => m,
+            Err(remark) => return Ok(system_error(request, remark)),
+        };
+        let type_key = format!("+{}", crate::topic::MESSAGE_TYPE_ATTRIBUTE);
+        if modification.get(&type_key).map(String::as_str) == Some("MIXED") {
+            return Ok(request.error_to(
+                ResponseCode::INVALID_PARAMETER,
+                "MIXED message type is not supported.",
+            ));
+        }
+        if let Err(remark) = self.topics.update_with_attributes(topic, &modification)? {
+            return Ok(system_error(request, remark));
+        }
         tracing::info!(topic = %header.topic, "topic created or updated");
         Ok(request.success_to())
     }
@@ -246,10 +264,29 @@ impl BrokerCore {
         }
     }
 
+    /// DELETE_TOPIC_IN_BROKER 215: the config, the consumer offsets and the consume queues go
+    /// (RocketMQ's `deleteTopicInBroker`); the CommitLog bytes stay until retention.
     fn delete_topic(&self, request: &RemotingCommand) -> Result<RemotingCommand, ProcessError> {
         let header: DeleteTopicRequestHeader = request.decode_header()?;
+        if header.topic.trim().is_empty() {
+            return Ok(request.error_to(
+                ResponseCode::INVALID_PARAMETER,
+                "The specified topic is blank.",
+            ));
+        }
+        // The name becomes a directory name in the store; refuse anything a topic cannot be.
+        if let Err(remark) = validate_topic_name(&header.topic) {
+            return Ok(request.error_to(ResponseCode::INVALID_PARAMETER, remark));
+        }
         self.topics.delete(&header.topic)?;
         self.offsets.remove_topic(&header.topic);
+        // Written now rather than at the next periodic flush: offsets of a deleted topic read
+        // back after a crash would skip a re-created topic's first messages.
+        self.offsets.persist()?;
+        if let Err(e) = self.store.delete_topic(&header.topic) {
+            tracing::error!(topic = %header.topic, error = %e, "deleting the topic's consume queues failed");
+            return Ok(system_error(request, e.to_string()));
+        }
         tracing::info!(topic = %header.topic, "topic deleted");
         Ok(request.success_to())
     }

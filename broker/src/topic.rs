@@ -53,6 +53,165 @@ pub fn validate_topic_name(topic: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// `TopicAttributes.ALL` of RocketMQ 5.x: name, whether an existing topic may change it, and
+/// what it accepts. `reserve.time` needs a tiered store, which this broker does not have.
+#[derive(Debug, Clone, Copy)]
+struct AttributeSpec {
+    name: &'static str,
+    changeable: bool,
+    values: &'static [&'static str],
+}
+
+const TOPIC_ATTRIBUTES: &[AttributeSpec] = &[
+    AttributeSpec {
+        name: "queue.type",
+        changeable: false,
+        values: &["BatchCQ", "SimpleCQ"],
+    },
+    AttributeSpec {
+        name: "cleanup.policy",
+        changeable: false,
+        values: &["DELETE", "COMPACTION"],
+    },
+    AttributeSpec {
+        name: "message.type",
+        changeable: true,
+        values: &[
+            "UNSPECIFIED",
+            "NORMAL",
+            "FIFO",
+            "DELAY",
+            "TRANSACTION",
+            "MIXED",
+        ],
+    },
+    AttributeSpec {
+        name: "reserve.time",
+        changeable: true,
+        values: &[],
+    },
+];
+
+/// `TopicAttributes.TOPIC_MESSAGE_TYPE_ATTRIBUTE`'s name.
+pub const MESSAGE_TYPE_ATTRIBUTE: &str = "message.type";
+
+/// `AttributeParser.parseToMap`: `+key=value,+key2=value2,-key3` into a map whose keys keep
+/// their sign. The text of an error is RocketMQ's remark.
+pub fn parse_attribute_modification(text: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut attributes = BTreeMap::new();
+    if text.is_empty() {
+        return Ok(attributes);
+    }
+    for kv in text.split(',') {
+        let (key, value) = match kv.split_once('=') {
+            Some((key, value)) => {
+                // Java fails on `+k=` (no value) while parsing; a clear remark instead.
+                let value = value.split('=').next().unwrap_or_default();
+                if value.is_empty() {
+                    return Err(format!("add/alter attribute format is wrong: {key}"));
+                }
+                if !key.contains('+') {
+                    return Err(format!("add/alter attribute format is wrong: {key}"));
+                }
+                (key, value)
+            }
+            None => {
+                if !kv.contains('-') {
+                    return Err(format!("delete attribute format is wrong: {kv}"));
+                }
+                (kv, "")
+            }
+        };
+        if attributes
+            .insert(key.to_owned(), value.to_owned())
+            .is_some()
+        {
+            return Err(format!("key duplication: {key}"));
+        }
+    }
+    Ok(attributes)
+}
+
+/// `AttributeUtil.alterCurrentAttributes` over [`TOPIC_ATTRIBUTES`]: applies a parsed
+/// modification to a topic's stored attributes (stored keys carry no sign). On creation only
+/// `+key` is allowed; unchangeable attributes are settable only then.
+pub fn alter_attributes(
+    create: bool,
+    current: &BTreeMap<String, String>,
+    modification: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, String> {
+    let mut result = current.clone();
+    let mut deletes = Vec::new();
+    let mut sets = Vec::new();
+    for (key, value) in modification {
+        let mut chars = key.chars();
+        let sign = chars.next();
+        let real = chars.as_str();
+        if real.is_empty() || real.contains('+') || real.contains('-') {
+            return Err("kv string format wrong.".into());
+        }
+        match sign {
+            Some('+') => sets.push((real, value)),
+            Some('-') if !create => {
+                if !current.contains_key(real) {
+                    return Err(format!("attempt to delete a nonexistent key: {real}"));
+                }
+                deletes.push(real);
+            }
+            _ if create => {
+                return Err(format!(
+                    "only add attribute is supported while creating topic. key: {real}"
+                ));
+            }
+            _ => return Err(format!("wrong format key: {real}")),
+        }
+    }
+    for (real, value) in &sets {
+        let spec = attribute_spec(real)?;
+        if !create && !spec.changeable {
+            return Err(format!(
+                "attempt to update an unchangeable attribute. key: {real}"
+            ));
+        }
+        verify_attribute(spec, value)?;
+    }
+    for real in &deletes {
+        let spec = attribute_spec(real)?;
+        if !spec.changeable {
+            return Err(format!(
+                "attempt to update an unchangeable attribute. key: {real}"
+            ));
+        }
+    }
+    for (real, value) in sets {
+        result.insert(real.to_owned(), value.clone());
+    }
+    for real in deletes {
+        result.remove(real);
+    }
+    Ok(result)
+}
+
+fn attribute_spec(key: &str) -> Result<&'static AttributeSpec, String> {
+    TOPIC_ATTRIBUTES
+        .iter()
+        .find(|a| a.name == key)
+        .ok_or_else(|| format!("unsupported key: {key}"))
+}
+
+fn verify_attribute(spec: &AttributeSpec, value: &str) -> Result<(), String> {
+    if spec.name == "reserve.time" {
+        // RocketMQ accepts it only with its tiered store; the default store refuses it.
+        return Err("Update topic reserveTime not supported".into());
+    }
+    if spec.values.contains(&value) {
+        return Ok(());
+    }
+    let mut set: Vec<&str> = spec.values.to_vec();
+    set.sort_unstable();
+    Err(format!("value is not in set: [{}]", set.join(", ")))
+}
+
 /// Outcome of [`TopicConfigManager::create_from_default`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum AutoCreate {
@@ -177,6 +336,32 @@ impl TopicConfigManager {
             let changed = table.get(&topic.topic_name) != Some(&topic);
             table.insert(topic.topic_name.clone(), topic);
             (changed, ())
+        })
+    }
+
+    /// UPDATE_AND_CREATE_TOPIC with RocketMQ 5.x attributes: `topic.attributes` is ignored and
+    /// the stored attributes become the current ones (none when creating) altered by
+    /// `modification` (already parsed, keys with their sign). `Ok(Err(remark))` when the
+    /// modification is refused; nothing changes then.
+    pub fn update_with_attributes(
+        &self,
+        mut topic: TopicConfig,
+        modification: &BTreeMap<String, String>,
+    ) -> Result<Result<(), String>, PersistError> {
+        self.mutate(move |table| {
+            let current = table.get(&topic.topic_name);
+            let attributes = match alter_attributes(
+                current.is_none(),
+                &current.map(|t| t.attributes.clone()).unwrap_or_default(),
+                modification,
+            ) {
+                Ok(a) => a,
+                Err(remark) => return (false, Err(remark)),
+            };
+            topic.attributes = attributes;
+            let changed = current != Some(&topic);
+            table.insert(topic.topic_name.clone(), topic);
+            (changed, Ok(()))
         })
     }
 
@@ -322,6 +507,117 @@ mod tests {
             off.create_from_default("Other", "TBW102", 4),
             Ok(AutoCreate::Refused(r)) if r.contains("not exist")
         ));
+    }
+
+    fn attrs(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn attribute_modifications_parse_as_rocketmq_does() {
+        assert_eq!(
+            parse_attribute_modification("+message.type=FIFO,-cleanup.policy"),
+            Ok(attrs(&[("+message.type", "FIFO"), ("-cleanup.policy", "")]))
+        );
+        assert_eq!(parse_attribute_modification(""), Ok(BTreeMap::new()));
+        assert!(parse_attribute_modification("message.type=FIFO").is_err());
+        assert!(parse_attribute_modification("message.type").is_err());
+        assert!(parse_attribute_modification("+a=1,+a=2").is_err());
+        assert!(parse_attribute_modification("+a=").is_err());
+    }
+
+    #[test]
+    fn attributes_are_validated_against_topic_attributes() {
+        let none = BTreeMap::new();
+        let created = alter_attributes(
+            true,
+            &none,
+            &attrs(&[("+message.type", "FIFO"), ("+queue.type", "SimpleCQ")]),
+        )
+        .expect("create");
+        assert_eq!(
+            created,
+            attrs(&[("message.type", "FIFO"), ("queue.type", "SimpleCQ")])
+        );
+        let err = |r: Result<BTreeMap<String, String>, String>| r.expect_err("refused");
+        assert_eq!(
+            err(alter_attributes(true, &none, &attrs(&[("+color", "red")]))),
+            "unsupported key: color"
+        );
+        assert_eq!(
+            err(alter_attributes(
+                true,
+                &none,
+                &attrs(&[("+message.type", "URGENT")])
+            )),
+            "value is not in set: [DELAY, FIFO, MIXED, NORMAL, TRANSACTION, UNSPECIFIED]"
+        );
+        assert!(
+            err(alter_attributes(
+                true,
+                &none,
+                &attrs(&[("-message.type", "")])
+            ))
+            .starts_with("only add attribute")
+        );
+        // Updating: message.type may change or go; queue.type is fixed at creation.
+        let updated = alter_attributes(false, &created, &attrs(&[("+message.type", "DELAY")]))
+            .expect("update");
+        assert_eq!(
+            updated.get("message.type").map(String::as_str),
+            Some("DELAY")
+        );
+        let removed =
+            alter_attributes(false, &created, &attrs(&[("-message.type", "")])).expect("delete");
+        assert!(!removed.contains_key("message.type"));
+        assert!(
+            err(alter_attributes(
+                false,
+                &created,
+                &attrs(&[("+queue.type", "SimpleCQ")])
+            ))
+            .starts_with("attempt to update an unchangeable attribute")
+        );
+        assert!(
+            err(alter_attributes(
+                false,
+                &none,
+                &attrs(&[("-message.type", "")])
+            ))
+            .starts_with("attempt to delete a nonexistent key")
+        );
+        assert_eq!(
+            alter_attributes(false, &created, &BTreeMap::new()),
+            Ok(created.clone())
+        );
+    }
+
+    #[test]
+    fn attributes_persist_and_survive_updates_without_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = config(dir.path());
+        let m = TopicConfigManager::load(&c).expect("load");
+        m.update_with_attributes(
+            TopicConfig::new("Fifo", 4),
+            &attrs(&[("+message.type", "FIFO")]),
+        )
+        .expect("persist")
+        .expect("accepted");
+        let refused = m
+            .update_with_attributes(TopicConfig::new("Fifo", 4), &attrs(&[("+x", "1")]))
+            .expect("persist");
+        assert_eq!(refused, Err("unsupported key: x".into()));
+        // An update that names no attributes keeps the stored ones, as in RocketMQ.
+        m.update_with_attributes(TopicConfig::new("Fifo", 8), &BTreeMap::new())
+            .expect("persist")
+            .expect("accepted");
+        let reloaded = TopicConfigManager::load(&c).expect("reload");
+        let t = reloaded.get("Fifo").expect("topic");
+        assert_eq!(t.write_queue_nums, 8);
+        assert_eq!(t.attributes, attrs(&[("message.type", "FIFO")]));
     }
 
     #[test]
