@@ -12,6 +12,8 @@ ARG BUILDER_IMAGE=docker.io/library/rust:1-bookworm
 ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 
 FROM ${BUILDER_IMAGE} AS build
+# Lets hack/images/build.sh find and prune superseded build-stage images.
+LABEL dev.ferrum.stage=build
 WORKDIR /src
 COPY . .
 # One cargo invocation for all four binaries: the dependency graph is compiled once. The

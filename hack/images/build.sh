@@ -36,20 +36,23 @@ if [ "${CONTEXT:-head}" != worktree ]; then
   cp "$repo/Dockerfile" "$repo/.dockerignore" "$ctx/"
 fi
 
+common=(--runtime "$PODMAN_RUNTIME" --pull=never --layers
+  --build-arg "BUILDER_IMAGE=$BUILDER_BASE" --build-arg "RUNTIME_IMAGE=$RUNTIME_BASE"
+  --build-arg "VERSION=$VERSION" --build-arg "REVISION=$REVISION" -f "$ctx/Dockerfile")
+# The build stage runs cargo once; naming it keeps it (the layer cache of every target) out
+# of the prune below, which drops the stages of earlier builds (about 1 GB each).
+echo "podman build --target build (one cargo build --release for all binaries)"
+nice -n 10 podman build "${common[@]}" --target build -t localhost/ferrum/build-stage:latest "$ctx"
+
 tags=()
 for t in $TARGETS; do
   echo "podman build --target $t -> $REGISTRY/$t:$VERSION"
-  # The builder stage is identical for every target: podman's layer cache runs cargo once.
-  nice -n 10 podman build --runtime "$PODMAN_RUNTIME" --pull=never --layers \
-    --build-arg "BUILDER_IMAGE=$BUILDER_BASE" \
-    --build-arg "RUNTIME_IMAGE=$RUNTIME_BASE" \
-    --build-arg "VERSION=$VERSION" \
-    --build-arg "REVISION=$REVISION" \
-    --target "$t" \
-    -t "$REGISTRY/$t:$VERSION" -t "$REGISTRY/$t:$CARGO_VERSION" \
-    -f "$ctx/Dockerfile" "$ctx"
+  nice -n 10 podman build "${common[@]}" --target "$t" \
+    -t "$REGISTRY/$t:$VERSION" -t "$REGISTRY/$t:$CARGO_VERSION" "$ctx"
   tags+=("$REGISTRY/$t:$VERSION" "$REGISTRY/$t:$CARGO_VERSION")
 done
+
+podman image prune -f --filter label=dev.ferrum.stage=build >/dev/null
 
 if [ "$SAVE" = 1 ]; then
   mkdir -p "$ARCHIVE_DIR"
