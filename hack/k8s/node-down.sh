@@ -119,6 +119,9 @@ if [ -f "$N/sysctl.before" ]; then
   done < "$N/sysctl.before"
 fi
 
+# Keep the logs for a post-mortem; the rest of the node dir goes.
+rm -rf "$D/node-logs"
+cp -r "$N/logs" "$D/node-logs" 2>/dev/null
 left=$(findmnt -rn -o TARGET | grep -cF "$N/" || true)
 rm -rf "$N" 2>/dev/null || echo "node-down: $N not fully removed ($left mounts left)" >&2
 echo "node-down: node $NODE_NAME stopped and cleaned"

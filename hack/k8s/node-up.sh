@@ -13,6 +13,7 @@ here="$(cd "$(dirname "$0")" && pwd)"
 . "$here/env.sh"
 . "$here/node-env.sh"
 
+trap 'echo "node-up.sh failed; hack/k8s/node-down.sh removes what was started (logs in $N/logs)" >&2' ERR
 t0=$(date +%s%N)
 since() { local ms=$(( ($(date +%s%N) - t0) / 1000000 )); printf '%d.%d' $((ms / 1000)) $((ms % 1000 / 100)); }
 say() { echo "node-up [$(since) s] $*"; }
