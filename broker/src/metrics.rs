@@ -270,6 +270,9 @@ impl BrokerMetrics {
         for result in ["ok", "refused", "error"] {
             m.registrations.with_label_values(&[result]);
         }
+        if let Err(error) = crate::ha::metrics::install(&m) {
+            tracing::error!(%error, "replication metrics not registered");
+        }
         m
     }
 

@@ -260,6 +260,9 @@ impl Registrar {
         let mut role = self.core.ha.subscribe();
         let mut registered_id = role.borrow_and_update().broker_id;
         loop {
+            // A master partitioned while a slave was promoted steps down before it registers
+            // as brokerId 0 again; the role change below then re-registers it as a slave.
+            crate::ha::remote::demote_if_superseded(&self.core).await;
             self.register_all().await;
             tokio::select! {
                 _ = tokio::time::sleep(period) => {}

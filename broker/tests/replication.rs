@@ -27,6 +27,8 @@ const FILE_SIZE: u64 = 64 * 1024;
 struct Proc {
     child: Child,
     addr: String,
+    /// A broker's metrics endpoint (host:port).
+    metrics: Option<String>,
 }
 
 impl Proc {
@@ -42,7 +44,13 @@ impl Drop for Proc {
     }
 }
 
-fn spawn_reading_first_line(mut cmd: Command) -> (Child, String) {
+fn spawn_reading_first_line(cmd: Command) -> (Child, String) {
+    let (child, line, _) = spawn_reading_lines(cmd);
+    (child, line)
+}
+
+/// The process, its first stdout line and the following ones.
+fn spawn_reading_lines(mut cmd: Command) -> (Child, String, std::sync::mpsc::Receiver<String>) {
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -58,7 +66,7 @@ fn spawn_reading_first_line(mut cmd: Command) -> (Child, String) {
     let line = rx
         .recv_timeout(STEP)
         .expect("process printed its start line");
-    (child, line)
+    (child, line, rx)
 }
 
 /// A binary of another workspace package next to this test's binary, built if missing.
@@ -89,7 +97,11 @@ fn start_namesrv() -> Proc {
         .next()
         .expect("address at the end of the line")
         .to_owned();
-    Proc { child, addr }
+    Proc {
+        child,
+        addr,
+        metrics: None,
+    }
 }
 
 /// Starts a broker of the test group; `role` and `id` as in broker.conf, `extra` more keys.
@@ -108,6 +120,7 @@ fn start_broker(store: &Path, namesrv: &str, role: &str, id: i64, extra: &[&str]
         format!("brokerId={id}"),
         "haSendHeartbeatInterval=500".to_owned(),
         "syncFlushTimeout=3000".to_owned(),
+        "metricsPort=0".to_owned(),
     ];
     sets.extend(extra.iter().map(|s| (*s).to_owned()));
     if !extra.iter().any(|s| s.starts_with("haSecret=")) {
@@ -116,14 +129,38 @@ fn start_broker(store: &Path, namesrv: &str, role: &str, id: i64, extra: &[&str]
     for set in sets {
         cmd.args(["--set", &set]);
     }
-    let (child, line) = spawn_reading_first_line(cmd);
+    let (child, line, rx) = spawn_reading_lines(cmd);
     let addr = line
         .split("listening on ")
         .nth(1)
         .and_then(|s| s.split(' ').next())
         .expect("address in the start line")
         .to_owned();
-    Proc { child, addr }
+    let metrics = rx
+        .recv_timeout(STEP)
+        .ok()
+        .and_then(|l| l.split("metrics on http://").nth(1).map(str::to_owned))
+        .and_then(|rest| rest.split('/').next().map(str::to_owned));
+    Proc {
+        child,
+        addr,
+        metrics,
+    }
+}
+
+/// One scrape of a broker's /metrics over plain HTTP/1.0.
+async fn metrics_text(proc: &Proc) -> String {
+    let addr = proc.metrics.clone().expect("metrics endpoint");
+    tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(&addr).expect("connect to metrics");
+        stream.set_read_timeout(Some(STEP)).expect("read timeout");
+        write!(stream, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("request");
+        let mut text = String::new();
+        stream.read_to_string(&mut text).expect("response");
+        text
+    })
+    .await
+    .expect("scrape task")
 }
 
 async fn status(admin: &Admin, addr: &str) -> BrokerReplicaStatus {
@@ -574,4 +611,172 @@ async fn replication_figures() {
     if async_rate > 0.0 {
         eprintln!("SYNC/ASYNC throughput ratio: {:.3}", sync_rate / async_rate);
     }
+}
+
+/// SIGSTOP / SIGCONT through kill(1): a stopped process keeps its sockets, which is what a
+/// partition looks like to its peers.
+fn signal(proc: &Proc, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &proc.child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(ok.success(), "kill {sig}");
+}
+
+/// A raw SEND_MESSAGE straight to `addr`, bypassing the route: what a producer holding a stale
+/// route does.
+async fn send_direct(addr: &str) -> ferrum_protocol::RemotingCommand {
+    use ferrum_protocol::headers::SendMessageRequestHeader;
+    let header = SendMessageRequestHeader {
+        producer_group: "stale-route".to_owned(),
+        topic: TOPIC.to_owned(),
+        default_topic: "TBW102".to_owned(),
+        default_topic_queue_nums: 4,
+        queue_id: 0,
+        born_timestamp: 1,
+        broker_name: Some(GROUP.to_owned()),
+        ..Default::default()
+    };
+    let request = ferrum_protocol::RemotingCommand::request(
+        ferrum_protocol::RequestCode::SEND_MESSAGE,
+        &header,
+    )
+    .with_body(b"after-demotion".to_vec());
+    let conn = ferrum_client::Connection::connect(addr)
+        .await
+        .expect("connect");
+    conn.invoke(request, Duration::from_secs(5))
+        .await
+        .expect("answered")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitioned_master_demotes_itself_on_return() {
+    tokio::time::timeout(Duration::from_secs(240), split_brain_scenario())
+        .await
+        .expect("scenario finishes in time");
+}
+
+/// Master A runs on while the slave B is promoted (A is stopped, as if partitioned, so B's
+/// live-master check gets no answer). When A resumes it is a second brokerId-0 of the group in
+/// an older epoch: it must step down within a registration period, refuse sends, truncate the
+/// messages nobody replicated and follow B, leaving one master in the route.
+async fn split_brain_scenario() {
+    let namesrv = start_namesrv();
+    let a_dir = tempfile::tempdir().expect("tempdir");
+    let b_dir = tempfile::tempdir().expect("tempdir");
+    let period = "registerNameServerPeriod=1000";
+    let a = start_broker(a_dir.path(), &namesrv.addr, "ASYNC_MASTER", 0, &[period]);
+    let admin = Admin::new([namesrv.addr.as_str()]);
+    create_topic(&admin, &a.addr).await;
+    wait_route(&admin).await;
+    let mut b = start_broker(b_dir.path(), &namesrv.addr, "SLAVE", 1, &[period]);
+    let producer = Producer::new([namesrv.addr.as_str()], "ha-producer");
+    let statuses = send_n(&producer, 60, "replicated").await;
+    assert!(statuses.iter().all(|s| *s == SendStatus::SendOk));
+    wait_caught_up(&admin, &a.addr, &b.addr).await;
+
+    // B goes away; A acknowledges 5 messages nobody replicates, then A is cut off (stopped).
+    b.kill();
+    eventually("the master drops the dead slave", || async {
+        status(&admin, &a.addr).await.slaves.is_empty()
+    })
+    .await;
+    let statuses = send_n(&producer, 5, "unreplicated").await;
+    assert!(statuses.iter().all(|s| *s == SendStatus::SendOk));
+    let a_before = status(&admin, &a.addr).await;
+    signal(&a, "-STOP");
+
+    // B returns and is promoted while A cannot answer.
+    let b = start_broker(b_dir.path(), &namesrv.addr, "SLAVE", 1, &[period]);
+    let out = ferrumctl(&namesrv.addr, &["broker", "promote", "-b", &b.addr]);
+    assert!(
+        out.status.success(),
+        "promote: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let promoted = status(&admin, &b.addr).await;
+    assert_eq!((promoted.broker_id, promoted.epoch), (0, 2));
+    assert!(promoted.epoch_start_offset < a_before.max_phy_offset);
+    let fresh = Producer::new([namesrv.addr.as_str()], "ha-producer-2");
+    eventually("the route lists the promoted master", || async {
+        admin
+            .namesrv()
+            .cluster_info()
+            .await
+            .is_ok_and(|info| info.broker_addr_table[GROUP].broker_addrs.get(&0) == Some(&b.addr))
+    })
+    .await;
+    let statuses = send_n(&fresh, 10, "epoch-2").await;
+    assert!(statuses.iter().all(|s| *s == SendStatus::SendOk));
+
+    // A resumes still believing it is the master of epoch 1.
+    signal(&a, "-CONT");
+    let resumed = Instant::now();
+    eventually("the partitioned master demotes itself", || async {
+        status(&admin, &a.addr).await.role == "SLAVE"
+    })
+    .await;
+    eprintln!(
+        "resume → demoted: {} ms (registerNameServerPeriod 1000 ms)",
+        resumed.elapsed().as_millis()
+    );
+    let answer = send_direct(&a.addr).await;
+    assert_eq!(
+        answer.code,
+        ferrum_protocol::ResponseCode::SERVICE_NOT_AVAILABLE.code()
+    );
+    assert!(
+        answer
+            .remark
+            .as_deref()
+            .unwrap_or("")
+            .contains("is a slave"),
+        "{:?}",
+        answer.remark
+    );
+    wait_caught_up(&admin, &b.addr, &a.addr).await;
+    let old = status(&admin, &a.addr).await;
+    assert_eq!((old.broker_id, old.epoch), (1, 2), "{old:?}");
+    assert_eq!(old.truncated_messages, 5, "{old:?}");
+    assert_eq!(
+        old.truncated_bytes as i64,
+        a_before.max_phy_offset - promoted.epoch_start_offset
+    );
+    assert_identical(&admin, (&b.addr, b_dir.path()), (&a.addr, a_dir.path())).await;
+    eventually("the route shows exactly one master", || async {
+        let Ok(info) = admin.namesrv().cluster_info().await else {
+            return false;
+        };
+        let members = &info.broker_addr_table[GROUP].broker_addrs;
+        members.get(&0) == Some(&b.addr) && members.get(&1) == Some(&a.addr) && members.len() == 2
+    })
+    .await;
+    let route = admin.namesrv().topic_route(TOPIC).await.expect("route");
+    let masters: Vec<_> = route
+        .broker_datas
+        .iter()
+        .filter_map(|d| d.broker_addrs.get(&0))
+        .collect();
+    assert_eq!(masters, vec![&b.addr]);
+    // The old master's metrics say what happened.
+    let text = metrics_text(&a).await;
+    assert!(
+        text.contains("ferrum_broker_ha_demotions_total 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ferrum_broker_ha_truncated_messages_total 5"),
+        "{text}"
+    );
+    assert!(text.contains("ferrum_broker_ha_epoch 2"), "{text}");
+    let text = metrics_text(&b).await;
+    assert!(
+        text.contains("ferrum_broker_replication_lag_bytes{slave_broker_id=\"1\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ferrum_broker_ha_slaves_connected 1"),
+        "{text}"
+    );
 }

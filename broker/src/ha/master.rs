@@ -158,6 +158,7 @@ async fn session(
         }
     };
     if let Err(reason) = check_hello(core, &nonce, &hello, master_epoch) {
+        core.ha.count_handshake_rejection();
         let _ = wr
             .write_all(&codec::encode_handshake(&HandshakeFrame::Reject {
                 reason: reason.clone(),

@@ -10,6 +10,9 @@
 //!   records the slave's acknowledged offset.
 //! - [`slave`]: finds the master (NameServer register answer or `haMasterAddress`), handshakes,
 //!   truncates a divergent tail, appends at identical offsets and reports.
+//! - [`remote`]: decisions that ask other processes (promotion, a returning or partitioned
+//!   master's demotion when a newer-epoch master of its group is live).
+//! - [`metrics`]: replication gauges and counters in the broker's registry.
 //!
 //! [`HaState`] is the runtime role shared by the processors: the role and brokerId can change
 //! without a restart (promotion, or demotion of a returning old master), so code that asks
@@ -18,6 +21,7 @@
 pub mod codec;
 pub mod epoch;
 pub mod master;
+pub mod metrics;
 pub mod remote;
 pub mod slave;
 
@@ -76,6 +80,10 @@ pub struct HaState {
     pub appended: Notify,
     truncated_messages: AtomicU64,
     truncated_bytes: AtomicU64,
+    /// HELLOs this master refused (wrong secret, group, version, a slave of a newer epoch).
+    handshake_rejections: AtomicU64,
+    /// Times a running master found a newer-epoch master of its group and became its slave.
+    demotions: AtomicU64,
     /// Serializes promotion and demotion.
     pub(crate) transition: tokio::sync::Mutex<()>,
     /// Set while a promotion fixes its epoch start: replicated bytes are refused from then on.
@@ -111,6 +119,8 @@ impl HaState {
             appended: Notify::new(),
             truncated_messages: AtomicU64::new(0),
             truncated_bytes: AtomicU64::new(0),
+            handshake_rejections: AtomicU64::new(0),
+            demotions: AtomicU64::new(0),
             transition: tokio::sync::Mutex::new(()),
             promoting: AtomicBool::new(false),
             append_gate: Arc::new(Mutex::new(())),
@@ -214,6 +224,22 @@ impl HaState {
         (
             self.truncated_messages.load(Ordering::Relaxed),
             self.truncated_bytes.load(Ordering::Relaxed),
+        )
+    }
+
+    pub(crate) fn count_handshake_rejection(&self) {
+        self.handshake_rejections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_demotion(&self) {
+        self.demotions.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Refused handshakes and split-brain demotions since start (for metrics).
+    pub fn rejections_and_demotions(&self) -> (u64, u64) {
+        (
+            self.handshake_rejections.load(Ordering::Relaxed),
+            self.demotions.load(Ordering::Relaxed),
         )
     }
 

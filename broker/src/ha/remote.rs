@@ -104,6 +104,50 @@ async fn live_master(core: &BrokerCore) -> Option<(String, BrokerReplicaStatus)>
     }
 }
 
+/// The brokerId a demoted master takes: `brokerIdWhenDemoted`, else one above every other
+/// member the NameServers list.
+async fn demoted_id(core: &BrokerCore) -> i64 {
+    let members = group_members(core).await;
+    let highest = members
+        .iter()
+        .filter(|(_, a)| **a != core.broker_addr)
+        .map(|(id, _)| *id)
+        .max()
+        .unwrap_or(0);
+    core.config.broker_id_when_demoted.unwrap_or(highest + 1)
+}
+
+/// Run by the registrar before each round: a running master that finds another live master of
+/// its group in a newer epoch (it was partitioned or stopped while a slave was promoted) becomes
+/// that master's slave at once. From then on sends are refused as on any slave, and the slave
+/// task's handshake truncates the tail this broker wrote after the new epoch began. Returns
+/// whether this broker was demoted.
+pub async fn demote_if_superseded(core: &BrokerCore) -> bool {
+    if core.ha.is_slave() {
+        return false;
+    }
+    let Some((addr, status)) = live_master(core).await else {
+        return false;
+    };
+    let _transition = core.ha.transition.lock().await;
+    let own_epoch = core.ha.current_epoch();
+    if core.ha.is_slave() || status.epoch <= own_epoch {
+        return false;
+    }
+    let id = demoted_id(core).await;
+    tracing::error!(
+        master = %addr,
+        master_epoch = status.epoch,
+        own_epoch,
+        broker_id = id,
+        max_phy_offset = core.store.max_phy_offset(),
+        "split brain: another master of this group is live in a newer epoch; demoting to its slave, sends are refused from now on and the tail written since its epoch began will be truncated"
+    );
+    core.ha.set_role(BrokerRole::Slave, id);
+    core.ha.count_demotion();
+    true
+}
+
 /// At start: a configured master that finds a live master of a newer (or equal) epoch becomes
 /// its slave; a master staying master with no epoch opens epoch 1 at its max offset.
 pub async fn startup_role(core: &BrokerCore) -> Result<(), String> {
@@ -116,14 +160,7 @@ pub async fn startup_role(core: &BrokerCore) -> Result<(), String> {
         && status.epoch >= own_epoch
         && status.epoch > 0
     {
-        let members = group_members(core).await;
-        let highest = members
-            .iter()
-            .filter(|(_, a)| **a != core.broker_addr)
-            .map(|(id, _)| *id)
-            .max()
-            .unwrap_or(0);
-        let id = core.config.broker_id_when_demoted.unwrap_or(highest + 1);
+        let id = demoted_id(core).await;
         tracing::warn!(
             master = %addr,
             master_epoch = status.epoch,
