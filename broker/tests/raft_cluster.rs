@@ -207,22 +207,27 @@ fn all_bytes(store: &MessageStore) -> Vec<u8> {
 
 /// Bodies a consumer reads from queue 0 of `store` (bounded by its committed offset).
 fn consumed_bodies(store: &MessageStore) -> Vec<String> {
-    let got = store.get_message(
-        "g",
-        TOPIC,
-        0,
-        0,
-        1024,
-        64 * 1024 * 1024,
-        &MessageFilter::All,
-    );
-    got.messages
-        .iter()
-        .map(|b| {
+    let mut bodies = Vec::new();
+    let mut offset = 0;
+    loop {
+        let got = store.get_message(
+            "g",
+            TOPIC,
+            0,
+            offset,
+            1024,
+            64 * 1024 * 1024,
+            &MessageFilter::All,
+        );
+        if got.messages.is_empty() {
+            return bodies;
+        }
+        for b in &got.messages {
             let (m, _) = MessageExt::decode(b).expect("a stored record decodes");
-            String::from_utf8_lossy(&m.body).into_owned()
-        })
-        .collect()
+            bodies.push(String::from_utf8_lossy(&m.body).into_owned());
+        }
+        offset = got.next_begin_offset;
+    }
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -410,6 +415,65 @@ async fn a_crashed_follower_restarts_from_its_own_log_and_catches_up() {
         "no needless election"
     );
     assert!(all.contains(&crashed_id));
+    for r in &cluster.replicas {
+        r.raft.shutdown().await.expect("shutdown");
+        r.store.shutdown().expect("store shutdown");
+    }
+}
+
+/// Many concurrent proposers: every write commits exactly once and every replica ends with the
+/// same bytes. Prints the throughput (`--nocapture`), a figure, not an assertion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_proposers_commit_everything_once() {
+    const PROPOSERS: usize = 32;
+    const PER_PROPOSER: usize = 64;
+    const BODY: usize = 1024;
+    let (cluster, _) = start_cluster().await;
+    let all: Vec<u64> = cluster.replicas.iter().map(|r| r.id).collect();
+    let leader = cluster.agreed_leader(&all, &[]).await;
+    let started = std::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for p in 0..PROPOSERS {
+        let raft = cluster.get(leader).raft.clone();
+        tasks.spawn(async move {
+            let mut last = (0, 0);
+            for i in 0..PER_PROPOSER {
+                let tag = format!("p{p:02}-{i:03}-");
+                let body = format!("{tag}{}", "b".repeat(BODY - tag.len()));
+                let r = raft
+                    .client_write(message(body))
+                    .await
+                    .expect("write committed by a majority");
+                assert_eq!(r.data.refused, None);
+                last = last.max((r.log_id.index, r.data.offset + r.data.len as i64));
+            }
+            last
+        });
+    }
+    let mut last = (0, 0);
+    while let Some(r) = tasks.join_next().await {
+        last = last.max(r.expect("proposer task"));
+    }
+    let elapsed = started.elapsed();
+    let total = PROPOSERS * PER_PROPOSER;
+    eprintln!(
+        "raft 3 replicas, 127.0.0.1: {total} messages of {BODY} B by {PROPOSERS} proposers committed in {elapsed:?} ({:.0} msg/s)",
+        total as f64 / elapsed.as_secs_f64()
+    );
+    cluster.wait_applied(&all, last.0, last.1).await;
+    let reference = all_bytes(&cluster.get(leader).store);
+    for id in &all {
+        assert_eq!(
+            all_bytes(&cluster.get(*id).store),
+            reference,
+            "replica {id}"
+        );
+        let mut bodies = consumed_bodies(&cluster.get(*id).store);
+        assert_eq!(bodies.len(), total, "replica {id}");
+        bodies.sort();
+        bodies.dedup();
+        assert_eq!(bodies.len(), total, "no message stored twice");
+    }
     for r in &cluster.replicas {
         r.raft.shutdown().await.expect("shutdown");
         r.store.shutdown().expect("store shutdown");

@@ -144,6 +144,9 @@ pub fn openraft_config(config: &RaftConfig) -> openraft::Config {
         election_timeout_max: config.election_timeout_max.as_millis() as u64,
         snapshot_policy: openraft::SnapshotPolicy::Never,
         max_in_snapshot_log_to_keep: u64::MAX,
+        // openraft limits a replication batch by entries only; with messages of up to 4 MiB
+        // and AppendEntries bounded by the heartbeat interval, batches stay small.
+        max_payload_entries: 64,
         ..Default::default()
     }
 }
