@@ -255,6 +255,21 @@ impl ClientManager {
         })
     }
 
+    /// Live channels of the group's producers, for CHECK_TRANSACTION_STATE.
+    pub fn producer_channels(&self, group: &str) -> Vec<Channel> {
+        self.lock()
+            .producers
+            .get(group)
+            .map(|channels| {
+                channels
+                    .values()
+                    .filter(|c| !c.channel.is_closed())
+                    .map(|c| c.channel.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Channels of the group's consumers, for NOTIFY_CONSUMER_IDS_CHANGED.
     pub fn consumer_channels(&self, group: &str) -> Vec<Channel> {
         self.lock()

@@ -175,6 +175,12 @@ pub struct BrokerConfig {
     pub ha_max_bytes_in_flight: usize,
     /// How long a SYNC_MASTER send (and a SYNC_FLUSH write) waits, ms (`syncFlushTimeout`).
     pub sync_flush_timeout: u64,
+    /// A half message younger than this (ms) is not checked yet (`transactionTimeOut`).
+    pub transaction_timeout: u64,
+    /// Checks of one half message before it is discarded (`transactionCheckMax`).
+    pub transaction_check_max: u32,
+    /// Period of the transaction check service, ms (`transactionCheckInterval`).
+    pub transaction_check_interval: u64,
     /// The brokerId a master that finds a newer master takes as a slave (`brokerIdWhenDemoted`);
     /// `None` picks 1 + the highest id the NameServers report.
     pub broker_id_when_demoted: Option<i64>,
@@ -262,6 +268,9 @@ impl Default for BrokerConfig {
             ha_max_gap_not_in_sync: 256 * 1024 * 1024,
             ha_max_bytes_in_flight: 4 * 1024 * 1024,
             sync_flush_timeout: 5_000,
+            transaction_timeout: 6_000,
+            transaction_check_max: 15,
+            transaction_check_interval: 30_000,
             broker_id_when_demoted: None,
             enable_dleger_commit_log: false,
             dleger_group: String::new(),
@@ -561,6 +570,15 @@ impl BrokerConfig {
                 self.ha_max_bytes_in_flight = parse_range(key, value, 4096, 1 << 32)?;
             }
             "syncFlushTimeout" => self.sync_flush_timeout = parse_range(key, value, 1, u64::MAX)?,
+            "transactionTimeOut" => {
+                self.transaction_timeout = parse_range(key, value, 0, u64::MAX)?;
+            }
+            "transactionCheckMax" => {
+                self.transaction_check_max = parse_range(key, value, 1, u32::MAX)?;
+            }
+            "transactionCheckInterval" => {
+                self.transaction_check_interval = parse_range(key, value, 10, u64::MAX)?;
+            }
             "brokerIdWhenDemoted" => {
                 self.broker_id_when_demoted = Some(parse_range(key, value, 1, i64::MAX)?);
             }

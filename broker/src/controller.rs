@@ -147,6 +147,10 @@ pub async fn start(mut config: BrokerConfig) -> Result<RunningBroker, StartError
         core.clone(),
         shutdown_rx.clone(),
     )));
+    tasks.push(tokio::spawn(crate::transaction::run(
+        core.clone(),
+        shutdown_rx.clone(),
+    )));
 
     let registrar = Registrar::new(core.clone());
     let register_result = registrar.last_result.clone();

@@ -23,3 +23,4 @@ pub mod server;
 pub mod slave_sync;
 pub mod subscription;
 pub mod topic;
+pub mod transaction;

@@ -270,6 +270,9 @@ impl BrokerCore {
                 divert_if_delayed(msg);
             }
         }
+        if messages.len() == 1 && crate::transaction::is_prepared(&messages[0].properties) {
+            crate::transaction::divert_half(&mut messages[0]);
+        }
         let stored_topic = messages[0].topic.clone();
         let count = messages.len() as u64;
         let mut result: PutMessageResult = self.store.put_messages(messages).await;

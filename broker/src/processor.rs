@@ -130,6 +130,7 @@ impl BrokerCore {
                 | RequestCode::SEND_MESSAGE_V2
                 | RequestCode::SEND_BATCH_MESSAGE,
             ) => return self.send_message(channel, request).await,
+            Some(RequestCode::END_TRANSACTION) => return self.end_transaction(request).await,
             Some(RequestCode::PULL_MESSAGE | RequestCode::LITE_PULL_MESSAGE) => {
                 return self.pull_message(request, permit).await;
             }
