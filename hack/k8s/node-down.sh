@@ -122,6 +122,13 @@ fi
 # Keep the logs for a post-mortem; the rest of the node dir goes.
 rm -rf "$D/node-logs"
 cp -r "$N/logs" "$D/node-logs" 2>/dev/null
-left=$(findmnt -rn -o TARGET | grep -cF "$N/" || true)
-rm -rf "$N" 2>/dev/null || echo "node-down: $N not fully removed ($left mounts left)" >&2
+# A mount still under the node dir may be a bind of host data (a hostPath volume): never
+# delete through it.
+left=$(findmnt -rn -o TARGET | grep -F "$N/" || true)
+if [ -n "$left" ]; then
+  echo "node-down: mounts left under $N, so it is kept:" >&2
+  echo "$left" >&2
+  exit 1
+fi
+rm -rf "$N"
 echo "node-down: node $NODE_NAME stopped and cleaned"

@@ -27,6 +27,16 @@ fail() {
   "${K[@]}" -n "$NS" get events --sort-by=.lastTimestamp >&2 2>/dev/null | tail -20 || true
   exit 1
 }
+# kube-proxy programs a new Service or endpoint within its sync period, so the first request
+# may come too early: try for up to 30 s.
+fetch() { # url
+  local out
+  for _ in $(seq 1 30); do
+    out=$(curl -sf --max-time 3 "$1") && { echo "$out"; return 0; }
+    sleep 1
+  done
+  return 1
+}
 cleanup() {
   [ "${SMOKE_KEEP:-0}" = 1 ] && return
   "${K[@]}" delete namespace "$NS" --ignore-not-found --wait=true --timeout=90s >/dev/null 2>&1 || true
@@ -72,13 +82,13 @@ YAML
 "${K[@]}" -n "$NS" rollout status deployment/web --timeout=120s >/dev/null || fail "Deployment web not Ready"
 web_pod=$("${K[@]}" -n "$NS" get pods -l app=web -o jsonpath='{.items[0].metadata.name}')
 web_ip=$("${K[@]}" -n "$NS" get pod "$web_pod" -o jsonpath='{.status.podIP}')
-body=$(curl -sf --max-time 5 "http://$web_ip:8080/") || fail "host cannot reach pod $web_pod at $web_ip:8080"
+body=$(fetch "http://$web_ip:8080/") || fail "host cannot reach pod $web_pod at $web_ip:8080"
 [ "$body" = "$web_pod" ] || fail "pod $web_pod answered '$body'"
 pass "1. pod $web_pod of image $TESTBOX_IMAGE Ready at $web_ip, answers its name"
 
 # --- 2. Service, DNS from another pod, apiserver through the kubernetes Service -------------------
 svc_ip=$("${K[@]}" -n "$NS" get service web -o jsonpath='{.spec.clusterIP}')
-body=$(curl -sf --max-time 5 "http://$svc_ip/") || fail "host cannot reach Service web at $svc_ip:80"
+body=$(fetch "http://$svc_ip/") || fail "host cannot reach Service web at $svc_ip:80"
 [ "$body" = "$web_pod" ] || fail "Service web answered '$body'"
 "${K[@]}" -n "$NS" apply -f - >/dev/null <<YAML
 apiVersion: batch/v1
@@ -180,7 +190,7 @@ pvc=$("${K[@]}" -n "$NS" get pvc data-store-0 -o jsonpath='{.status.phase}/{.spe
 [ "$pvc" = Bound/ferrum-smoke-store-0 ] || fail "PVC data-store-0 is '$pvc'"
 uid1=$("${K[@]}" -n "$NS" get pod store-0 -o jsonpath='{.metadata.uid}')
 ip1=$("${K[@]}" -n "$NS" get pod store-0 -o jsonpath='{.status.podIP}')
-boots=$(curl -sf --max-time 5 "http://$ip1:8080/boots" | wc -l)
+boots=$(fetch "http://$ip1:8080/boots" | wc -l)
 [ "$boots" = 1 ] || fail "store-0 recorded $boots boots, expected 1"
 [ "$(wc -l < "$PV_DIR/boots")" = 1 ] || fail "the PV's directory does not hold store-0's boots file"
 pass "3. StatefulSet pod store-0 Ready with PVC data-store-0 bound to ferrum-smoke-store-0, wrote to it"
@@ -196,7 +206,7 @@ for _ in $(seq 1 120); do
 done
 [ "$ok" = 1 ] || fail "store-0 was not recreated and Ready within 120 s"
 ip2=$("${K[@]}" -n "$NS" get pod store-0 -o jsonpath='{.status.podIP}')
-boots=$(curl -sf --max-time 5 "http://$ip2:8080/boots" | wc -l)
+boots=$(fetch "http://$ip2:8080/boots" | wc -l)
 [ "$boots" = 2 ] || fail "recreated store-0 sees $boots boots on its volume, expected 2"
 pass "4a. store-0 deleted → recreated (uid $uid1 → $uid2), Ready, same volume (2 boots)"
 
@@ -209,7 +219,7 @@ for _ in $(seq 1 60); do
     -o jsonpath='{range .items[*]}{.metadata.name} {.metadata.deletionTimestamp}{"\n"}{end}' 2>/dev/null |
     awk 'NF == 1 {print $1}' | head -1 || true)
   if [ -n "$new_pod" ] && [ "$new_pod" != "$web_pod" ]; then
-    body=$(curl -sf --max-time 5 "http://$svc_ip/" || true)
+    body=$(curl -sf --max-time 3 "http://$svc_ip/" || true)
     [ "$body" = "$new_pod" ] && { ok=1; break; }
   fi
   sleep 1
