@@ -18,6 +18,10 @@
 #   9, 10 (when FERRUM_COMPAT_RUST_CLIENT names the binary of hack/compat/rust-client, as
 #        hack/compat/rust-client.sh does): rocketmq-client-rust produces for the Go and its own
 #        consumer, and consumes what the Go producer sent.
+#   11, 12 (when FERRUM_COMPAT_JAVA_CP is the classpath of hack/compat/java-client's classes
+#        and rocketmq-client 5.x, as hack/compat/cross-check.sh sets it): Apache's Java client
+#        produces for the Go, ferrumctl, Rust (if present) and Java consumers, and its push
+#        consumer reads what the Go producer, ferrumctl and the Rust producer sent.
 #
 # Environment: GO (default go), CARGO (default cargo), CARGO_TARGET_DIR, FERRUM_GO_MESSAGES
 # (default 200), GOMODCACHE / GOCACHE (default under ~/.cache/ferrum).
@@ -213,6 +217,59 @@ if [ -n "${FERRUM_COMPAT_RUST_CLIENT:-}" ]; then
     "$GOC" canon -in "$WORK/rust-go.jsonl" -expect "$WORK/go-all.txt" -out "$WORK/rust-go.txt" ||
         fail "the Rust consumer read different messages than the Go producer sent"
     printf '  ok: %s Go messages identical in the Rust consumer\n' "$GO_ALL"
+fi
+
+if [ -n "${FERRUM_COMPAT_JAVA_CP:-}" ]; then
+    # The Java client (hack/compat/java-client, CrossCheck) writes the same JSON lines as
+    # ferrumctl and the Rust program, so `canon` compares it with every other client.
+    java_cross() {
+        timeout 300 java -Duser.home="$WORK/java-home" -Drocketmq.client.logRoot="$WORK/java-logs" \
+            -cp "$FERRUM_COMPAT_JAVA_CP" io.ferrum.compat.CrossCheck "$@"
+    }
+    T_JAVA=JavaCross
+    create_topic "$T_JAVA"
+    step "11. java -> go, ferrumctl, rust, java: Apache's Java client sends 100 messages"
+    java_cross produce "$NAMESRV" "$T_JAVA" 100 cross "$WORK/java-sent.jsonl" >"$WORK/java-produce.log" 2>&1 ||
+        { tail -20 "$WORK/java-produce.log" >&2; show_logs; fail "Java producer"; }
+    "$GOC" canon -in "$WORK/java-sent.jsonl" -out "$WORK/java-sent.txt" >/dev/null
+    "$GOC" consume -n "$NAMESRV" -t "$T_JAVA" -g GoReadsJava -count 100 -timeout 60s \
+        -expect "$WORK/java-sent.txt" -out "$WORK/go-reads-java.txt" || { show_logs; fail "Go consumer of Java messages"; }
+    printf '  ok: 100 Java messages identical in the Go consumer\n'
+    timeout 60 "$CTL" -n "$NAMESRV" --json consume --from-beginning --count 100 -g CtlReadsJava "$T_JAVA" \
+        >"$WORK/ctl-java.jsonl" 2>"$WORK/ctl-java.err" || { cat "$WORK/ctl-java.err" >&2; fail "ferrumctl consume of Java messages"; }
+    "$GOC" canon -in "$WORK/ctl-java.jsonl" -expect "$WORK/java-sent.txt" -out "$WORK/ctl-java.txt" ||
+        fail "ferrumctl read different messages than the Java producer sent"
+    printf '  ok: 100 Java messages identical in ferrumctl consume\n'
+    if [ -n "${FERRUM_COMPAT_RUST_CLIENT:-}" ]; then
+        "$FERRUM_COMPAT_RUST_CLIENT" consume "$NAMESRV" "$T_JAVA" RustReadsJava 100 60 "$WORK/rust-java.jsonl" \
+            >"$WORK/rust-java.log" 2>&1 || { tail -20 "$WORK/rust-java.log" >&2; show_logs; fail "Rust consumer of Java messages"; }
+        "$GOC" canon -in "$WORK/rust-java.jsonl" -expect "$WORK/java-sent.txt" -out "$WORK/rust-java.txt" ||
+            fail "the Rust consumer read different messages than the Java producer sent"
+        printf '  ok: 100 Java messages identical in the Rust consumer\n'
+    fi
+    java_cross consume "$NAMESRV" "$T_JAVA" JavaReadsJava 100 60 "$WORK/java-java.jsonl" >"$WORK/java-java.log" 2>&1 ||
+        { tail -20 "$WORK/java-java.log" >&2; show_logs; fail "Java consumer of Java messages"; }
+    "$GOC" canon -in "$WORK/java-java.jsonl" -expect "$WORK/java-sent.txt" -out "$WORK/java-java.txt" ||
+        fail "the Java consumer read different messages than the Java producer sent"
+    printf '  ok: 100 Java messages identical in the Java consumer\n'
+
+    step "12. go, ferrumctl, rust -> java: the Java push consumer reads what the others sent"
+    # java_reads NAME TOPIC EXPECTED: a new Java group reads the whole topic.
+    java_reads() {
+        local n
+        n=$(wc -l <"$3")
+        java_cross consume "$NAMESRV" "$2" "JavaReads$1" "$n" 90 "$WORK/java-$1.jsonl" >"$WORK/java-$1.log" 2>&1 ||
+            { tail -20 "$WORK/java-$1.log" >&2; show_logs; fail "Java consumer of $1 messages"; }
+        "$GOC" canon -in "$WORK/java-$1.jsonl" -expect "$3" -out "$WORK/java-$1.txt" ||
+            fail "the Java consumer read different messages than the $1 producer sent"
+        printf '  ok: %s %s messages identical in the Java consumer\n' "$n" "$1"
+    }
+    cat "$WORK/go-sent.txt" "$WORK/more-sent.txt" >"$WORK/go-all-java.txt"
+    java_reads Go "$T_GO" "$WORK/go-all-java.txt"
+    java_reads Ctl "$T_CTL" "$WORK/ctl-sent.txt"
+    if [ -n "${FERRUM_COMPAT_RUST_CLIENT:-}" ]; then
+        java_reads Rust "$T_RUST" "$WORK/rust-sent.txt"
+    fi
 fi
 
 step "go-client compat: all scenarios passed"

@@ -130,7 +130,7 @@ mqadmin topicRoute -n "$NAMESRV" -t NoSuchFerrumTopic >"$WORK/unknown.out" 2>&1 
 check "$WORK/unknown.out" 'CODE: 17 +DESC: No topic route info in name server for the topic: NoSuchFerrumTopic' \
     "unknown topic answers TOPIC_NOT_EXIST (17) with a true remark"
 
-bash "$ROOT/hack/compat/rust-client.sh"  # the Go scenarios, plus Rust client ones
+bash "$ROOT/hack/compat/cross-check.sh"  # Go scenarios plus the Go/Rust/Java/ferrumctl matrix
 bash "$ROOT/hack/compat/java-client.sh"
 bash "$ROOT/hack/compat/admin-broker.sh"
 
