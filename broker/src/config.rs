@@ -197,6 +197,8 @@ pub struct BrokerConfig {
     /// Lower bound of the randomized election timeout, ms (`ferrumRaftElectionTimeoutMinMs`).
     pub raft_election_timeout_min_ms: u64,
     /// Upper bound of the randomized election timeout, ms (`ferrumRaftElectionTimeoutMaxMs`).
+    /// Followers refuse votes for this long after the last heartbeat (openraft's leader
+    /// lease), so a failover takes about twice it; 600 ms keeps the group failover under 2 s.
     pub raft_election_timeout_max_ms: u64,
 }
 
@@ -277,8 +279,8 @@ impl Default for BrokerConfig {
             dleger_peers: String::new(),
             dleger_self_id: String::new(),
             raft_heartbeat_interval_ms: 100,
-            raft_election_timeout_min_ms: 500,
-            raft_election_timeout_max_ms: 1_000,
+            raft_election_timeout_min_ms: 300,
+            raft_election_timeout_max_ms: 600,
         }
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use ferrum_broker::config::BrokerConfig;
 use ferrum_broker::raft::config::node_id;
+use ferrum_broker::raft::status::status;
 use ferrum_broker::raft::{
     NetworkSwitch, ProposedMessage, RaftConfig, RaftNetworkFactoryImpl, RaftNode, RaftRequest,
     RaftRpcServer, open_storage, openraft_config,
@@ -33,17 +34,24 @@ struct Cluster {
     replicas: Vec<Replica>,
 }
 
-fn raft_config(peers: &str, i: usize) -> RaftConfig {
+/// Raft settings of replica `n{i}`: shorter timeouts than the defaults unless `defaults`.
+fn raft_config_with(peers: &str, i: usize, defaults: bool) -> RaftConfig {
     let mut broker = BrokerConfig::default();
-    for (k, v) in [
+    let mut keys = vec![
         ("enableDLegerCommitLog", "true"),
         ("dLegerGroup", "broker-raft"),
         ("dLegerPeers", peers),
-        ("dLegerSelfId", &format!("n{i}")),
-        ("ferrumRaftHeartbeatIntervalMs", "50"),
-        ("ferrumRaftElectionTimeoutMinMs", "300"),
-        ("ferrumRaftElectionTimeoutMaxMs", "600"),
-    ] {
+    ];
+    if !defaults {
+        keys.extend([
+            ("ferrumRaftHeartbeatIntervalMs", "50"),
+            ("ferrumRaftElectionTimeoutMinMs", "300"),
+            ("ferrumRaftElectionTimeoutMaxMs", "600"),
+        ]);
+    }
+    let self_id = format!("n{i}");
+    keys.push(("dLegerSelfId", &self_id));
+    for (k, v) in keys {
         assert!(broker.set(k, v).expect("valid value"), "{k} known");
     }
     let config = RaftConfig::from_broker_config(&broker)
@@ -51,6 +59,10 @@ fn raft_config(peers: &str, i: usize) -> RaftConfig {
         .expect("Raft mode enabled");
     assert_eq!(config.self_node_id(), node_id(&format!("n{i}")));
     config
+}
+
+fn raft_config(peers: &str, i: usize) -> RaftConfig {
+    raft_config_with(peers, i, false)
 }
 
 /// Starts (or restarts, on the same directory) replica `n{i}`.
@@ -86,6 +98,10 @@ async fn start_replica(
 }
 
 async fn start_cluster() -> (Cluster, String) {
+    start_cluster_with(false).await
+}
+
+async fn start_cluster_with(defaults: bool) -> (Cluster, String) {
     let mut listeners = Vec::new();
     for _ in 0..3 {
         listeners.push(TcpListener::bind("127.0.0.1:0").await.expect("bind"));
@@ -98,7 +114,7 @@ async fn start_cluster() -> (Cluster, String) {
     let peers = peers.join(";");
     let mut replicas = Vec::new();
     for (i, listener) in listeners.into_iter().enumerate() {
-        let config = raft_config(&peers, i);
+        let config = raft_config_with(&peers, i, defaults);
         let dir = tempfile::tempdir().expect("tempdir");
         replicas.push(start_replica(&config, listener, dir).await);
     }
@@ -258,6 +274,36 @@ async fn three_replicas_elect_commit_truncate_and_fail_over() {
         );
         assert_eq!(consumed_bodies(&cluster.get(*id).store).len(), 30);
     }
+    cluster
+        .get(l1)
+        .raft
+        .wait(Some(WAIT))
+        .metrics(
+            |m| status(m).peers.iter().all(|p| p.lag == Some(0)),
+            "every peer caught up",
+        )
+        .await
+        .expect("the leader sees every peer caught up");
+    let report = status(&cluster.get(l1).raft.metrics().borrow());
+    assert_eq!(report.role, "Leader");
+    assert_eq!(report.leader, Some(l1));
+    assert_eq!(report.applied_index, Some(index));
+    assert_eq!(report.last_log_index, Some(index));
+    let mut peer_ids: Vec<u64> = report.peers.iter().map(|p| p.node_id).collect();
+    peer_ids.sort();
+    let mut sorted = all.clone();
+    sorted.sort();
+    assert_eq!(peer_ids, sorted);
+    assert!(report.peers.iter().all(|p| p.match_index == Some(index)));
+    let follower = all
+        .iter()
+        .copied()
+        .find(|id| *id != l1)
+        .expect("a follower");
+    let follower_report = status(&cluster.get(follower).raft.metrics().borrow());
+    assert_eq!(follower_report.role, "Follower");
+    assert_eq!(follower_report.leader, Some(l1));
+    assert!(follower_report.peers.iter().all(|p| p.lag.is_none()));
 
     // 2. The leader is cut off; what it appends alone is never committed.
     cluster.get(l1).switch.set_isolated(true);
@@ -474,6 +520,81 @@ async fn concurrent_proposers_commit_everything_once() {
         bodies.dedup();
         assert_eq!(bodies.len(), total, "no message stored twice");
     }
+    for r in &cluster.replicas {
+        r.raft.shutdown().await.expect("shutdown");
+        r.store.shutdown().expect("store shutdown");
+    }
+}
+
+/// Stops the leader (crash-like: the store is halted) 10 times with the default timeouts and
+/// prints how long until a new leader commits a write, median and maximum (`--nocapture`); the
+/// stopped replica restarts from its own files and catches up each round. A figure, not an
+/// assertion: the checks are that every committed write survives every round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn repeated_leader_stops_keep_every_write_and_report_failover_time() {
+    const ROUNDS: usize = 10;
+    let (mut cluster, peers) = start_cluster_with(true).await;
+    let all: Vec<u64> = cluster.replicas.iter().map(|r| r.id).collect();
+    let mut leader = cluster.agreed_leader(&all, &[]).await;
+    let mut written = 0;
+    let mut failovers = Vec::new();
+    for round in 0..ROUNDS {
+        let (index, end) = write(
+            &cluster.get(leader).raft,
+            (0..5).map(|i| format!("round-{round:02}-{i}")),
+        )
+        .await;
+        written += 5;
+        cluster.wait_applied(&all, index, end).await;
+
+        let pos = cluster
+            .replicas
+            .iter()
+            .position(|r| r.id == leader)
+            .expect("the leader");
+        let i = (0..3)
+            .find(|i| node_id(&format!("n{i}")) == leader)
+            .expect("a peer index");
+        let stopped = cluster.replicas.remove(pos);
+        let started = std::time::Instant::now();
+        stopped.switch.set_isolated(true);
+        stopped.server.shutdown();
+        stopped.raft.shutdown().await.expect("raft stops");
+        stopped.store.halt();
+        let dir = stopped.dir;
+        let survivors: Vec<u64> = all.iter().copied().filter(|id| *id != leader).collect();
+        let new_leader = cluster.agreed_leader(&survivors, &[leader]).await;
+        let (index, end) = write(
+            &cluster.get(new_leader).raft,
+            [format!("round-{round:02}-after")],
+        )
+        .await;
+        failovers.push(started.elapsed());
+        written += 1;
+
+        let config = raft_config_with(&peers, i, true);
+        let listener = TcpListener::bind(config.self_addr())
+            .await
+            .expect("the replica's address is free again");
+        cluster
+            .replicas
+            .push(start_replica(&config, listener, dir).await);
+        cluster.wait_applied(&all, index, end).await;
+        for id in &all {
+            assert_eq!(
+                consumed_bodies(&cluster.get(*id).store).len(),
+                written,
+                "replica {id}, round {round}"
+            );
+        }
+        leader = new_leader;
+    }
+    failovers.sort();
+    eprintln!(
+        "raft failover (leader stopped -> new leader committed a write), default timeouts, {ROUNDS} rounds: median {:?}, max {:?}",
+        failovers[ROUNDS / 2],
+        failovers[ROUNDS - 1]
+    );
     for r in &cluster.replicas {
         r.raft.shutdown().await.expect("shutdown");
         r.store.shutdown().expect("store shutdown");

@@ -1,7 +1,8 @@
 //! Raft mode (RocketMQ's DLedger mode): a group of three or more replicas elects its master.
 //!
 //! This module owns the Raft-mode configuration ([`config`]), the Raft log kept in the
-//! CommitLog ([`log_store`]) and the replicas' RPC transport ([`network`]). It must not encode
+//! CommitLog ([`log_store`]), the replicas' RPC transport ([`network`]) and the status report
+//! read from openraft's metrics ([`status`]). It must not encode
 //! messages itself (ferrum-store does) nor touch the broker's send path or registration; the
 //! broker wires a [`RaftNode`] in, and the role it reports decides master or slave.
 //!
@@ -54,6 +55,7 @@
 pub mod config;
 pub mod log_store;
 pub mod network;
+pub mod status;
 
 use std::collections::BTreeMap;
 use std::io::Cursor;

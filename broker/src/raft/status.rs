@@ -1,0 +1,89 @@
+//! What `ferrumctl raft status` will show, read from openraft's metrics: term, role, leader,
+//! applied index and, on the leader, each peer's match index and lag in entries.
+
+use openraft::{BasicNode, RaftMetrics, ServerState};
+use serde::{Deserialize, Serialize};
+
+/// One replica's view of its group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RaftStatus {
+    pub node_id: u64,
+    pub term: u64,
+    /// `Leader`, `Follower`, `Candidate`, `Learner` or `Shutdown`.
+    pub role: String,
+    pub leader: Option<u64>,
+    pub last_log_index: Option<u64>,
+    /// Highest index applied here: everything up to it is committed and readable.
+    pub applied_index: Option<u64>,
+    /// Every voter; match index and lag are only known on the leader.
+    pub peers: Vec<PeerStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerStatus {
+    pub node_id: u64,
+    pub addr: String,
+    pub match_index: Option<u64>,
+    /// Entries the peer is behind the leader's last log index.
+    pub lag: Option<u64>,
+}
+
+/// The status in `metrics` (from `RaftNode::metrics()`).
+pub fn status(metrics: &RaftMetrics<u64, BasicNode>) -> RaftStatus {
+    let last = metrics.last_log_index;
+    let replication = metrics.replication.as_ref();
+    let peers = metrics
+        .membership_config
+        .membership()
+        .nodes()
+        .map(|(id, node)| {
+            let match_index = if *id == metrics.id {
+                last
+            } else {
+                replication
+                    .and_then(|r| r.get(id))
+                    .and_then(|m| m.map(|l| l.index))
+            };
+            let known = *id == metrics.id || replication.is_some_and(|r| r.contains_key(id));
+            PeerStatus {
+                node_id: *id,
+                addr: node.addr.clone(),
+                match_index,
+                lag: (metrics.state == ServerState::Leader && known)
+                    .then(|| lag(last, match_index)),
+            }
+        })
+        .collect();
+    RaftStatus {
+        node_id: metrics.id,
+        term: metrics.current_term,
+        role: format!("{:?}", metrics.state),
+        leader: metrics.current_leader,
+        last_log_index: last,
+        applied_index: metrics.last_applied.map(|l| l.index),
+        peers,
+    }
+}
+
+/// Entries in `0..=last` the peer does not hold; with no match it holds none of them.
+fn lag(last: Option<u64>, matched: Option<u64>) -> u64 {
+    match (last, matched) {
+        (Some(l), Some(m)) => l.saturating_sub(m),
+        (Some(l), None) => l + 1,
+        (None, _) => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_counts_missing_entries() {
+        assert_eq!(lag(None, None), 0);
+        assert_eq!(lag(Some(0), None), 1);
+        assert_eq!(lag(Some(10), Some(10)), 0);
+        assert_eq!(lag(Some(10), Some(7)), 3);
+        assert_eq!(lag(Some(10), None), 11);
+    }
+}
