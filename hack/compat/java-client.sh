@@ -12,7 +12,9 @@
 # Scenarios (5.x client): produce-consume (sync, async, oneway, batch sends while a push
 # consumer consumes), orderly (MessageQueueSelector + MessageListenerOrderly), lite-pull
 # (DefaultLitePullConsumer subscribe + poll), retry-dlq (RECONSUME_LATER through %RETRY% into
-# %DLQ%, about 45 s because the broker uses RocketMQ's default delay levels). With the 4.9.x
+# %DLQ%, about 45 s because the broker uses RocketMQ's default delay levels), transaction
+# (TransactionMQProducer: commit, rollback, and UNKNOW committed later by checkLocalTransaction;
+# the broker checks every 0.5 s after 1 s instead of RocketMQ's 30 s / 6 s). With the 4.9.x
 # client: produce-consume with sync sends and a push consumer.
 #
 # Environment: ROCKETMQ_CLIENT_VERSION (default: the pom's 5.x), FERRUM_M2 (local Maven
@@ -102,6 +104,7 @@ mkdir -p "$WORK/store"
     --set brokerClusterName=FerrumJavaCompat --set brokerName=ferrum-java-compat \
     --set listenPort=0 --set bindAddress=127.0.0.1 \
     --set storePathRootDir="$WORK/store" --set mappedFileSizeCommitLog=67108864 \
+    --set transactionCheckInterval=500 --set transactionTimeOut=1000 \
     >"$WORK/broker.out" 2>"$WORK/broker.log" &
 PIDS+=($!)
 for _ in $(seq 1 100); do
@@ -125,7 +128,7 @@ create_topic() {
 }
 
 step "creating topics with ferrumctl"
-for topic in JavaProduceConsume JavaOrderly JavaLitePull JavaRetryDlq Java4ProduceConsume; do
+for topic in JavaProduceConsume JavaOrderly JavaLitePull JavaRetryDlq Java4ProduceConsume JavaTransaction; do
     create_topic "$topic" 4
     printf '  %s: 4 queues, routed\n' "$topic"
 done
@@ -159,6 +162,7 @@ scenario produce-consume client5 ProduceConsume "$NAMESRV" JavaProduceConsume Ja
     sync,async,oneway,batch
 scenario orderly client5 Orderly "$NAMESRV" JavaOrderly JavaCompatOrderly
 scenario lite-pull client5 LitePull "$NAMESRV" JavaLitePull JavaCompatLitePull
+scenario transaction client5 Transaction "$NAMESRV" JavaTransaction JavaCompatTransaction
 if [ "${FERRUM_COMPAT_RETRY_DLQ:-1}" != 0 ]; then
     scenario retry-dlq client5 RetryDlq "$NAMESRV" JavaRetryDlq JavaCompatRetry
 fi
