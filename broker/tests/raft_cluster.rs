@@ -16,6 +16,7 @@ use ferrum_broker::raft::{
 use ferrum_protocol::message::MessageExt;
 use ferrum_store::{MessageFilter, MessageStore, MessageStoreConfig};
 use openraft::BasicNode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 const TOPIC: &str = "TopicRaft";
@@ -304,6 +305,24 @@ async fn three_replicas_elect_commit_truncate_and_fail_over() {
     assert_eq!(follower_report.role, "Follower");
     assert_eq!(follower_report.leader, Some(l1));
     assert!(follower_report.peers.iter().all(|p| p.lag.is_none()));
+
+    // Garbage on the Raft port closes that connection and nothing else.
+    for garbage in [
+        &b"\x00\x00\x00\x05hello"[..],
+        &b"\x00\x00\x00\x0a\x00\x00\x00\x02{]\x00\x00\x00\x00"[..],
+        &b"\xff\xff\xff\xff"[..],
+    ] {
+        let mut s = tokio::net::TcpStream::connect(cluster.get(follower).server.local_addr())
+            .await
+            .expect("connect");
+        s.write_all(garbage).await.expect("write");
+        let mut buf = [0u8; 16];
+        let n = tokio::time::timeout(WAIT, s.read(&mut buf))
+            .await
+            .expect("the server answers garbage by closing")
+            .unwrap_or(0);
+        assert_eq!(n, 0, "no answer to a malformed frame");
+    }
 
     // 2. The leader is cut off; what it appends alone is never committed.
     cluster.get(l1).switch.set_isolated(true);
