@@ -51,6 +51,19 @@
 //! - **Durability.** An append is reported persisted once the bytes are in the CommitLog's
 //!   mapping (the page cache), as DLedger does with its default asynchronous flush: a process
 //!   crash loses nothing, and a majority acknowledgement covers a single machine's power loss.
+//!
+//! # Limits of this layer
+//!
+//! - CommitLog retention does not yet consult the Raft log: a follower lagging behind deleted
+//!   files cannot be repaired from the log (reading those entries fails) and needs re-seeding
+//!   from a peer's CommitLog files, which does not exist yet; a snapshot carries no bytes.
+//! - With `SYNC_FLUSH` the leader's append waits for the group commit on the Raft task and
+//!   followers do not flush before acknowledging.
+//! - openraft 0.9 has no leader transfer, and followers refuse votes while their leader lease
+//!   (the maximum election timeout since the last heartbeat) runs, so a transfer has to stop
+//!   the leader's heartbeats first.
+//! - The sidecar keeps one slot per entry in memory and on disk; purged slots are skipped, not
+//!   compacted.
 
 pub mod config;
 pub mod log_store;
