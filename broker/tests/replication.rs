@@ -1,7 +1,8 @@
 //! Master–slave replication with real ferrum-namesrv, ferrum-broker and ferrumctl processes on
 //! 127.0.0.1: catch-up from 0 and from mid-stream with identical CommitLog bytes and consume
 //! queues, SYNC_MASTER acknowledgements, strangers on the HA port, promotion without restart
-//! and an old master that returns, becomes a slave and truncates its unreplicated tail.
+//! and an old master that returns, becomes a slave and truncates its unreplicated tail; a master
+//! stopped (as if partitioned) while its slave is promoted, which demotes itself on resuming.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

@@ -309,6 +309,31 @@ def broker():
         f"sum(rate(ferrum_broker_connections_opened_total{{{SEL}}}[$__rate_interval]))",
         unit="ops",
     )
+    # Replication: lag series exist on a master per authenticated slave.
+    b.ts(
+        "Replication lag (bytes)",
+        [(f"max by (instance, slave_broker_id) (ferrum_broker_replication_lag_bytes{{{SEL}}})", "{{instance}} slave {{slave_broker_id}}")],
+        unit="bytes",
+        description="CommitLog bytes each slave has not acknowledged. SYNC_MASTER sends answer SLAVE_NOT_AVAILABLE beyond haMaxGapNotInSync.",
+    )
+    b.ts(
+        "Replication lag (time)",
+        [(f"max by (instance, slave_broker_id) (ferrum_broker_replication_lag_seconds{{{SEL}}})", "{{instance}} slave {{slave_broker_id}}")],
+        unit="s",
+        description="Time since each slave last held everything its master had; 0 while caught up.",
+    )
+    b.stat("Slaves connected", f"sum(ferrum_broker_ha_slaves_connected{{{SEL}}})")
+    b.stat("HA epoch", f"max(ferrum_broker_ha_epoch{{{SEL}}})", description="A promotion opens the next epoch.")
+    b.stat(
+        "Divergent messages truncated",
+        f"sum(ferrum_broker_ha_truncated_messages_total{{{SEL}}})",
+        description="Messages a returning old master dropped because the new master never had them.",
+    )
+    b.stat(
+        "HA handshakes refused / demotions",
+        f"sum(ferrum_broker_ha_handshake_rejections_total{{{SEL}}}) + sum(ferrum_broker_ha_demotions_total{{{SEL}}})",
+        description="Refused HA handshakes (haSecret, group, version) plus split-brain demotions of a running master.",
+    )
     return b
 
 

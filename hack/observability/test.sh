@@ -2,15 +2,16 @@
 # Checks the metrics, dashboards and alert rules with a real Prometheus:
 #   1. installs Debian's `prometheus` package if missing (it brings promtool);
 #   2. `promtool check rules` on charts/ferrum/files/prometheus-rules.yaml;
-#   3. starts ferrum-namesrv, two ferrum-brokers (groups broker-a and broker-b) and, on a
+#   3. starts ferrum-namesrv, two ferrum-brokers (groups broker-a and broker-b), a slave of
+#      broker-a (so the replication panels and alerts have series) and, on a
 #      local control plane (hack/k8s), ferrum-operator with two Topic objects (one reconciles,
 #      one cannot reach its cluster and errors), each with its metrics endpoint;
 #   4. drives load with `ferrumctl bench produce` and a committing consumer;
 #   5. runs Prometheus (scrape and evaluation every 1 s) on a copy of the real rule file whose
 #      `for:` durations are shortened to FOR (default 2s), so alerts fire within the test;
 #   6. asserts through Prometheus' HTTP API that every dashboard panel/variable query and every
-#      alert expression returns data (hack/observability/check.py; allow-list.txt excuses the
-#      replication metrics), that produce traffic moves ferrum_broker_messages_in_total, and
+#      alert expression returns data (hack/observability/check.py; allow-list.txt lists what may
+#      not), that produce traffic moves ferrum_broker_messages_in_total, and
 #      that kill -9 of a broker fires FerrumBrokerDown.
 # Env: PROFILE=debug|release (binaries from target/<profile>, built if needed), FOR=2s.
 set -euo pipefail
@@ -70,6 +71,7 @@ wait_for_line() { # file pattern
 }
 
 NS=$(free_port); NS_M=$(free_port); A_M=$(free_port); B_M=$(free_port); OP_M=$(free_port)
+AS_M=$(free_port)
 DEAD=$(free_port); PROM=$(free_port)
 CLUSTER=ObsCluster
 
@@ -93,6 +95,16 @@ for name in a b; do
   pids+=($!)
   wait_for_line "$W/broker-$name.log" "metrics on"
 done
+say "starting ferrum-broker broker-a slave (brokerId 1, metrics $AS_M)"
+"$bin/ferrum-broker" -n "127.0.0.1:$NS" \
+  --set brokerClusterName=$CLUSTER --set brokerName=broker-a \
+  --set brokerRole=SLAVE --set brokerId=1 \
+  --set listenPort=0 --set haListenPort=0 --set bindAddress=127.0.0.1 \
+  --set metricsPort="$AS_M" --set storePathRootDir="$W/store-a-slave" \
+  --set mappedFileSizeCommitLog=67108864 --set registerNameServerPeriod=2000 \
+  >"$W/broker-a-slave.log" 2>&1 &
+pids+=($!)
+wait_for_line "$W/broker-a-slave.log" "metrics on"
 
 # The operator needs an apiserver; hack/k8s builds (cached) and runs one without a kubelet.
 . "$root/hack/k8s/env.sh"
@@ -150,7 +162,7 @@ scrape_configs:
   - job_name: ferrum-namesrv
     static_configs: [{targets: ["127.0.0.1:$NS_M"]}]
   - job_name: ferrum-broker
-    static_configs: [{targets: ["127.0.0.1:$A_M", "127.0.0.1:$B_M"]}]
+    static_configs: [{targets: ["127.0.0.1:$A_M", "127.0.0.1:$B_M", "127.0.0.1:$AS_M"]}]
   - job_name: ferrum-operator
     static_configs: [{targets: ["127.0.0.1:$OP_M"]}]
 EOF
@@ -175,8 +187,8 @@ wait_promql() { # expr wanted-predicate(python, on float v) timeout-seconds
   echo "timed out: $1 (last value '${v:-}')" >&2; return 1
 }
 
-say "waiting until Prometheus scrapes all 4 targets"
-wait_promql 'sum(up)' 'v == 4' 60 >/dev/null
+say "waiting until Prometheus scrapes all 5 targets"
+wait_promql 'sum(up)' 'v == 5' 60 >/dev/null
 
 # 4. Load.
 export FERRUM_NAMESRV="127.0.0.1:$NS"
@@ -192,6 +204,8 @@ pids+=($!)
 say "waiting for the operator's reconciles (ok and error) and for rate windows to fill"
 wait_promql 'sum(ferrum_operator_reconciles_total{result="error"})' 'v >= 1' 60 >/dev/null
 wait_promql 'sum(ferrum_broker_consumer_lag_messages)' 'v > 0' 30 >/dev/null
+say "waiting for broker-a's slave to be connected"
+wait_promql 'sum(ferrum_broker_ha_slaves_connected)' 'v >= 1' 30 >/dev/null
 sleep 5
 
 # 6a. Every dashboard and alert query.
