@@ -129,6 +129,34 @@ pub fn diff(desired: &TopicConfig, live: Option<&TopicConfig>) -> TopicDiff {
     }
 }
 
+/// Attributes RocketMQ accepts only when a topic is created (TopicAttributes: queue.type and
+/// cleanup.policy are not changeable); an update that names them is refused by the broker.
+const CREATE_ONLY_ATTRIBUTES: [&str; 2] = ["queue.type", "cleanup.policy"];
+
+/// What to send to repair `live`: the spec's fields, with only the attributes whose values
+/// differ (the broker keeps the others), or why the drift cannot be repaired in place.
+pub fn update_for(desired: &TopicConfig, live: &TopicConfig) -> Result<TopicConfig, String> {
+    let mut update = desired.clone();
+    update.attributes = desired
+        .attributes
+        .iter()
+        .filter(|(k, v)| live.attributes.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let fixed: Vec<&str> = CREATE_ONLY_ATTRIBUTES
+        .into_iter()
+        .filter(|k| update.attributes.contains_key(*k))
+        .collect();
+    if !fixed.is_empty() {
+        return Err(format!(
+            "attribute(s) {} can only be set when a topic is created; delete and re-create the \
+             topic to change them",
+            fixed.join(", ")
+        ));
+    }
+    Ok(update)
+}
+
 /// Each broker group of `cluster` with its master's address (`None`: no master registered).
 pub fn cluster_groups(info: &ClusterInfo, cluster: &str) -> Vec<(String, Option<String>)> {
     info.cluster_addr_table
@@ -435,7 +463,17 @@ async fn sync_group(
         st.state = STATE_IN_SYNC.into();
         return st;
     }
-    if let Err(e) = admin.create_topic_with_attributes(&addr, desired).await {
+    let request = match live.as_ref() {
+        Some(live) => match update_for(desired, live) {
+            Ok(update) => update,
+            Err(why) => {
+                st.message = format!("{} on {group} ({addr}): {why}", desired.topic_name);
+                return st;
+            }
+        },
+        None => desired.clone(),
+    };
+    if let Err(e) = admin.create_topic_with_attributes(&addr, &request).await {
         st.message = format!("UPDATE_AND_CREATE_TOPIC on {addr}: {e}");
         return st;
     }
@@ -611,6 +649,37 @@ mod tests {
         assert_eq!(
             diff(&want, Some(&live)),
             TopicDiff::Drift(vec!["writeQueueNums 4 -> 8".into(), "perm 4 -> 6".into()])
+        );
+    }
+
+    #[test]
+    fn updates_send_changed_attributes_and_refuse_create_only_ones() {
+        let mut desired = TopicConfig::new("T".to_owned(), 4);
+        desired
+            .attributes
+            .insert("message.type".into(), "FIFO".into());
+        desired
+            .attributes
+            .insert("queue.type".into(), "SimpleCQ".into());
+        let mut live = desired.clone();
+        live.attributes
+            .insert("message.type".into(), "NORMAL".into());
+        let update = update_for(&desired, &live).expect("message.type is changeable");
+        assert_eq!(
+            update.attributes.into_iter().collect::<Vec<_>>(),
+            vec![("message.type".to_owned(), "FIFO".to_owned())]
+        );
+        live.attributes
+            .insert("queue.type".into(), "BatchCQ".into());
+        let refused = update_for(&desired, &live).expect_err("queue.type is create-only");
+        assert!(refused.contains("queue.type"), "{refused}");
+        live.attributes = desired.attributes.clone();
+        live.read_queue_nums = 8;
+        assert!(
+            update_for(&desired, &live)
+                .expect("queue counts repair")
+                .attributes
+                .is_empty()
         );
     }
 
