@@ -606,14 +606,14 @@ mod tests {
         let m = BrokerMetrics::new();
         let lag = m.register(
             IntGaugeVec::new(
-                Opts::new("ferrum_broker_replication_lag_bytes", "test"),
+                Opts::new("ferrum_broker_example_extra_bytes", "test"),
                 &["slave_broker_id"],
             )
             .expect("gauge"),
         );
         lag.with_label_values(&["1"]).set(42);
         // A second registration of the same name is refused without panicking.
-        let _ = m.register(IntGauge::new("ferrum_broker_replication_lag_bytes", "dup").expect("g"));
+        let _ = m.register(IntGauge::new("ferrum_broker_example_extra_bytes", "dup").expect("g"));
         let names: Vec<String> = m
             .registry()
             .gather()
@@ -623,7 +623,7 @@ mod tests {
         assert!(
             names
                 .iter()
-                .any(|n| n == "ferrum_broker_replication_lag_bytes")
+                .any(|n| n == "ferrum_broker_example_extra_bytes")
         );
     }
 
