@@ -14,6 +14,8 @@
 #   BENCH_PEERS ["ferrum apache rocketmq-rust"]
 #   BENCH_PHASES [all]       `route`: only the route-query phase, against each NameServer alone;
 #                            `rate`: only the fixed-rate produce phase (after the warm-up)
+#                            `replication`: only hack/bench/replication.sh (Ferrum ASYNC vs
+#                            SYNC master with a slave, lag, promote -> first send)
 #   BENCH_RATE [5000]        offered msgs/s of the fixed-rate (open-loop) produce phase
 #                            with a pretend broker (namesrv/examples/register_broker) registering
 #                            the bench topic; rocketmq-rust then needs only its NameServer built
@@ -36,7 +38,9 @@ BENCH_PHASES=${BENCH_PHASES:-all}
 BENCH_RATE=${BENCH_RATE:-5000}
 case $BENCH_PHASES in
 all | route | rate) ;;
-*) echo "bench: BENCH_PHASES must be 'all', 'route' or 'rate', got '$BENCH_PHASES'" >&2; exit 2 ;;
+# Ferrum alone, master + slave: its own script (hack/bench/replication.sh).
+replication) exec bash hack/bench/replication.sh ;;
+*) echo "bench: BENCH_PHASES must be 'all', 'route', 'rate' or 'replication', got '$BENCH_PHASES'" >&2; exit 2 ;;
 esac
 BENCH_DATA_PARENT=${BENCH_DATA:-$ROOT/target/bench}
 ROCKETMQ_VERSION=${ROCKETMQ_VERSION:-5.3.3}
