@@ -1020,10 +1020,8 @@ async fn bench_produce(ctx: &Ctx, args: BenchProduceArgs) -> Result<()> {
         bail!("--size must be between 1 byte and 4 MiB (the broker's maxMessageSize)");
     }
     let (duration, count) = validate_limit(&args.limit)?;
-    if let Some(rate) = args.rate {
-        if rate == 0 || rate > 1_000_000 {
-            bail!("--rate must be between 1 and 1000000 messages per second");
-        }
+    if args.rate.is_some_and(|rate| rate == 0 || rate > 1_000_000) {
+        bail!("--rate must be between 1 and 1000000 messages per second");
     }
     let config = ctx.producer_config();
     let shared = Producer::with_config(&ctx.addrs, &args.group, config.clone());
