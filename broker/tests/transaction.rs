@@ -31,8 +31,9 @@ impl BrokerProcess {
             "bindAddress=127.0.0.1".to_owned(),
             format!("storePathRootDir={}", store.display()),
             "mappedFileSizeCommitLog=1048576".to_owned(),
-            // Checked soon after being sent, and often, so the test is short.
-            "transactionTimeOut=300".to_owned(),
+            // Checked 2 s after being sent (time enough to end the others first on a busy
+            // machine) and then often, so the test stays short.
+            "transactionTimeOut=2000".to_owned(),
             "transactionCheckInterval=100".to_owned(),
             // A check every 100 ms must not use up the checks before the restart is over.
             "transactionCheckMax=100000".to_owned(),
