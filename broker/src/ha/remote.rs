@@ -4,7 +4,12 @@
 //! The checks ask the NameServers (GET_BROKER_CLUSTER_INFO) for the group's brokerId-0 address
 //! and that broker for its epoch (FERRUM_GET_BROKER_REPLICA_STATUS), so two masters of one group
 //! never run in the same epoch: a promotion is refused while a master of an equal or newer epoch
-//! answers, and a master that finds a newer one at start becomes its slave.
+//! answers, and a master that finds a newer one at start, or before any registration round
+//! while running, becomes its slave.
+//!
+//! The NameServer does not judge epochs: Apache brokers register without one, and the last
+//! brokerId-0 registration wins there as in RocketMQ; the two masters settle it between themselves
+//! within one registration period.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
