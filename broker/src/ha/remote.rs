@@ -7,9 +7,9 @@
 //! answers, and a master that finds a newer one at start, or before any registration round
 //! while running, becomes its slave.
 //!
-//! The NameServer does not judge epochs: Apache brokers register without one, and the last
-//! brokerId-0 registration wins there as in RocketMQ; the two masters settle it between themselves
-//! within one registration period.
+//! The NameServer does not judge epochs: Apache brokers register without one, and it keeps the
+//! latest brokerId-0 registration; the two masters settle it between themselves within one
+//! registration period.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
