@@ -91,10 +91,19 @@ pub async fn start(mut config: BrokerConfig) -> Result<RunningBroker, StartError
         source,
     })?;
     config.listen_port = listen_addr.port();
-    let ha_listener = bind(config.bind_address, config.ha_listen_port).await?;
-    if let Ok(addr) = ha_listener.local_addr() {
-        config.ha_listen_port = addr.port();
-    }
+    // Raft mode replaces master–slave replication: no HA listener, no slave task.
+    let raft_config = crate::raft::RaftConfig::from_broker_config(&config)
+        .map_err(|e| StartError::Ha(e.to_string()))?;
+    let ha_listener = match raft_config {
+        Some(_) => None,
+        None => {
+            let listener = bind(config.bind_address, config.ha_listen_port).await?;
+            if let Ok(addr) = listener.local_addr() {
+                config.ha_listen_port = addr.port();
+            }
+            Some(listener)
+        }
+    };
     let broker_addr = config.broker_addr();
     let store_config = store_config(&config).await;
     let opening = Instant::now();
@@ -109,7 +118,15 @@ pub async fn start(mut config: BrokerConfig) -> Result<RunningBroker, StartError
         }
     };
     // Before serving: a returning old master must learn of a newer one before it takes writes.
-    if let Err(error) = crate::ha::remote::startup_role(&core).await {
+    let startup = match raft_config {
+        Some(raft_config) => crate::raft::broker::RaftBroker::start(&core, raft_config)
+            .await
+            .map(|raft| {
+                let _ = core.raft.set(raft);
+            }),
+        None => crate::ha::remote::startup_role(&core).await,
+    };
+    if let Err(error) = startup {
         let _ = core.store.shutdown();
         return Err(StartError::Ha(error));
     }
@@ -134,23 +151,26 @@ pub async fn start(mut config: BrokerConfig) -> Result<RunningBroker, StartError
         shutdown_rx.clone(),
     )));
 
-    tasks.push(tokio::spawn(crate::ha::master::serve(
-        core.clone(),
-        ha_listener,
-        shutdown_rx.clone(),
-    )));
-    tasks.push(tokio::spawn(crate::ha::slave::run(
-        core.clone(),
-        shutdown_rx.clone(),
-    )));
-    tasks.push(tokio::spawn(crate::schedule::run(
-        core.clone(),
-        shutdown_rx.clone(),
-    )));
-    tasks.push(tokio::spawn(crate::transaction::run(
-        core.clone(),
-        shutdown_rx.clone(),
-    )));
+    if let Some(ha_listener) = ha_listener {
+        tasks.push(tokio::spawn(crate::ha::master::serve(
+            core.clone(),
+            ha_listener,
+            shutdown_rx.clone(),
+        )));
+        tasks.push(tokio::spawn(crate::ha::slave::run(
+            core.clone(),
+            shutdown_rx.clone(),
+        )));
+        // These write to the store directly, which in Raft mode would bypass the Raft log.
+        tasks.push(tokio::spawn(crate::schedule::run(
+            core.clone(),
+            shutdown_rx.clone(),
+        )));
+        tasks.push(tokio::spawn(crate::transaction::run(
+            core.clone(),
+            shutdown_rx.clone(),
+        )));
+    }
 
     let registrar = Registrar::new(core.clone());
     let register_result = registrar.last_result.clone();
@@ -263,6 +283,9 @@ impl RunningBroker {
         }
         if let Err(error) = self.core.offsets.persist() {
             tracing::error!(%error, "consumer offsets not persisted at shutdown");
+        }
+        if let Some(raft) = self.core.raft.get() {
+            raft.shutdown().await;
         }
         let store = self.core.store.clone();
         match tokio::task::spawn_blocking(move || store.shutdown()).await {

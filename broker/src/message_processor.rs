@@ -149,10 +149,18 @@ impl BrokerCore {
         let fail =
             |code: ResponseCode, remark: String| Reply::Command(request.error_to(code, remark));
         if self.ha.is_slave() {
+            let leader = self
+                .raft
+                .get()
+                .map(|raft| match raft.leader_hint() {
+                    Some(leader) => format!(" (Raft follower; the leader is {leader})"),
+                    None => " (Raft follower; no leader elected yet)".to_owned(),
+                })
+                .unwrap_or_default();
             return fail(
                 ResponseCode::SERVICE_NOT_AVAILABLE,
                 format!(
-                    "the broker[{}] is a slave: sending message is forbidden",
+                    "the broker[{}] is a slave: sending message is forbidden{leader}",
                     self.broker_addr
                 ),
             );
@@ -275,7 +283,7 @@ impl BrokerCore {
         }
         let stored_topic = messages[0].topic.clone();
         let count = messages.len() as u64;
-        let mut result: PutMessageResult = self.store.put_messages(messages).await;
+        let mut result: PutMessageResult = self.put_through_log(messages).await;
         if result.status == PutMessageStatus::PutOk
             && let Some(append) = result.append.as_ref()
         {
@@ -595,7 +603,7 @@ impl BrokerCore {
         };
         divert_if_delayed(&mut retry);
         let diverted = retry.topic != topic;
-        let result = self.store.put_message(retry).await;
+        let result = self.put_through_log(vec![retry]).await;
         if !result.status.is_written() {
             let (code, remark) = put_status_code(result.status);
             return fail(

@@ -70,6 +70,8 @@ pub struct BrokerCore {
     pub metrics: crate::metrics::BrokerMetrics,
     /// The runtime role (it changes on promotion), epochs and replication progress.
     pub ha: crate::ha::HaState,
+    /// Set once at start in Raft mode (`enableDLegerCommitLog=true`); sends then go through it.
+    pub raft: std::sync::OnceLock<std::sync::Arc<crate::raft::broker::RaftBroker>>,
     boot_millis: i64,
     next_opaque: AtomicI32,
 }
@@ -101,6 +103,7 @@ impl BrokerCore {
         Ok(BrokerCore {
             metrics,
             ha: crate::ha::HaState::load(&config)?,
+            raft: std::sync::OnceLock::new(),
             store,
             pull_waiters: PullWaiters::default(),
             schedule_wakeup: tokio::sync::Notify::new(),
@@ -182,6 +185,16 @@ impl BrokerCore {
             Some(RequestCode::FERRUM_PROMOTE_BROKER) => {
                 Ok(crate::ha::remote::handle_promote(self, request).await)
             }
+            Some(RequestCode::FERRUM_GET_RAFT_STATUS) => Ok(match self.raft.get() {
+                Some(raft) => json_body(request, &raft.status()),
+                None => request.error_to(
+                    ResponseCode::SERVICE_NOT_AVAILABLE,
+                    format!(
+                        "the broker[{}] does not run in Raft mode (enableDLegerCommitLog=false)",
+                        self.broker_addr
+                    ),
+                ),
+            }),
             _ => Ok(request.error_to(
                 ResponseCode::REQUEST_CODE_NOT_SUPPORTED,
                 format!(" request type {} not supported", request.code),

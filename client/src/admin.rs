@@ -18,6 +18,28 @@ use crate::message::MessageQueue;
 use crate::namesrv::{NameServerClient, decode_body, request};
 
 /// Min and max offset of one queue.
+/// A Raft-mode replica's view of its group (FERRUM_GET_RAFT_STATUS); match index and lag of
+/// peers are only known on the leader.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct RaftStatus {
+    pub node_id: u64,
+    pub term: u64,
+    pub role: String,
+    pub leader: Option<u64>,
+    pub last_log_index: Option<u64>,
+    /// Everything up to it is committed and applied on this replica.
+    pub applied_index: Option<u64>,
+    pub peers: Vec<RaftPeerStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct RaftPeerStatus {
+    pub node_id: u64,
+    pub addr: String,
+    pub match_index: Option<u64>,
+    pub lag: Option<u64>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct QueueStatus {
     pub queue: String,
@@ -269,6 +291,20 @@ impl Admin {
             )
             .await?;
         decode_body(broker_addr, &answer.body, "BrokerReplicaStatus")
+    }
+
+    /// FERRUM_GET_RAFT_STATUS (a Ferrum extension): term, leader, applied index and each
+    /// peer's match index and lag of a broker running in Raft mode.
+    pub async fn raft_status(&self, broker_addr: &str) -> Result<RaftStatus> {
+        let answer = self
+            .pool
+            .invoke_ok(
+                broker_addr,
+                request(RequestCode::FERRUM_GET_RAFT_STATUS, &[]),
+                self.timeout,
+            )
+            .await?;
+        decode_body(broker_addr, &answer.body, "RaftStatus")
     }
 
     /// FERRUM_PROMOTE_BROKER (a Ferrum extension): makes the slave at `broker_addr` its group's

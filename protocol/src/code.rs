@@ -172,6 +172,9 @@ code_enum! {
         FERRUM_GET_BROKER_REPLICA_STATUS = 7101,
         /// Ferrum extension (7102): promote this slave to master in a new epoch, without restart.
         FERRUM_PROMOTE_BROKER = 7102,
+        /// Ferrum extension (7103): a Raft-mode replica's term, role, leader, applied index and,
+        /// on the leader, each peer's match index and lag; JSON body.
+        FERRUM_GET_RAFT_STATUS = 7103,
     }
 }
 

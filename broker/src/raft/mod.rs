@@ -65,6 +65,7 @@
 //! - The sidecar keeps one slot per entry in memory and on disk; purged slots are skipped, not
 //!   compacted.
 
+pub mod broker;
 pub mod config;
 pub mod log_store;
 pub mod network;

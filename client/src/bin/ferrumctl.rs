@@ -71,6 +71,19 @@ enum Command {
     /// Replication: role, epoch and lag of brokers; promote a slave (Ferrum brokers only).
     #[command(subcommand)]
     Broker(BrokerCmd),
+    /// Raft mode (enableDLegerCommitLog=true): term, leader and replication of a group.
+    #[command(subcommand)]
+    Raft(RaftCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum RaftCmd {
+    /// Term, role, leader, commit (applied) index and each peer's match index and lag.
+    Status {
+        /// The broker's address.
+        #[arg(short = 'b', long = "broker-addr")]
+        broker_addr: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -355,7 +368,41 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Bench(BenchCmd::Produce(args)) => bench_produce(&ctx, args).await,
         Command::Bench(BenchCmd::Consume(args)) => bench_consume(&ctx, args).await,
         Command::Broker(cmd) => broker(&ctx, cmd).await,
+        Command::Raft(RaftCmd::Status { broker_addr }) => {
+            let status = ctx
+                .admin()
+                .raft_status(&broker_addr)
+                .await
+                .with_context(|| format!("raft status of {broker_addr}"))?;
+            ctx.print(&status, raft_status_text)
+        }
     }
+}
+
+fn opt(v: Option<u64>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
+fn raft_status_text(s: &ferrum_client::admin::RaftStatus) -> String {
+    let mut out = format!(
+        "node={} role={} term={} leader={} last_log_index={} commit_index={}\n",
+        s.node_id,
+        s.role,
+        s.term,
+        opt(s.leader),
+        opt(s.last_log_index),
+        opt(s.applied_index)
+    );
+    for p in &s.peers {
+        out.push_str(&format!(
+            "  peer node={} {} match_index={} lag={}\n",
+            p.node_id,
+            p.addr,
+            opt(p.match_index),
+            opt(p.lag)
+        ));
+    }
+    out
 }
 
 fn replica_status_text(statuses: &Vec<ferrum_protocol::replica::BrokerReplicaStatus>) -> String {

@@ -1,0 +1,304 @@
+//! The broker's side of Raft mode: starts the replica next to the broker's store, turns
+//! openraft's view of the leader into the broker's role (leader → master brokerId 0, follower →
+//! slave with brokerId = its position in `dLegerPeers` + 1, as DLedger does) and proposes sends.
+//!
+//! It must not register with NameServers itself: a role change goes through `HaState`, whose
+//! watch makes the registrar re-register at once.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use ferrum_protocol::message::{MessageExt, create_message_id};
+use ferrum_store::{
+    AppendMessageResult, MessageExtBrokerInner, PutMessageResult, PutMessageStatus,
+};
+use openraft::BasicNode;
+use openraft::error::{ClientWriteError, RaftError};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::BrokerRole;
+use crate::processor::BrokerCore;
+
+use super::status::{RaftStatus, status};
+use super::{
+    NetworkSwitch, ProposedMessage, RaftConfig, RaftNetworkFactoryImpl, RaftNode, RaftRequest,
+    RaftRpcServer, open_storage, openraft_config,
+};
+
+/// A started Raft replica of this broker.
+pub struct RaftBroker {
+    pub config: RaftConfig,
+    pub raft: RaftNode,
+    server: RaftRpcServer,
+    role_task: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for RaftBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RaftBroker")
+            .field("group", &self.config.group)
+            .field("self_id", &self.config.self_id)
+            .field("rpc", &self.server.local_addr())
+            .finish()
+    }
+}
+
+/// The brokerId a follower registers with: its position in `dLegerPeers` + 1.
+pub fn follower_broker_id(config: &RaftConfig) -> i64 {
+    config
+        .peers
+        .iter()
+        .position(|p| p.id == config.self_id)
+        .map_or(1, |i| i as i64 + 1)
+}
+
+/// The broker role for openraft's current leader as seen by `self_node`.
+pub fn role_for(leader: Option<u64>, self_node: u64, follower_id: i64) -> (BrokerRole, i64) {
+    if leader == Some(self_node) {
+        (BrokerRole::AsyncMaster, 0)
+    } else {
+        (BrokerRole::Slave, follower_id)
+    }
+}
+
+impl RaftBroker {
+    /// Binds this replica's `dLegerPeers` port, opens the Raft log over `core.store` (sidecar
+    /// files in `storePathRootDir/raft`) and starts the node. Every replica proposes the same
+    /// initial membership; openraft refuses it where a log already exists, which is expected.
+    pub async fn start(core: &Arc<BrokerCore>, config: RaftConfig) -> Result<Arc<Self>, String> {
+        let listener = TcpListener::bind(config.self_addr())
+            .await
+            .map_err(|e| format!("cannot listen on the Raft port {}: {e}", config.self_addr()))?;
+        let dir = core.config.store_path_root_dir.join("raft");
+        let (log, sm) = open_storage(&dir, core.store.clone())
+            .map_err(|e| format!("the Raft log in {} cannot be opened: {e}", dir.display()))?;
+        let switch = NetworkSwitch::default();
+        let settings = openraft_config(&config)
+            .validate()
+            .map_err(|e| format!("Raft settings: {e}"))?;
+        let raft = RaftNode::new(
+            config.self_node_id(),
+            Arc::new(settings),
+            RaftNetworkFactoryImpl::new(switch.clone()),
+            log,
+            sm,
+        )
+        .await
+        .map_err(|e| format!("the Raft node did not start: {e}"))?;
+        let server = RaftRpcServer::start(listener, raft.clone(), switch)
+            .map_err(|e| format!("the Raft RPC server did not start: {e}"))?;
+        let members: BTreeMap<u64, BasicNode> = config
+            .members()
+            .into_iter()
+            .map(|(id, addr)| (id, BasicNode { addr }))
+            .collect();
+        if let Err(error) = raft.initialize(members).await {
+            tracing::debug!(%error, "Raft membership already initialized");
+        }
+        let follower_id = follower_broker_id(&config);
+        let self_node = config.self_node_id();
+        // No writes before openraft names this replica leader.
+        core.ha.set_role(BrokerRole::Slave, follower_id);
+        let role_task = tokio::spawn(follow_leader(
+            core.clone(),
+            raft.metrics(),
+            self_node,
+            follower_id,
+        ));
+        Ok(Arc::new(RaftBroker {
+            config,
+            raft,
+            server,
+            role_task: std::sync::Mutex::new(Some(role_task)),
+        }))
+    }
+
+    /// The remoting address of the current leader, when it is known and is a peer.
+    pub fn leader_hint(&self) -> Option<String> {
+        let leader = self.raft.metrics().borrow().current_leader?;
+        self.config
+            .peers
+            .iter()
+            .find(|p| p.node_id == leader)
+            .map(|p| format!("{} ({})", p.id, p.addr))
+    }
+
+    pub fn status(&self) -> RaftStatus {
+        status(&self.raft.metrics().borrow())
+    }
+
+    /// Proposes `messages` one by one; each is acknowledged only once a majority holds it.
+    /// The result mirrors the store's: the first message's offsets, every message id.
+    pub async fn put_messages(
+        &self,
+        core: &BrokerCore,
+        messages: Vec<MessageExtBrokerInner>,
+    ) -> PutMessageResult {
+        let mut total: Option<AppendMessageResult> = None;
+        for msg in messages {
+            let proposed = ProposedMessage {
+                topic: msg.topic,
+                queue_id: msg.queue_id,
+                flag: msg.flag,
+                sys_flag: msg.sys_flag,
+                born_timestamp: msg.born_timestamp,
+                born_host: msg.born_host,
+                reconsume_times: msg.reconsume_times,
+                body: msg.body.to_vec(),
+                properties: msg.properties,
+                tags_code: msg.tags_code,
+            };
+            let written = match self.raft.client_write(RaftRequest::Message(proposed)).await {
+                Ok(w) => w.data,
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                    let leader = f
+                        .leader_node
+                        .map(|n| n.addr)
+                        .unwrap_or_else(|| "unknown".into());
+                    return PutMessageResult::refused(
+                        PutMessageStatus::ServiceNotAvailable,
+                        format!(
+                            "the broker[{}] is not the Raft leader of {}: leader is {leader}",
+                            core.broker_addr, self.config.group
+                        ),
+                    );
+                }
+                Err(e) => {
+                    return PutMessageResult::refused(
+                        PutMessageStatus::ServiceNotAvailable,
+                        format!("the Raft group {} did not commit: {e}", self.config.group),
+                    );
+                }
+            };
+            if let Some(why) = written.refused {
+                return PutMessageResult::refused(PutMessageStatus::MessageIllegal, why);
+            }
+            let Some(ext) = read_record(core, written.offset, written.len) else {
+                return PutMessageResult::refused(
+                    PutMessageStatus::UnknownError,
+                    format!(
+                        "committed at CommitLog offset {} but the record cannot be read back",
+                        written.offset
+                    ),
+                );
+            };
+            let id = create_message_id(ext.store_host, ext.commit_log_offset);
+            match total.as_mut() {
+                Some(t) => {
+                    t.msg_ids.push(id);
+                    t.msg_num += 1;
+                    t.wrote_bytes += written.len as usize;
+                }
+                None => {
+                    total = Some(AppendMessageResult {
+                        wrote_offset: ext.commit_log_offset,
+                        wrote_bytes: written.len as usize,
+                        msg_ids: vec![id],
+                        store_timestamp: ext.store_timestamp,
+                        logics_offset: ext.queue_offset,
+                        msg_num: 1,
+                    })
+                }
+            }
+        }
+        PutMessageResult {
+            status: PutMessageStatus::PutOk,
+            append: total,
+            remark: None,
+        }
+    }
+
+    /// Stops the RPC server and the node.
+    pub async fn shutdown(&self) {
+        let task = self
+            .role_task
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(task) = task {
+            task.abort();
+        }
+        self.server.shutdown();
+        if let Err(error) = self.raft.shutdown().await {
+            tracing::warn!(%error, "the Raft node did not shut down cleanly");
+        }
+    }
+}
+
+impl BrokerCore {
+    /// Stores `messages` through the Raft log in Raft mode (acknowledged after a majority
+    /// commit), else straight into the store.
+    pub(crate) async fn put_through_log(
+        &self,
+        messages: Vec<MessageExtBrokerInner>,
+    ) -> PutMessageResult {
+        match self.raft.get() {
+            Some(raft) => raft.put_messages(self, messages).await,
+            None => self.store.put_messages(messages).await,
+        }
+    }
+}
+
+/// The record an entry wrote: its byte range may start with the padding that closed the
+/// previous CommitLog file, so the record is the one ending at `offset + len`.
+fn read_record(core: &BrokerCore, offset: i64, len: u64) -> Option<MessageExt> {
+    let end = offset + len as i64;
+    let file_size = core.config.mapped_file_size_commit_log as i64;
+    let candidates = [offset, (offset / file_size + 1) * file_size];
+    candidates.into_iter().filter(|o| *o < end).find_map(|o| {
+        let bytes = core.store.lookup_message_by_offset(o)?;
+        let (ext, n) = MessageExt::decode(&bytes).ok()?;
+        (o + n as i64 == end).then_some(ext)
+    })
+}
+
+/// Keeps the broker's role equal to openraft's: every change of leader is a role change that
+/// the registrar announces to every NameServer at once.
+async fn follow_leader(
+    core: Arc<BrokerCore>,
+    mut metrics: watch::Receiver<openraft::RaftMetrics<u64, BasicNode>>,
+    self_node: u64,
+    follower_id: i64,
+) {
+    loop {
+        let leader = metrics.borrow_and_update().current_leader;
+        let (role, id) = role_for(leader, self_node, follower_id);
+        let now = core.ha.role();
+        if now.role != role || now.broker_id != id {
+            tracing::info!(?leader, ?role, broker_id = id, "Raft role change");
+            core.ha.set_role(role, id);
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leader_is_master_zero_followers_are_numbered_by_position() {
+        assert_eq!(role_for(Some(7), 7, 2), (BrokerRole::AsyncMaster, 0));
+        assert_eq!(role_for(Some(8), 7, 2), (BrokerRole::Slave, 2));
+        assert_eq!(role_for(None, 7, 3), (BrokerRole::Slave, 3));
+        let mut broker = crate::config::BrokerConfig::default();
+        for (k, v) in [
+            ("enableDLegerCommitLog", "true"),
+            (
+                "dLegerPeers",
+                "n0-127.0.0.1:1;n1-127.0.0.1:2;n2-127.0.0.1:3",
+            ),
+            ("dLegerSelfId", "n2"),
+        ] {
+            assert!(broker.set(k, v).expect("valid"));
+        }
+        let config = RaftConfig::from_broker_config(&broker)
+            .expect("valid")
+            .expect("enabled");
+        assert_eq!(follower_broker_id(&config), 3);
+    }
+}
