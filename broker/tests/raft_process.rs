@@ -314,6 +314,35 @@ async fn scenario(kills: usize) {
         acked.insert(body);
     }
 
+    // The leader's Raft status (what `ferrumctl raft status` prints): every peer caught up.
+    let leader_addr = replicas[leader].as_ref().expect("leader runs").addr.clone();
+    let deadline = Instant::now() + STEP;
+    loop {
+        let status = admin
+            .raft_status(&leader_addr)
+            .await
+            .expect("the leader reports its Raft status");
+        assert_eq!(status.role, "Leader");
+        assert_eq!(status.leader, Some(status.node_id));
+        assert!(status.term >= 1);
+        assert_eq!(status.peers.len(), 3);
+        if status.peers.iter().all(|p| p.lag == Some(0))
+            && status.applied_index == status.last_log_index
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "every peer catches up with the leader: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let follower_status = admin
+        .raft_status(&replicas[follower].as_ref().expect("follower runs").addr)
+        .await
+        .expect("a follower reports its Raft status");
+    assert_eq!(follower_status.role, "Follower");
+
     let mut failovers = Vec::new();
     for round in 0..kills {
         let old = leader;

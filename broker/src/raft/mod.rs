@@ -64,6 +64,18 @@
 //!   the leader's heartbeats first.
 //! - The sidecar keeps one slot per entry in memory and on disk; purged slots are skipped, not
 //!   compacted.
+//!
+//! # In the broker ([`broker`])
+//!
+//! With `enableDLegerCommitLog=true` the broker starts its replica on the port of its own
+//! `dLegerPeers` entry instead of the HA listener and slave task; openraft's leader decides the
+//! role (leader → master brokerId 0, others → slave with brokerId = position + 1) and each
+//! change re-registers with every NameServer at once. Sends and consumer send-backs are
+//! proposed with `client_write` and answered after a majority commit. Not yet in Raft mode:
+//! the schedule (delay levels) and transaction-check services, which write to the store
+//! directly, are not started, so delayed messages, retries with a delay level and half
+//! messages are stored but not delivered; a batch is proposed message by message, so it is
+//! not atomic.
 
 pub mod broker;
 pub mod config;
