@@ -16,30 +16,9 @@ use crate::consumer::{query_consumer_offset, queue_offset, readable_queues};
 use crate::error::{ClientError, Result};
 use crate::message::MessageQueue;
 use crate::namesrv::{NameServerClient, decode_body, request};
+pub use ferrum_protocol::replica::{RaftPeerStatus, RaftStatus};
 
 /// Min and max offset of one queue.
-/// A Raft-mode replica's view of its group (FERRUM_GET_RAFT_STATUS); match index and lag of
-/// peers are only known on the leader.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct RaftStatus {
-    pub node_id: u64,
-    pub term: u64,
-    pub role: String,
-    pub leader: Option<u64>,
-    pub last_log_index: Option<u64>,
-    /// Everything up to it is committed and applied on this replica.
-    pub applied_index: Option<u64>,
-    pub peers: Vec<RaftPeerStatus>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct RaftPeerStatus {
-    pub node_id: u64,
-    pub addr: String,
-    pub match_index: Option<u64>,
-    pub lag: Option<u64>,
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct QueueStatus {
     pub queue: String,

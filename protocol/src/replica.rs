@@ -87,3 +87,31 @@ mod tests {
         assert_eq!(sparse.role, "SLAVE");
     }
 }
+
+/// A Raft-mode replica's view of its group (`FERRUM_GET_RAFT_STATUS`); match index and lag of
+/// peers are only known on the leader.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RaftStatus {
+    pub node_id: u64,
+    pub term: u64,
+    /// `Leader`, `Follower`, `Candidate`, `Learner` or `Shutdown`.
+    pub role: String,
+    pub leader: Option<u64>,
+    pub last_log_index: Option<u64>,
+    /// Highest index applied here: everything up to it is committed and readable.
+    pub applied_index: Option<u64>,
+    /// Every voter.
+    pub peers: Vec<RaftPeerStatus>,
+}
+
+/// One voter as a replica sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RaftPeerStatus {
+    pub node_id: u64,
+    pub addr: String,
+    pub match_index: Option<u64>,
+    /// Entries the peer is behind the leader's last log index.
+    pub lag: Option<u64>,
+}

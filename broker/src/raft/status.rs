@@ -1,32 +1,8 @@
 //! What `ferrumctl raft status` will show, read from openraft's metrics: term, role, leader,
 //! applied index and, on the leader, each peer's match index and lag in entries.
 
+pub use ferrum_protocol::replica::{RaftPeerStatus, RaftStatus};
 use openraft::{BasicNode, RaftMetrics, ServerState};
-use serde::{Deserialize, Serialize};
-
-/// One replica's view of its group.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RaftStatus {
-    pub node_id: u64,
-    pub term: u64,
-    /// `Leader`, `Follower`, `Candidate`, `Learner` or `Shutdown`.
-    pub role: String,
-    pub leader: Option<u64>,
-    pub last_log_index: Option<u64>,
-    /// Highest index applied here: everything up to it is committed and readable.
-    pub applied_index: Option<u64>,
-    /// Every voter; match index and lag are only known on the leader.
-    pub peers: Vec<PeerStatus>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PeerStatus {
-    pub node_id: u64,
-    pub addr: String,
-    pub match_index: Option<u64>,
-    /// Entries the peer is behind the leader's last log index.
-    pub lag: Option<u64>,
-}
 
 /// The status in `metrics` (from `RaftNode::metrics()`).
 pub fn status(metrics: &RaftMetrics<u64, BasicNode>) -> RaftStatus {
@@ -45,7 +21,7 @@ pub fn status(metrics: &RaftMetrics<u64, BasicNode>) -> RaftStatus {
                     .and_then(|m| m.map(|l| l.index))
             };
             let known = *id == metrics.id || replication.is_some_and(|r| r.contains_key(id));
-            PeerStatus {
+            RaftPeerStatus {
                 node_id: *id,
                 addr: node.addr.clone(),
                 match_index,
