@@ -614,7 +614,10 @@ impl Handler for BrokerCore {
     }
 
     fn busy_refused(&self) {
-        self.metrics.system_busy.with_label_values(&["server"]).inc();
+        self.metrics
+            .system_busy
+            .with_label_values(&["server"])
+            .inc();
     }
 
     fn connection_closed(&self, channel: &Channel) {

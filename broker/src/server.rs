@@ -234,14 +234,14 @@ impl<H: Handler> RemotingServer<H> {
                     _ => {
                         handler.busy_refused();
                         Reply::Command(request.error_to(
-                        ResponseCode::SYSTEM_BUSY,
-                        format!(
-                            "[TIMEOUT_CLEAN_QUEUE]broker busy, start flow control for a while, \
+                            ResponseCode::SYSTEM_BUSY,
+                            format!(
+                                "[TIMEOUT_CLEAN_QUEUE]broker busy, start flow control for a while, \
                              period in queue: {}ms, size of queue: {}",
-                            wait.as_millis(),
-                            capacity.saturating_sub(global.available_permits())
-                        ),
-                    ))
+                                wait.as_millis(),
+                                capacity.saturating_sub(global.available_permits())
+                            ),
+                        ))
                     }
                 };
                 if oneway {

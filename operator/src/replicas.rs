@@ -328,7 +328,10 @@ mod tests {
         ]);
         assert_eq!(promotion_check("g", 1, &views), Ok(()));
         let behind = promotion_check("g", 2, &views).expect_err("behind");
-        assert!(behind.contains("not caught up") && behind.contains("g-0"), "{behind}");
+        assert!(
+            behind.contains("not caught up") && behind.contains("g-0"),
+            "{behind}"
+        );
         let master = promotion_check("g", 0, &views).expect_err("master");
         assert!(master.contains("ASYNC_MASTER, not a slave"), "{master}");
         let silent = promotion_check("g", 3, &views).expect_err("silent");
