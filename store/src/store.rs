@@ -1273,10 +1273,19 @@ impl Inner {
         for cq in self.all_cqs() {
             cq.flush(0)?;
         }
-        let index = match lock(&self.index).as_mut() {
-            Some(index) => index.flush()?,
-            None => IndexCheckpoint::Unknown,
+        let (index, pending) = match lock(&self.index).as_mut() {
+            Some(index) => index.begin_flush()?,
+            None => (IndexCheckpoint::Unknown, Vec::new()),
         };
+        // Synced without the index lock: appends index under it while holding the write lock.
+        for p in &pending {
+            if let Err(e) = p.sync() {
+                if let Some(index) = lock(&self.index).as_mut() {
+                    index.mark_dirty();
+                }
+                return Err(e);
+            }
+        }
         let c = Checkpoint {
             physic_offset: self.flushed.load(Ordering::Acquire),
             dispatched_offset: dispatched.min(self.flushed.load(Ordering::Acquire)),
