@@ -65,6 +65,7 @@ async fn main() -> anyhow::Result<()> {
         metrics_listen: args.metrics_listen,
     }
     .resolve(file);
+    let shutdown = shutdown_signal();
     let listener = tokio::net::TcpListener::bind(settings.listen)
         .await
         .with_context(|| format!("binding {}", settings.listen))?;
@@ -94,28 +95,25 @@ async fn main() -> anyhow::Result<()> {
             }
         });
     }
-    ferrum_namesrv::serve_with_metrics(listener, settings, metrics, shutdown_signal()).await?;
+    ferrum_namesrv::serve_with_metrics(listener, settings, metrics, shutdown).await?;
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Installs the SIGTERM/SIGINT handlers now — before the "listening" line tells scripts they may
+/// signal — and returns the future that completes on the first of them.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let interrupt = tokio::signal::ctrl_c();
+    async move {
+        #[cfg(unix)]
+        if let Some(mut term) = term {
+            tokio::select! {
+                _ = interrupt => {}
+                _ = term.recv() => {}
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+            return;
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+        let _ = interrupt.await;
     }
 }
