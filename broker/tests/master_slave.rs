@@ -6,9 +6,9 @@
 //! `FERRUM_E2E_LONG=1` (used by `make e2e`) runs the drill longer and with two slaves too.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -21,81 +21,10 @@ use ferrum_protocol::replica::BrokerReplicaStatus;
 use ferrum_protocol::route::{TopicConfig, from_json};
 use ferrum_protocol::{RemotingCommand, RequestCode, ResponseCode};
 
+use common::{Proc, eventually, start_broker_with_sets, start_namesrv};
+
 const STEP: Duration = Duration::from_secs(10);
 const CLUSTER: &str = "MsCluster";
-
-/// A child process killed (SIGKILL, as `kill -9`) when dropped.
-struct Proc {
-    child: Child,
-    addr: String,
-}
-
-impl Proc {
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn spawn_reading_first_line(mut cmd: Command) -> (Child, String) {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(if std::env::var_os("FERRUM_TEST_BROKER_LOG").is_some() {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        })
-        .spawn()
-        .expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let line = rx
-        .recv_timeout(STEP)
-        .expect("process printed its start line");
-    (child, line)
-}
-
-/// The NameServer binary next to this test's binary, built first if it is not there yet.
-fn namesrv_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target profile directory");
-    let binary = profile_dir.join("ferrum-namesrv");
-    if !binary.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "ferrum-namesrv"])
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "ferrum-namesrv builds");
-    }
-    binary
-}
-
-fn start_namesrv() -> Proc {
-    let mut cmd = Command::new(namesrv_binary());
-    cmd.args(["--listen", "127.0.0.1:0"]);
-    let (child, line) = spawn_reading_first_line(cmd);
-    let addr = line
-        .rsplit(' ')
-        .next()
-        .expect("address at the end of the line")
-        .to_owned();
-    Proc { child, addr }
-}
 
 /// A broker of group `name`; `role` is brokerRole, `extra` more `key=value` settings.
 fn start_broker(
@@ -106,8 +35,6 @@ fn start_broker(
     id: i64,
     extra: &[&str],
 ) -> Proc {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrum-broker"));
-    cmd.args(["-n", namesrv]);
     let mut sets = vec![
         "listenPort=0".to_owned(),
         "haListenPort=0".to_owned(),
@@ -125,18 +52,7 @@ fn start_broker(
         "syncFlushTimeout=2000".to_owned(),
     ];
     sets.extend(extra.iter().map(|s| (*s).to_owned()));
-    for set in sets {
-        cmd.args(["--set", &set]);
-    }
-    let (child, line) = spawn_reading_first_line(cmd);
-    // "ferrum-broker <name> listening on A (VIP B), advertised as C"
-    let addr = line
-        .split("listening on ")
-        .nth(1)
-        .and_then(|s| s.split(' ').next())
-        .expect("address in the start line")
-        .to_owned();
-    Proc { child, addr }
+    start_broker_with_sets(namesrv, &sets)
 }
 
 fn pool() -> ConnectionPool {
@@ -171,22 +87,6 @@ async fn replica_status(addr: &str) -> Option<BrokerReplicaStatus> {
         return None;
     }
     from_json(&answer.body, "BrokerReplicaStatus").ok()
-}
-
-/// Polls `check` every 100 ms for up to `limit`.
-async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if check().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    false
 }
 
 async fn wait_for_member(admin: &Admin, name: &str, id: i64, addr: &str) {

@@ -1,5 +1,7 @@
 //! The real `ferrum-broker` binary over real TCP on 127.0.0.1.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -10,6 +12,8 @@ use ferrum_protocol::{RemotingCodec, RemotingCommand, RequestCode, ResponseCode,
 use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
+
+use common::{Proc, start_namesrv_with};
 
 const STEP: Duration = Duration::from_secs(10);
 
@@ -477,60 +481,10 @@ async fn malformed_frame_closes_only_that_connection() {
     broker.stop();
 }
 
-/// The NameServer binary next to this test's binary, built first if it is not there yet.
-fn namesrv_binary() -> std::path::PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target profile directory");
-    let binary = profile_dir.join("ferrum-namesrv");
-    if !binary.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "ferrum-namesrv"])
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "ferrum-namesrv builds");
-    }
-    binary
-}
-
-struct NamesrvProcess {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for NamesrvProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_namesrv() -> NamesrvProcess {
-    let mut child = Command::new(namesrv_binary())
-        // Without drop-on-close only UNREGISTER_BROKER can remove the broker, so the test sees
-        // the unregistration itself rather than the connection closing.
-        .args(["--listen", "127.0.0.1:0", "--drop-on-close", "false"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn ferrum-namesrv");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let line = rx.recv_timeout(STEP).expect("namesrv printed its address");
-    let addr = line
-        .rsplit(' ')
-        .next()
-        .expect("address at the end of the line")
-        .to_owned();
-    NamesrvProcess { child, addr }
+fn start_namesrv() -> Proc {
+    // Without drop-on-close only UNREGISTER_BROKER can remove the broker, so the test sees
+    // the unregistration itself rather than the connection closing.
+    start_namesrv_with(&["--drop-on-close", "false"])
 }
 
 /// Polls `check` every 100 ms, up to 100 times.

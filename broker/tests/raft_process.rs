@@ -9,9 +9,9 @@
 //! number of kills (default 3).
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ferrum_client::{
@@ -21,116 +21,34 @@ use ferrum_client::{
 use ferrum_protocol::route::TopicConfig;
 use ferrum_protocol::{RemotingCommand, RequestCode, ResponseCode};
 
+use common::{Proc, start_broker_with_sets, start_namesrv};
+
 const STEP: Duration = Duration::from_secs(10);
 const CLUSTER: &str = "RaftCluster";
 const NAME: &str = "raft-a";
 const TOPIC: &str = "RaftTopic";
 const QUEUES: i32 = 2;
 
-/// A child process killed (SIGKILL) when dropped.
-struct Proc {
-    child: Child,
-    addr: String,
-}
-
-impl Proc {
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn spawn_reading_first_line(mut cmd: Command) -> (Child, String) {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(if std::env::var_os("FERRUM_TEST_BROKER_LOG").is_some() {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        })
-        .spawn()
-        .expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let line = rx
-        .recv_timeout(STEP)
-        .expect("process printed its start line");
-    (child, line)
-}
-
-/// The NameServer binary next to this test's binary, built first if it is not there yet.
-fn namesrv_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target profile directory");
-    let binary = profile_dir.join("ferrum-namesrv");
-    if !binary.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let status = Command::new(cargo)
-            .args(["build", "-p", "ferrum-namesrv"])
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "ferrum-namesrv builds");
-    }
-    binary
-}
-
-fn start_namesrv() -> Proc {
-    let mut cmd = Command::new(namesrv_binary());
-    cmd.args(["--listen", "127.0.0.1:0"]);
-    let (child, line) = spawn_reading_first_line(cmd);
-    let addr = line
-        .rsplit(' ')
-        .next()
-        .expect("address at the end of the line")
-        .to_owned();
-    Proc { child, addr }
-}
-
 /// Replica `n{i}` of the group, on its own store directory.
 fn start_replica(store: &Path, namesrv: &str, peers: &str, i: usize) -> Proc {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrum-broker"));
-    cmd.args(["-n", namesrv]);
-    let sets = [
-        "listenPort=0".to_owned(),
-        "metricsPort=0".to_owned(),
-        "bindAddress=127.0.0.1".to_owned(),
-        format!("storePathRootDir={}", store.display()),
-        "mappedFileSizeCommitLog=1048576".to_owned(),
-        format!("brokerName={NAME}"),
-        format!("brokerClusterName={CLUSTER}"),
-        "registerNameServerPeriod=1000".to_owned(),
-        "ferrumSlaveSyncInterval=300".to_owned(),
-        "enableDLegerCommitLog=true".to_owned(),
-        format!("dLegerGroup={NAME}"),
-        format!("dLegerPeers={peers}"),
-        format!("dLegerSelfId=n{i}"),
-    ];
-    for set in sets {
-        cmd.args(["--set", &set]);
-    }
-    let (child, line) = spawn_reading_first_line(cmd);
-    // "ferrum-broker <name> listening on A (VIP B), advertised as C"
-    let addr = line
-        .split("listening on ")
-        .nth(1)
-        .and_then(|s| s.split(' ').next())
-        .expect("address in the start line")
-        .to_owned();
-    Proc { child, addr }
+    start_broker_with_sets(
+        namesrv,
+        &[
+            "listenPort=0".to_owned(),
+            "metricsPort=0".to_owned(),
+            "bindAddress=127.0.0.1".to_owned(),
+            format!("storePathRootDir={}", store.display()),
+            "mappedFileSizeCommitLog=1048576".to_owned(),
+            format!("brokerName={NAME}"),
+            format!("brokerClusterName={CLUSTER}"),
+            "registerNameServerPeriod=1000".to_owned(),
+            "ferrumSlaveSyncInterval=300".to_owned(),
+            "enableDLegerCommitLog=true".to_owned(),
+            format!("dLegerGroup={NAME}"),
+            format!("dLegerPeers={peers}"),
+            format!("dLegerSelfId=n{i}"),
+        ],
+    )
 }
 
 /// Three free ports for the Raft listeners (bound, then released for the brokers).

@@ -1,0 +1,130 @@
+//! Process helpers shared by the broker's integration tests: a child-process guard, start-line
+//! reading and starting real ferrum-namesrv / ferrum-broker binaries on 127.0.0.1.
+//!
+//! Each test binary compiles its own copy of this module and uses only part of it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a started process may take to print its start line.
+pub const START_LINE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A child process killed (SIGKILL, as `kill -9`) when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub addr: String,
+}
+
+impl Proc {
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Spawns `cmd` and returns it with the first line it prints on stdout. The child's stderr is
+/// shown only when `FERRUM_TEST_BROKER_LOG` is set.
+pub fn spawn_reading_first_line(mut cmd: Command) -> (Child, String) {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(if std::env::var_os("FERRUM_TEST_BROKER_LOG").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
+        .spawn()
+        .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Keeps draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let line = rx
+        .recv_timeout(START_LINE_TIMEOUT)
+        .expect("process printed its start line");
+    (child, line)
+}
+
+/// The NameServer binary next to this test's binary, built first if it is not there yet.
+pub fn namesrv_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target profile directory");
+    let binary = profile_dir.join("ferrum-namesrv");
+    if !binary.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let status = Command::new(cargo)
+            .args(["build", "-p", "ferrum-namesrv"])
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "ferrum-namesrv builds");
+    }
+    binary
+}
+
+/// A NameServer on an ephemeral port of 127.0.0.1.
+pub fn start_namesrv() -> Proc {
+    start_namesrv_with(&[])
+}
+
+/// A NameServer on an ephemeral port of 127.0.0.1 with more command-line arguments.
+pub fn start_namesrv_with(extra: &[&str]) -> Proc {
+    let mut cmd = Command::new(namesrv_binary());
+    cmd.args(["--listen", "127.0.0.1:0"]);
+    cmd.args(extra);
+    let (child, line) = spawn_reading_first_line(cmd);
+    let addr = line
+        .rsplit(' ')
+        .next()
+        .expect("address at the end of the line")
+        .to_owned();
+    Proc { child, addr }
+}
+
+/// A ferrum-broker registering with `namesrv`, configured by `key=value` settings (`--set`).
+pub fn start_broker_with_sets(namesrv: &str, sets: &[String]) -> Proc {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrum-broker"));
+    cmd.args(["-n", namesrv]);
+    for set in sets {
+        cmd.args(["--set", set]);
+    }
+    let (child, line) = spawn_reading_first_line(cmd);
+    // "ferrum-broker <name> listening on A (VIP B), advertised as C"
+    let addr = line
+        .split("listening on ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .expect("address in the start line")
+        .to_owned();
+    Proc { child, addr }
+}
+
+/// Polls `check` every 100 ms until it holds or `limit` passes.
+pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
