@@ -4,16 +4,20 @@
 //! and an old master that returns, becomes a slave and truncates its unreplicated tail; a master
 //! stopped (as if partitioned) while its slave is promoted, which demotes itself on resuming.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use ferrum_broker::ha::codec::{self, HandshakeFrame, Hello};
 use ferrum_client::{Admin, Message, MessageQueue, Producer, SendStatus};
 use ferrum_protocol::replica::BrokerReplicaStatus;
 use ferrum_protocol::route::TopicConfig;
+
+use common::{sibling_binary, spawn_reading_lines};
 
 const STEP: Duration = Duration::from_secs(20);
 const CLUSTER: &str = "HaCluster";
@@ -46,47 +50,8 @@ impl Drop for Proc {
 }
 
 fn spawn_reading_first_line(cmd: Command) -> (Child, String) {
-    let (child, line, _) = spawn_reading_lines(cmd);
+    let (child, line, _) = spawn_reading_lines(cmd, STEP);
     (child, line)
-}
-
-/// The process, its first stdout line and the following ones.
-fn spawn_reading_lines(mut cmd: Command) -> (Child, String, std::sync::mpsc::Receiver<String>) {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let line = rx
-        .recv_timeout(STEP)
-        .expect("process printed its start line");
-    (child, line, rx)
-}
-
-/// A binary of another workspace package next to this test's binary, built if missing.
-fn sibling_binary(package: &str, bin: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target profile directory");
-    let binary = profile_dir.join(bin);
-    if !binary.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-        let status = Command::new(cargo)
-            .args(["build", "-p", package, "--bin", bin])
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "{bin} builds");
-    }
-    binary
 }
 
 fn start_namesrv() -> Proc {
@@ -130,7 +95,7 @@ fn start_broker(store: &Path, namesrv: &str, role: &str, id: i64, extra: &[&str]
     for set in sets {
         cmd.args(["--set", &set]);
     }
-    let (child, line, rx) = spawn_reading_lines(cmd);
+    let (child, line, rx) = spawn_reading_lines(cmd, STEP);
     let addr = line
         .split("listening on ")
         .nth(1)

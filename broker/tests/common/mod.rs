@@ -33,7 +33,16 @@ impl Drop for Proc {
 
 /// Spawns `cmd` and returns it with the first line it prints on stdout. The child's stderr is
 /// shown only when `FERRUM_TEST_BROKER_LOG` is set.
-pub fn spawn_reading_first_line(mut cmd: Command) -> (Child, String) {
+pub fn spawn_reading_first_line(cmd: Command) -> (Child, String) {
+    let (child, line, _) = spawn_reading_lines(cmd, START_LINE_TIMEOUT);
+    (child, line)
+}
+
+/// The process, its first stdout line (waited for up to `timeout`) and the following ones.
+pub fn spawn_reading_lines(
+    mut cmd: Command,
+    timeout: Duration,
+) -> (Child, String, std::sync::mpsc::Receiver<String>) {
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(if std::env::var_os("FERRUM_TEST_BROKER_LOG").is_some() {
@@ -52,28 +61,33 @@ pub fn spawn_reading_first_line(mut cmd: Command) -> (Child, String) {
         }
     });
     let line = rx
-        .recv_timeout(START_LINE_TIMEOUT)
+        .recv_timeout(timeout)
         .expect("process printed its start line");
-    (child, line)
+    (child, line, rx)
 }
 
-/// The NameServer binary next to this test's binary, built first if it is not there yet.
-pub fn namesrv_binary() -> PathBuf {
+/// A binary of a workspace package next to this test's binary, built first if it is not there.
+pub fn sibling_binary(package: &str, bin: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let profile_dir = exe
         .parent()
         .and_then(Path::parent)
         .expect("target profile directory");
-    let binary = profile_dir.join("ferrum-namesrv");
+    let binary = profile_dir.join(bin);
     if !binary.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         let status = Command::new(cargo)
-            .args(["build", "-p", "ferrum-namesrv"])
+            .args(["build", "-p", package, "--bin", bin])
             .status()
             .expect("run cargo build");
-        assert!(status.success(), "ferrum-namesrv builds");
+        assert!(status.success(), "{bin} builds");
     }
     binary
+}
+
+/// The NameServer binary next to this test's binary.
+pub fn namesrv_binary() -> PathBuf {
+    sibling_binary("ferrum-namesrv", "ferrum-namesrv")
 }
 
 /// A NameServer on an ephemeral port of 127.0.0.1.
