@@ -21,7 +21,7 @@ use ferrum_protocol::replica::BrokerReplicaStatus;
 use ferrum_protocol::route::{TopicConfig, from_json};
 use ferrum_protocol::{RemotingCommand, RequestCode, ResponseCode};
 
-use common::{Proc, eventually, start_broker_with_sets, start_namesrv};
+use common::{Proc, eventually, request, start_broker_with_sets, start_namesrv};
 
 const STEP: Duration = Duration::from_secs(10);
 const CLUSTER: &str = "MsCluster";
@@ -57,14 +57,6 @@ fn start_broker(
 
 fn pool() -> ConnectionPool {
     ConnectionPool::new(ConnectOptions::default())
-}
-
-fn request(code: impl Into<i32>, fields: &[(&str, &str)]) -> RemotingCommand {
-    let mut request = RemotingCommand::bare_request(code);
-    for (k, v) in fields {
-        request.ext_fields.insert((*k).to_owned(), (*v).to_owned());
-    }
-    request
 }
 
 async fn call(addr: &str, request: RemotingCommand) -> RemotingCommand {

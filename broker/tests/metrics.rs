@@ -1,6 +1,8 @@
 //! The real `ferrum-broker` binary's metrics endpoint, scraped over HTTP on 127.0.0.1 while
 //! remoting traffic moves its counters.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -10,6 +12,8 @@ use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
+
+use common::request;
 
 const STEP: Duration = Duration::from_secs(10);
 
@@ -117,14 +121,6 @@ async fn call(
         .expect("answer in time")
         .expect("connection open")
         .expect("frame decodes")
-}
-
-fn request(code: RequestCode, fields: &[(&str, &str)]) -> RemotingCommand {
-    let mut request = RemotingCommand::bare_request(code);
-    for (k, v) in fields {
-        request.ext_fields.insert((*k).to_owned(), (*v).to_owned());
-    }
-    request
 }
 
 #[tokio::test]

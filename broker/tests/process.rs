@@ -13,7 +13,7 @@ use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
-use common::{Proc, start_namesrv_with};
+use common::{Proc, request, start_namesrv_with};
 
 const STEP: Duration = Duration::from_secs(10);
 
@@ -143,14 +143,6 @@ impl Conn {
             }
         }
     }
-}
-
-fn request(code: impl Into<i32>, fields: &[(&str, &str)]) -> RemotingCommand {
-    let mut request = RemotingCommand::bare_request(code);
-    for (k, v) in fields {
-        request.ext_fields.insert((*k).to_owned(), (*v).to_owned());
-    }
-    request
 }
 
 fn heartbeat(client: &str, group: &str, topic: &str) -> RemotingCommand {

@@ -2,6 +2,8 @@
 //! RocketMQ 5.x topic attributes on UPDATE_AND_CREATE_TOPIC, and DELETE_TOPIC_IN_BROKER
 //! removing the config, the consumer offsets and the consume queues (across a restart).
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -12,6 +14,8 @@ use ferrum_protocol::{RemotingCodec, RemotingCommand, RequestCode, ResponseCode}
 use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
+
+use common::request;
 
 const STEP: Duration = Duration::from_secs(10);
 
@@ -111,14 +115,6 @@ impl Conn {
             }
         }
     }
-}
-
-fn request(code: impl Into<i32>, fields: &[(&str, &str)]) -> RemotingCommand {
-    let mut request = RemotingCommand::bare_request(code);
-    for (k, v) in fields {
-        request.ext_fields.insert((*k).to_owned(), (*v).to_owned());
-    }
-    request
 }
 
 fn create_topic(topic: &str, queues: &str, attributes: Option<&str>) -> RemotingCommand {

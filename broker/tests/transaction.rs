@@ -3,6 +3,8 @@
 //! unresolved one is checked on the producer's connection (CHECK_TRANSACTION_STATE), across a
 //! broker restart, until the producer's answer commits it.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -14,6 +16,8 @@ use ferrum_protocol::{RemotingCodec, RemotingCommand, RequestCode};
 use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
+
+use common::request;
 
 const STEP: Duration = Duration::from_secs(10);
 const TOPIC: &str = "TxOrders";
@@ -175,14 +179,6 @@ fn now_millis() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
-}
-
-fn request(code: impl Into<i32>, fields: &[(&str, &str)]) -> RemotingCommand {
-    let mut request = RemotingCommand::bare_request(code);
-    for (k, v) in fields {
-        request.ext_fields.insert((*k).to_owned(), (*v).to_owned());
-    }
-    request
 }
 
 /// A prepared send as TransactionMQProducer makes it: sysFlag TRANSACTION_PREPARED_TYPE and the

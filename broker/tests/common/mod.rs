@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use ferrum_protocol::RemotingCommand;
+
 /// How long a started process may take to print its start line.
 pub const START_LINE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -141,4 +143,13 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     false
+}
+
+/// A request with `code` and the given extFields.
+pub fn request(code: impl Into<i32>, fields: &[(&str, &str)]) -> RemotingCommand {
+    let mut request = RemotingCommand::bare_request(code);
+    for (k, v) in fields {
+        request.ext_fields.insert((*k).to_owned(), (*v).to_owned());
+    }
+    request
 }
