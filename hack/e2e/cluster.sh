@@ -268,9 +268,6 @@ spec:
     limits: { memory: 1Gi }
   brokerConfig:
     mappedFileSizeCommitLog: "67108864"
-    # The operator's probes use port 8080 (named health) but its broker.conf leaves the
-    # broker's metricsPort at 5557, so without this the brokers never turn Ready.
-    metricsPort: "8080"
   nameServer:
     replicas: 2
     image: $NAMESRV_IMAGE

@@ -20,6 +20,7 @@ pub const MANAGED_KEYS: &[&str] = &[
     "brokerIP1",
     "listenPort",
     "haListenPort",
+    "metricsPort",
     "storePathRootDir",
     "storePathCommitLog",
     "flushDiskType",
@@ -63,6 +64,8 @@ pub fn broker_conf(
     );
     set("listenPort", BROKER_PORT.to_string());
     set("haListenPort", HA_PORT.to_string());
+    // The pod's probes and the PodMonitor use the port named "health".
+    set("metricsPort", HEALTH_PORT.to_string());
     set("storePathRootDir", format!("{DATA_DIR}/store"));
     set("storePathCommitLog", format!("{DATA_DIR}/store/commitlog"));
     set("flushDiskType", spec.flush_disk_type.as_str().to_owned());
@@ -200,6 +203,8 @@ mod tests {
         assert_eq!(promoted["brokerRole"], "ASYNC_MASTER");
         assert_eq!(promoted["brokerIP1"], "orders-master.mq.svc");
         assert_eq!(conf(fixtures::MASTER_SLAVE, 0, 2)["brokerRole"], "SLAVE");
+        // The probes and the PodMonitor target the port named "health".
+        assert_eq!(promoted["metricsPort"], HEALTH_PORT.to_string());
     }
 
     #[test]

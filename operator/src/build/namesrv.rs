@@ -102,7 +102,12 @@ fn namesrv_deployment(
     let container = Container {
         name: "namesrv".into(),
         image: Some(spec.image.clone()),
-        args: Some(vec!["--listen".into(), format!("0.0.0.0:{NAMESRV_PORT}")]),
+        args: Some(vec![
+            "--listen".into(),
+            format!("0.0.0.0:{NAMESRV_PORT}"),
+            "--metrics-listen".into(),
+            format!("0.0.0.0:{HEALTH_PORT}"),
+        ]),
         ports: Some(vec![
             ContainerPort {
                 name: Some("remoting".into()),
@@ -233,6 +238,14 @@ mod tests {
         let args = ds.template.spec.as_ref().expect("pod").containers[0]
             .args
             .clone();
-        assert_eq!(args, Some(vec!["--listen".into(), "0.0.0.0:9876".into()]));
+        assert_eq!(
+            args,
+            Some(vec![
+                "--listen".into(),
+                "0.0.0.0:9876".into(),
+                "--metrics-listen".into(),
+                "0.0.0.0:8080".into()
+            ])
+        );
     }
 }
