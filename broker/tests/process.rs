@@ -13,7 +13,7 @@ use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
-use common::{Proc, request, start_namesrv_with};
+use common::{Proc, request, spawn_reading_first_line, start_namesrv_with};
 
 const STEP: Duration = Duration::from_secs(10);
 
@@ -37,24 +37,9 @@ impl BrokerProcess {
             "mappedFileSizeCommitLog=1048576".to_owned(),
         ];
         args.extend(extra.iter().map(|s| (*s).to_owned()));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ferrum-broker"))
-            .args(&args)
-            .stdout(Stdio::piped())
-            .stderr(if std::env::var_os("FERRUM_TEST_BROKER_LOG").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
-            .spawn()
-            .expect("spawn ferrum-broker");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let line = rx.recv_timeout(STEP).expect("broker printed its address");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrum-broker"));
+        cmd.args(&args);
+        let (child, line) = spawn_reading_first_line(cmd);
         // "ferrum-broker <name> listening on A (VIP B), advertised as C"
         let addr = line
             .split("listening on ")

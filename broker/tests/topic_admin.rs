@@ -4,9 +4,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use ferrum_protocol::route::{TopicConfig, TopicConfigSerializeWrapper};
@@ -15,7 +14,7 @@ use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
-use common::request;
+use common::{request, spawn_reading_first_line};
 
 const STEP: Duration = Duration::from_secs(10);
 
@@ -37,24 +36,9 @@ impl BrokerProcess {
             "--set".to_owned(),
             "mappedFileSizeCommitLog=1048576".to_owned(),
         ];
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ferrum-broker"))
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(if std::env::var_os("FERRUM_TEST_BROKER_LOG").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
-            .spawn()
-            .expect("spawn ferrum-broker");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let line = rx.recv_timeout(STEP).expect("broker printed its address");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrum-broker"));
+        cmd.args(args);
+        let (child, line) = spawn_reading_first_line(cmd);
         let addr = line
             .split("listening on ")
             .nth(1)

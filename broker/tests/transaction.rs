@@ -5,9 +5,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use ferrum_protocol::message::sys_flag::{TRANSACTION_COMMIT_TYPE, TRANSACTION_ROLLBACK_TYPE};
@@ -17,7 +16,7 @@ use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
 
-use common::request;
+use common::{request, spawn_reading_first_line};
 
 const STEP: Duration = Duration::from_secs(10);
 const TOPIC: &str = "TxOrders";
@@ -42,24 +41,9 @@ impl BrokerProcess {
             // A check every 100 ms must not use up the checks before the restart is over.
             "transactionCheckMax=100000".to_owned(),
         ];
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ferrum-broker"))
-            .args(sets.iter().flat_map(|s| ["--set", s.as_str()]))
-            .stdout(Stdio::piped())
-            .stderr(if std::env::var_os("FERRUM_TEST_BROKER_LOG").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
-            .spawn()
-            .expect("spawn ferrum-broker");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let line = rx.recv_timeout(STEP).expect("broker printed its address");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrum-broker"));
+        cmd.args(sets.iter().flat_map(|s| ["--set", s.as_str()]));
+        let (child, line) = spawn_reading_first_line(cmd);
         let addr = line
             .split("listening on ")
             .nth(1)
