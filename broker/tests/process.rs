@@ -8,12 +8,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use ferrum_protocol::route::{KVTable, TopicConfigSerializeWrapper};
-use ferrum_protocol::{RemotingCodec, RemotingCommand, RequestCode, ResponseCode, SerializeType};
-use futures::{SinkExt, StreamExt};
+use ferrum_protocol::{RemotingCommand, RequestCode, ResponseCode, SerializeType};
 use tokio::net::TcpStream;
-use tokio_util::codec::Framed;
 
-use common::{Proc, request, spawn_reading_first_line, start_namesrv_with};
+use common::{Conn, Proc, request, spawn_reading_first_line, start_namesrv_with};
 
 const STEP: Duration = Duration::from_secs(10);
 
@@ -80,52 +78,6 @@ impl Drop for BrokerProcess {
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();
             let _ = self.child.wait();
-        }
-    }
-}
-
-struct Conn {
-    framed: Framed<TcpStream, RemotingCodec>,
-    opaque: i32,
-}
-
-impl Conn {
-    async fn open(addr: &str) -> Conn {
-        let stream = tokio::time::timeout(STEP, TcpStream::connect(addr))
-            .await
-            .expect("connect in time")
-            .expect("connect");
-        Conn {
-            framed: Framed::new(stream, RemotingCodec::default()),
-            opaque: 0,
-        }
-    }
-
-    async fn send(&mut self, request: RemotingCommand) -> i32 {
-        self.opaque += 1;
-        let opaque = self.opaque;
-        self.framed
-            .send(request.with_opaque(opaque))
-            .await
-            .expect("send");
-        opaque
-    }
-
-    async fn next(&mut self) -> RemotingCommand {
-        tokio::time::timeout(STEP, self.framed.next())
-            .await
-            .expect("answer in time")
-            .expect("connection open")
-            .expect("frame decodes")
-    }
-
-    async fn call(&mut self, request: RemotingCommand) -> RemotingCommand {
-        let opaque = self.send(request).await;
-        loop {
-            let answer = self.next().await;
-            if answer.is_response() && answer.opaque == opaque {
-                return answer;
-            }
         }
     }
 }

@@ -6,17 +6,11 @@ mod common;
 
 use std::path::Path;
 use std::process::{Child, Command};
-use std::time::Duration;
 
 use ferrum_protocol::route::{TopicConfig, TopicConfigSerializeWrapper};
-use ferrum_protocol::{RemotingCodec, RemotingCommand, RequestCode, ResponseCode};
-use futures::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
-use tokio_util::codec::Framed;
+use ferrum_protocol::{RemotingCommand, RequestCode, ResponseCode};
 
-use common::{request, spawn_reading_first_line};
-
-const STEP: Duration = Duration::from_secs(10);
+use common::{Conn, request, spawn_reading_first_line};
 
 /// A broker process, killed when dropped unless stopped cleanly first.
 struct BrokerProcess {
@@ -60,43 +54,6 @@ impl Drop for BrokerProcess {
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();
             let _ = self.child.wait();
-        }
-    }
-}
-
-struct Conn {
-    framed: Framed<TcpStream, RemotingCodec>,
-    opaque: i32,
-}
-
-impl Conn {
-    async fn open(addr: &str) -> Conn {
-        let stream = tokio::time::timeout(STEP, TcpStream::connect(addr))
-            .await
-            .expect("connect in time")
-            .expect("connect");
-        Conn {
-            framed: Framed::new(stream, RemotingCodec::default()),
-            opaque: 0,
-        }
-    }
-
-    async fn call(&mut self, request: RemotingCommand) -> RemotingCommand {
-        self.opaque += 1;
-        let opaque = self.opaque;
-        self.framed
-            .send(request.with_opaque(opaque))
-            .await
-            .expect("send");
-        loop {
-            let answer = tokio::time::timeout(STEP, self.framed.next())
-                .await
-                .expect("answer in time")
-                .expect("connection open")
-                .expect("frame decodes");
-            if answer.is_response() && answer.opaque == opaque {
-                return answer;
-            }
         }
     }
 }

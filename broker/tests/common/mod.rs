@@ -9,10 +9,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ferrum_protocol::RemotingCommand;
+use ferrum_protocol::{RemotingCodec, RemotingCommand};
+use futures::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_util::codec::Framed;
 
 /// How long a started process may take to print its start line.
 pub const START_LINE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a connection or an answer on it may take.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A child process killed (SIGKILL, as `kill -9`) when dropped.
 pub struct Proc {
@@ -152,4 +158,51 @@ pub fn request(code: impl Into<i32>, fields: &[(&str, &str)]) -> RemotingCommand
         request.ext_fields.insert((*k).to_owned(), (*v).to_owned());
     }
     request
+}
+
+/// One remoting connection; answers are matched to requests by opaque.
+pub struct Conn {
+    framed: Framed<TcpStream, RemotingCodec>,
+    opaque: i32,
+}
+
+impl Conn {
+    pub async fn open(addr: &str) -> Conn {
+        let stream = tokio::time::timeout(ANSWER_TIMEOUT, TcpStream::connect(addr))
+            .await
+            .expect("connect in time")
+            .expect("connect");
+        Conn {
+            framed: Framed::new(stream, RemotingCodec::default()),
+            opaque: 0,
+        }
+    }
+
+    pub async fn send(&mut self, request: RemotingCommand) -> i32 {
+        self.opaque += 1;
+        let opaque = self.opaque;
+        self.framed
+            .send(request.with_opaque(opaque))
+            .await
+            .expect("send");
+        opaque
+    }
+
+    pub async fn next(&mut self) -> RemotingCommand {
+        tokio::time::timeout(ANSWER_TIMEOUT, self.framed.next())
+            .await
+            .expect("answer in time")
+            .expect("connection open")
+            .expect("frame decodes")
+    }
+
+    pub async fn call(&mut self, request: RemotingCommand) -> RemotingCommand {
+        let opaque = self.send(request).await;
+        loop {
+            let answer = self.next().await;
+            if answer.is_response() && answer.opaque == opaque {
+                return answer;
+            }
+        }
+    }
 }
