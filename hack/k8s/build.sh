@@ -48,7 +48,7 @@ build_coredns() {
   mkdir -p "$COREDNS_ROOT/bin"
   # `go install pkg@version` works because coredns's go.mod has no replace directives; GOBIN
   # puts the binary into the cache dir.
-  GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-p=1" GOBIN="$COREDNS_ROOT/bin" \
+  GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="-p=${FERRUM_GO_JOBS:-1}" GOBIN="$COREDNS_ROOT/bin" \
     nice -n 19 go install -trimpath -ldflags "-s -w" "github.com/coredns/coredns@v$COREDNS_VERSION"
   echo "built coredns $COREDNS_VERSION in $(( $(date +%s) - s )) s"
 }
@@ -107,8 +107,9 @@ import (
 GO
 
 export GOTOOLCHAIN=local CGO_ENABLED=0
-# -p=1: the build machines have 2 cores shared with other builds.
-export GOFLAGS="-mod=mod -p=1"
+# -p=1 by default: the build machines have 2 cores shared with other builds; CI, which has the
+# machine to itself, sets FERRUM_GO_JOBS=2.
+export GOFLAGS="-mod=mod -p=${FERRUM_GO_JOBS:-1}"
 
 start=$(date +%s)
 # tidy resolves etcd at the version already selected by k8s.io/apiserver's requirements.

@@ -15,7 +15,7 @@ for img in pause testbox; do
   rm -rf "$ctx"
   mkdir -p "$ctx"
   echo "building $img (static Go)"
-  (cd "$here/$img" && GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-p=1 \
+  (cd "$here/$img" && GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-p=${FERRUM_GO_JOBS:-1} \
     go build -trimpath -ldflags "-s -w" -o "$ctx/$img" .)
   cp "$here/$img/Containerfile" "$ctx/Containerfile"
   case $img in
