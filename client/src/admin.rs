@@ -184,17 +184,28 @@ impl Admin {
         self.namesrv.delete_topic(topic, cluster).await
     }
 
-    /// GET_ALL_TOPIC_CONFIG from one broker.
-    pub async fn topic_configs(&self, broker_addr: &str) -> Result<TopicConfigSerializeWrapper> {
+    /// Sends a header-less request to a broker and decodes its JSON answer body as `what`.
+    async fn broker_body<T: serde::de::DeserializeOwned>(
+        &self,
+        broker_addr: &str,
+        code: RequestCode,
+        what: &'static str,
+    ) -> Result<T> {
         let answer = self
             .pool
-            .invoke_ok(
-                broker_addr,
-                request(RequestCode::GET_ALL_TOPIC_CONFIG, &[]),
-                self.timeout,
-            )
+            .invoke_ok(broker_addr, request(code, &[]), self.timeout)
             .await?;
-        decode_body(broker_addr, &answer.body, "TopicConfigSerializeWrapper")
+        decode_body(broker_addr, &answer.body, what)
+    }
+
+    /// GET_ALL_TOPIC_CONFIG from one broker.
+    pub async fn topic_configs(&self, broker_addr: &str) -> Result<TopicConfigSerializeWrapper> {
+        self.broker_body(
+            broker_addr,
+            RequestCode::GET_ALL_TOPIC_CONFIG,
+            "TopicConfigSerializeWrapper",
+        )
+        .await
     }
 
     /// One topic's config on one broker, `None` when the broker does not hold it.
@@ -246,44 +257,32 @@ impl Admin {
 
     /// GET_BROKER_RUNTIME_INFO: the broker's statistics table.
     pub async fn broker_runtime_info(&self, broker_addr: &str) -> Result<BTreeMap<String, String>> {
-        let answer = self
-            .pool
-            .invoke_ok(
-                broker_addr,
-                request(RequestCode::GET_BROKER_RUNTIME_INFO, &[]),
-                self.timeout,
-            )
+        let table: KVTable = self
+            .broker_body(broker_addr, RequestCode::GET_BROKER_RUNTIME_INFO, "KVTable")
             .await?;
-        let table: KVTable = decode_body(broker_addr, &answer.body, "KVTable")?;
         Ok(table.table)
     }
 
     /// FERRUM_GET_BROKER_REPLICA_STATUS (a Ferrum extension): role, epoch, offsets and the lag
     /// of every slave of a master.
     pub async fn broker_replica_status(&self, broker_addr: &str) -> Result<BrokerReplicaStatus> {
-        let answer = self
-            .pool
-            .invoke_ok(
-                broker_addr,
-                request(RequestCode::FERRUM_GET_BROKER_REPLICA_STATUS, &[]),
-                self.timeout,
-            )
-            .await?;
-        decode_body(broker_addr, &answer.body, "BrokerReplicaStatus")
+        self.broker_body(
+            broker_addr,
+            RequestCode::FERRUM_GET_BROKER_REPLICA_STATUS,
+            "BrokerReplicaStatus",
+        )
+        .await
     }
 
     /// FERRUM_GET_RAFT_STATUS (a Ferrum extension): term, leader, applied index and each
     /// peer's match index and lag of a broker running in Raft mode.
     pub async fn raft_status(&self, broker_addr: &str) -> Result<RaftStatus> {
-        let answer = self
-            .pool
-            .invoke_ok(
-                broker_addr,
-                request(RequestCode::FERRUM_GET_RAFT_STATUS, &[]),
-                self.timeout,
-            )
-            .await?;
-        decode_body(broker_addr, &answer.body, "RaftStatus")
+        self.broker_body(
+            broker_addr,
+            RequestCode::FERRUM_GET_RAFT_STATUS,
+            "RaftStatus",
+        )
+        .await
     }
 
     /// FERRUM_PROMOTE_BROKER (a Ferrum extension): makes the slave at `broker_addr` its group's
