@@ -175,6 +175,10 @@ code_enum! {
         /// Ferrum extension (7103): a Raft-mode replica's term, role, leader, applied index and,
         /// on the leader, each peer's match index and lag; JSON body.
         FERRUM_GET_RAFT_STATUS = 7103,
+        /// Ferrum extension (7104): sent to a Raft group's leader, hands leadership to the
+        /// follower named by the `targetId` header (a dLegerSelfId such as `n1`), or to the most
+        /// up-to-date follower when absent; answered once the target leads, or with an error.
+        FERRUM_RAFT_TRANSFER_LEADER = 7104,
     }
 }
 
