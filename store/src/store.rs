@@ -142,6 +142,9 @@ struct Inner {
     flushed: AtomicI64,
     /// Reads never serve records ending past this (Raft / quorum commit); `i64::MAX` by default.
     committed: AtomicI64,
+    /// Retention keeps files holding bytes at or above this (a Raft follower's next entry);
+    /// `i64::MAX` (no floor) by default.
+    retention_floor: AtomicI64,
     requests: Mutex<Vec<FlushRequest>>,
     requests_cv: Condvar,
     shutdown: AtomicBool,
@@ -201,6 +204,7 @@ impl MessageStore {
             index: Mutex::new(None),
             flushed: AtomicI64::new(0),
             committed: AtomicI64::new(i64::MAX),
+            retention_floor: AtomicI64::new(i64::MAX),
             requests: Mutex::new(Vec::new()),
             requests_cv: Condvar::new(),
             shutdown: AtomicBool::new(false),
@@ -456,6 +460,22 @@ impl MessageStore {
         self.inner
             .committed
             .store(offset.unwrap_or(i64::MAX), Ordering::Release);
+    }
+
+    /// Keeps CommitLog files holding bytes at or above `offset` through expiry and
+    /// `diskMaxUsedSpaceRatio` pressure (a Raft leader sets the offset its slowest follower
+    /// needs next); a forced clean (`diskSpaceCleanForciblyRatio`) still deletes them. `None`
+    /// removes the floor.
+    pub fn set_retention_floor(&self, offset: Option<i64>) {
+        self.inner
+            .retention_floor
+            .store(offset.unwrap_or(i64::MAX), Ordering::Release);
+    }
+
+    /// The floor set by [`Self::set_retention_floor`], if any.
+    pub fn retention_floor(&self) -> Option<i64> {
+        let floor = self.inner.retention_floor.load(Ordering::Acquire);
+        (floor != i64::MAX).then_some(floor)
     }
 
     /// Raw CommitLog bytes from `offset` up to `max_len`, within one file, for replication.
@@ -1421,21 +1441,25 @@ impl Inner {
         }
         let reserved = c.file_reserved_time;
         let now = SystemTime::now();
-        let mut forced_left = usize::from(forcibly);
+        let floor = self.retention_floor.load(Ordering::Acquire);
+        let mut retention = crate::retention::Retention::new(floor, forcibly);
         let deleted = self.commit_log.delete_leading(10, |f| {
             let expired = f
                 .modified()
                 .and_then(|m| now.duration_since(m).ok())
                 .is_some_and(|age| age >= reserved);
-            if expired {
-                return true;
-            }
-            if forced_left > 0 {
-                forced_left -= 1;
-                return true;
-            }
-            false
+            retention.may_delete(crate::retention::FileFacts {
+                end: f.file_from_offset() + f.file_size() as i64,
+                expired,
+            })
         })?;
+        if retention.held_for_followers > 0 {
+            tracing::warn!(
+                floor,
+                used_pct = pct,
+                "expired CommitLog files kept: a Raft follower still needs their bytes"
+            );
+        }
         if deleted > 0 {
             let min_phy = self.commit_log.min_offset();
             tracing::info!(deleted, min_phy, used_pct = pct, "deleted CommitLog files");
