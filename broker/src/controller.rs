@@ -122,6 +122,7 @@ pub async fn start(mut config: BrokerConfig) -> Result<RunningBroker, StartError
         Some(raft_config) => crate::raft::broker::RaftBroker::start(&core, raft_config)
             .await
             .map(|raft| {
+                crate::raft::metrics::spawn(&core, &raft);
                 let _ = core.raft.set(raft);
             }),
         None => crate::ha::remote::startup_role(&core).await,

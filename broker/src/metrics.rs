@@ -84,6 +84,8 @@ pub struct BrokerMetrics {
     consumer_lag_dropped: IntGauge,
     topics: IntGauge,
     info: GaugeVec,
+    /// Raft-mode series (empty outside Raft mode); updated by `raft::metrics`.
+    pub raft: crate::raft::metrics::RaftMetricSet,
 }
 
 impl std::fmt::Debug for BrokerMetrics {
@@ -231,6 +233,8 @@ impl BrokerMetrics {
                 &["cluster", "broker_name", "broker_id", "role"],
             )
             .unwrap_or_else(|e| unreachable_metric("info", e)),
+            raft: crate::raft::metrics::RaftMetricSet::new()
+                .unwrap_or_else(|e| unreachable_metric("raft", e)),
         };
         let collectors: Vec<Box<dyn Collector>> = vec![
             Box::new(m.messages_in.clone()),
@@ -273,6 +277,7 @@ impl BrokerMetrics {
         if let Err(error) = crate::ha::metrics::install(&m) {
             tracing::error!(%error, "replication metrics not registered");
         }
+        crate::raft::metrics::install(&m);
         m
     }
 

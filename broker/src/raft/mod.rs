@@ -80,6 +80,7 @@
 pub mod broker;
 pub mod config;
 pub mod log_store;
+pub mod metrics;
 pub mod network;
 pub mod status;
 
