@@ -37,6 +37,7 @@ NEEDS = {
                             {"list", "watch", "create", "patch"}, "owns; apply"),
     "PersistentVolumeClaim": ("", "persistentvolumeclaims", {"get", "patch"}, "volume growth"),
     "Pod": ("", "pods", {"list", "patch"}, "ready ordinals by label; master role label"),
+    "Pod/eviction": ("", "pods/eviction", {"create"}, "rolling restart through the Eviction API"),
     "Event": ("events.k8s.io", "events", {"create", "patch"}, "kube Recorder"),
 }
 LEASE = ("coordination.k8s.io", "leases", {"get", "create", "update"}, "leader election")
@@ -45,6 +46,7 @@ IGNORED = {"K", "Self", "DeserializeGuard"}
 # Must stay forbidden whatever the mode.
 NEVER = [("get", "secrets", ""), ("delete", "statefulsets", "apps"),
          ("delete", "persistentvolumeclaims", ""), ("create", "pods", ""),
+         ("delete", "pods", ""),
          ("update", "brokergroups", "ferrum.dev")]
 
 

@@ -175,6 +175,10 @@ async fn reconcile_once(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<(Acti
     let mut replica_statuses = None;
     let mut notes = None;
     let mut promotion_problem = None;
+    let mut roll = crate::roll::RollOutcome {
+        status: bg.status.as_ref().and_then(|s| s.roll.clone()),
+        new_master: None,
+    };
     if !is_paused && problems.is_empty() {
         let namesrv = match ctx.namesrv_overrides.get(&bg.spec.cluster_name) {
             Some(addrs) => addrs.to_vec(),
@@ -265,6 +269,24 @@ async fn reconcile_once(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<(Acti
             &ready_pods,
         ));
         notes = observed.note;
+        // Rolling restarts: one step per pass, after the objects and status reads above.
+        if let Some(statuses) = replica_statuses.as_deref() {
+            roll = crate::roll::drive(crate::roll::RollContext {
+                ctx: &ctx,
+                bg: &bg,
+                id: &id,
+                sts: &sts,
+                replicas: statuses,
+                addrs: &observed.addrs,
+                admin: &admin,
+                siblings: &siblings,
+            })
+            .await?;
+            if let Some(m) = roll.new_master.filter(|m| *m != master) {
+                master = m;
+                label_master(client, ns, &id.name, bg.spec.replicas, master).await?;
+            }
+        }
     }
 
     let previous = bg
@@ -317,6 +339,7 @@ async fn reconcile_once(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<(Acti
         paused: is_paused,
         notes,
         promotion: promotion_problem,
+        rolling: roll.progress(),
     };
     // The broker's own word on who is master wins over the operator's memory (Raft elects).
     let observed_master = replica_statuses
@@ -331,6 +354,7 @@ async fn reconcile_once(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<(Acti
         }),
         master_ordinal: (bg.spec.mode == BrokerMode::MasterSlave).then_some(master),
         ready_replicas: ready,
+        roll: roll.status.clone(),
         replicas: replica_statuses.unwrap_or_else(|| {
             bg.status
                 .as_ref()
@@ -353,7 +377,9 @@ async fn reconcile_once(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<(Acti
 
     if problems.is_empty() {
         tracing::info!(group = %id.name, namespace = ns, ready, "reconciled");
-        Ok((Action::requeue(Duration::from_secs(60)), true))
+        // A roll waits on pods and brokers the controller does not watch: look again soon.
+        let period = if roll.status.is_some() { 5 } else { 60 };
+        Ok((Action::requeue(Duration::from_secs(period)), true))
     } else {
         tracing::warn!(group = %id.name, namespace = ns, ?problems, "invalid spec");
         Ok((Action::requeue(Duration::from_secs(300)), false))

@@ -11,6 +11,7 @@ pub mod crd;
 pub mod leader;
 pub mod metrics;
 pub mod replicas;
+pub mod roll;
 pub mod status;
 pub mod topic_controller;
 pub mod validate;

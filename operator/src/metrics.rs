@@ -10,7 +10,7 @@ use hyper::body::Bytes;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use tokio::net::TcpListener;
 
@@ -19,6 +19,9 @@ pub struct Metrics {
     registry: Registry,
     reconciles: IntCounterVec,
     duration: HistogramVec,
+    roll_restarts: IntCounterVec,
+    rolls_in_progress: IntGaugeVec,
+    roll_pods_pending: IntGaugeVec,
 }
 
 impl Metrics {
@@ -39,13 +42,57 @@ impl Metrics {
             .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
             &["kind"],
         )?;
+        let roll_restarts = IntCounterVec::new(
+            Opts::new(
+                "ferrum_operator_roll_pod_restarts_total",
+                "Broker pods restarted by rolling restarts",
+            ),
+            &["namespace", "group"],
+        )?;
+        let rolls_in_progress = IntGaugeVec::new(
+            Opts::new(
+                "ferrum_operator_rolls_in_progress",
+                "1 while a BrokerGroup has pods left to restart, else 0",
+            ),
+            &["namespace", "group"],
+        )?;
+        let roll_pods_pending = IntGaugeVec::new(
+            Opts::new(
+                "ferrum_operator_roll_pods_pending",
+                "Broker pods of a group still to be restarted by its roll",
+            ),
+            &["namespace", "group"],
+        )?;
         registry.register(Box::new(reconciles.clone()))?;
         registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(roll_restarts.clone()))?;
+        registry.register(Box::new(rolls_in_progress.clone()))?;
+        registry.register(Box::new(roll_pods_pending.clone()))?;
         Ok(Metrics {
             registry,
             reconciles,
             duration,
+            roll_restarts,
+            rolls_in_progress,
+            roll_pods_pending,
         })
+    }
+
+    /// One pod restarted by a roll.
+    pub fn pod_restarted(&self, namespace: &str, group: &str) {
+        self.roll_restarts
+            .with_label_values(&[namespace, group])
+            .inc();
+    }
+
+    /// The roll state of one group after a pass.
+    pub fn set_roll(&self, namespace: &str, group: &str, pending: usize, rolling: bool) {
+        self.rolls_in_progress
+            .with_label_values(&[namespace, group])
+            .set(i64::from(rolling));
+        self.roll_pods_pending
+            .with_label_values(&[namespace, group])
+            .set(i64::try_from(pending).unwrap_or(i64::MAX));
     }
 
     pub fn observe(&self, kind: &str, result: &str, elapsed: Duration) {
@@ -124,6 +171,29 @@ mod tests {
             text.contains(
                 r#"ferrum_operator_reconcile_duration_seconds_count{kind="BrokerGroup"} 2"#
             )
+        );
+    }
+
+    #[test]
+    fn roll_progress_is_rendered() {
+        let m = Metrics::new().expect("metrics");
+        m.set_roll("mq", "orders", 2, true);
+        m.pod_restarted("mq", "orders");
+        let text = m.render();
+        assert!(
+            text.contains(r#"ferrum_operator_rolls_in_progress{group="orders",namespace="mq"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"ferrum_operator_roll_pods_pending{group="orders",namespace="mq"} 2"#)
+        );
+        assert!(text.contains(
+            r#"ferrum_operator_roll_pod_restarts_total{group="orders",namespace="mq"} 1"#
+        ));
+        m.set_roll("mq", "orders", 0, false);
+        assert!(
+            m.render()
+                .contains(r#"ferrum_operator_rolls_in_progress{group="orders",namespace="mq"} 0"#)
         );
     }
 

@@ -22,6 +22,8 @@ pub struct Observation {
     pub notes: Option<String>,
     /// A promotion that was asked for and refused or failed.
     pub promotion: Option<String>,
+    /// A rolling restart under way, as one line (see `roll::RollOutcome::progress`).
+    pub rolling: Option<String>,
 }
 
 fn condition(
@@ -96,15 +98,20 @@ pub fn conditions(obs: &Observation, previous: &[Condition], now: &Time) -> Vec<
         ),
         condition(
             PROGRESSING,
-            !invalid && !obs.paused && !all_ready,
+            !invalid && !obs.paused && (!all_ready || obs.rolling.is_some()),
             if obs.paused {
                 "Paused"
+            } else if obs.rolling.is_some() && !invalid {
+                "RollingRestart"
             } else if all_ready {
                 "Stable"
             } else {
                 "WaitingForReplicas"
             },
-            counts,
+            match &obs.rolling {
+                Some(r) if !invalid && !obs.paused => format!("{counts}; {r}"),
+                _ => counts,
+            },
             obs,
             previous,
             now,
@@ -223,6 +230,25 @@ mod tests {
         let c = conditions(&obs, &[], &at(1));
         assert_eq!(get(&c, DEGRADED).status, "True");
         assert_eq!(get(&c, DEGRADED).reason, "PromotionRefused");
+        assert_eq!(get(&c, READY).status, "True");
+    }
+
+    #[test]
+    fn a_roll_is_progressing_even_with_every_replica_ready() {
+        let obs = Observation {
+            desired_replicas: 3,
+            ready_replicas: 3,
+            rolling: Some("rolling restart 1/3 pods current: restarted g-1".into()),
+            ..Default::default()
+        };
+        let c = conditions(&obs, &[], &at(1));
+        let p = get(&c, PROGRESSING);
+        assert_eq!(p.status, "True");
+        assert_eq!(p.reason, "RollingRestart");
+        assert_eq!(
+            p.message,
+            "3/3 replicas ready; rolling restart 1/3 pods current: restarted g-1"
+        );
         assert_eq!(get(&c, READY).status, "True");
     }
 

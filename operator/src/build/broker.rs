@@ -18,6 +18,7 @@ use super::config::{config_hash, config_map_for};
 use super::names::*;
 use super::{BuildError, GroupIdentity};
 use crate::crd::{BrokerGroup, BrokerMode, ExternalServiceType};
+use kube::ResourceExt;
 
 /// UID/GID the broker runs as unless the user supplies a pod security context.
 pub const BROKER_UID: i64 = 10001;
@@ -166,6 +167,9 @@ pub fn pdb_for(bg: &BrokerGroup, id: &GroupIdentity) -> PodDisruptionBudget {
                 match_labels: Some(broker_selector(&id.name)),
                 ..Default::default()
             }),
+            // A pod that is not Ready serves nothing; evicting it (the roll restarts unready
+            // pods first) must not be refused because another pod is down too.
+            unhealthy_pod_eviction_policy: Some("AlwaysAllow".into()),
             ..Default::default()
         }),
         ..Default::default()
@@ -206,6 +210,11 @@ pub fn statefulset_for(bg: &BrokerGroup, id: &GroupIdentity) -> StatefulSet {
     let overrides = spec.pod.clone().unwrap_or_default();
     let mut annotations = overrides.annotations.clone();
     annotations.insert(CONFIG_HASH_ANNOTATION.into(), config_hash(spec, id));
+    // Copied into the template, so a new value gives the StatefulSet a new revision and
+    // every pod is rolled.
+    if let Some(v) = bg.annotations().get(crate::roll::ROLL_ANNOTATION) {
+        annotations.insert(crate::roll::ROLL_ANNOTATION.into(), v.clone());
+    }
 
     let container = Container {
         name: "broker".into(),
@@ -470,6 +479,62 @@ mod tests {
         );
         let pdb = o.pdb.spec.as_ref().expect("spec");
         assert_eq!(pdb.max_unavailable, Some(IntOrString::Int(1)));
+        assert_eq!(
+            pdb.unhealthy_pod_eviction_policy.as_deref(),
+            Some("AlwaysAllow")
+        );
+    }
+
+    fn template_annotations(bg: &BrokerGroup) -> BTreeMap<String, String> {
+        build_broker_group(bg)
+            .expect("builds")
+            .statefulset
+            .spec
+            .and_then(|s| s.template.metadata)
+            .and_then(|m| m.annotations)
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn roll_triggers_change_the_pod_template() {
+        let base = fixtures::group(fixtures::MASTER_SLAVE);
+        let before = template_annotations(&base);
+        assert!(!before.contains_key(crate::roll::ROLL_ANNOTATION));
+        // The manual-roll annotation on the group is copied into the template.
+        let mut manual = base.clone();
+        manual
+            .annotations_mut()
+            .insert(crate::roll::ROLL_ANNOTATION.into(), "2026-11-24".into());
+        assert_eq!(
+            template_annotations(&manual)[crate::roll::ROLL_ANNOTATION],
+            "2026-11-24"
+        );
+        // A config change moves the hash; image and resources are in the template itself.
+        let mut conf = base.clone();
+        conf.spec
+            .broker_config
+            .insert("fileReservedTime".into(), "48".into());
+        assert_ne!(
+            template_annotations(&conf)[CONFIG_HASH_ANNOTATION],
+            before[CONFIG_HASH_ANNOTATION]
+        );
+        let mut image = base.clone();
+        image.spec.image = "ferrum/broker:2.0".into();
+        let sts = build_broker_group(&image).expect("builds").statefulset;
+        assert_eq!(
+            pod_spec(&sts).containers[0].image.as_deref(),
+            Some("ferrum/broker:2.0")
+        );
+        // A promotion alone restarts nothing: the hash ignores who is master.
+        let mut promoted = base.clone();
+        promoted.status = Some(BrokerGroupStatus {
+            master_ordinal: Some(2),
+            ..Default::default()
+        });
+        assert_eq!(
+            template_annotations(&promoted)[CONFIG_HASH_ANNOTATION],
+            before[CONFIG_HASH_ANNOTATION]
+        );
     }
 
     #[test]

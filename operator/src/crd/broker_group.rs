@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Affinity, PodSecurityContext, ResourceRequirements, Toleration};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -241,13 +241,34 @@ fn default_namesrv_replicas() -> i32 {
     2
 }
 
+/// How the operator rolls the group's pods when the pod template changes (image, config,
+/// resources, the `ferrum.dev/roll` annotation) or a pod carries `ferrum.dev/restart`: one pod
+/// at a time, unready pods first, then slaves / followers, the master / leader last.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UpgradeSpec {
-    /// MasterSlave: promote a caught-up slave before restarting the master, so writes pause
-    /// only for the promotion instead of a whole broker restart.
+    /// MasterSlave: when the master's turn comes, stop it, promote the most caught-up slave
+    /// (FERRUM_PROMOTE_BROKER) and let the old master return as a slave, so writes pause only
+    /// for the promotion instead of a whole broker restart. Ignored while `spec.promote` pins
+    /// the master. With ASYNC_MASTER, messages acknowledged within `maxLagBytes` of the
+    /// promotion can be truncated from the old master; SYNC_MASTER loses none.
     #[serde(default)]
     pub promote_before_restart: bool,
+
+    /// A replica counts as caught up, and the next pod may be restarted, once every slave or
+    /// follower is at most this many bytes of commit log behind its master or leader.
+    /// Default 1 MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub max_lag_bytes: Option<i64>,
+}
+
+impl UpgradeSpec {
+    pub const DEFAULT_MAX_LAG_BYTES: i64 = 1 << 20;
+
+    pub fn max_lag_bytes(&self) -> i64 {
+        self.max_lag_bytes.unwrap_or(Self::DEFAULT_MAX_LAG_BYTES)
+    }
 }
 
 /// Observed state, written only by the operator.
@@ -269,6 +290,47 @@ pub struct BrokerGroupStatus {
     pub ready_replicas: i32,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replicas: Vec<ReplicaStatus>,
+    /// The rolling restart under way; absent when every pod runs the current template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roll: Option<RollStatus>,
+}
+
+/// Progress of a rolling restart.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RollStatus {
+    /// The pod the roll acts on or waits for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<String>,
+    /// What the operator did or does next, and why.
+    pub reason: String,
+    /// What has to happen before the roll goes on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    /// Pods that run the current template and were not asked to restart.
+    pub done: i32,
+    pub total: i32,
+    /// Pods this roll has restarted so far.
+    #[serde(default)]
+    pub restarted: i32,
+    /// MasterSlave with promoteBeforeRestart: the ordinal being promoted while the old
+    /// master is down, until its broker reports the master role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoting: Option<i32>,
+    /// Pods whose last restart step failed, and when the roll may try them again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backoff: Vec<PodBackoff>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodBackoff {
+    pub pod: String,
+    pub failures: u32,
+    pub retry_after: Time,
+    pub last_error: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]

@@ -1,0 +1,1371 @@
+//! Rolling restarts of a BrokerGroup, driven by the operator (the StatefulSet is `OnDelete`).
+//!
+//! A pod needs a restart when its `controller-revision-hash` label differs from the
+//! StatefulSet's `status.updateRevision` (image, resources, the rendered `broker.conf` hash or
+//! the group's `ferrum.dev/roll` annotation changed the template) or when the pod carries
+//! `ferrum.dev/restart`. [`plan`] is pure: from per-pod facts it chooses one next step —
+//! restart a pod, hand Raft leadership on, promote a slave, or wait — in the order Strimzi's
+//! KafkaRoller uses: unready pods first, then slaves / followers one at a time (each back
+//! Ready and caught up before the next), the master / leader last. [`drive`] gathers the facts
+//! from the apiserver and the brokers and carries the step out (eviction, so the PDB has the
+//! last word; FERRUM_RAFT_TRANSFER_LEADER; FERRUM_PROMOTE_BROKER). Progress lives in
+//! `status.roll`, so the driver is as stateless as the rest of the reconciler.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, EvictParams, ListParams, Patch, PatchParams};
+use kube::runtime::events::EventType;
+use kube::{Resource, ResourceExt};
+
+use crate::build::{self, MANAGER, pod_name};
+use crate::controller::Context;
+use crate::crd::{
+    BrokerGroup, BrokerMode, MasterRole, PodBackoff, ReplicaRole, ReplicaStatus, RollStatus,
+};
+
+/// On a BrokerGroup: any new value restarts every pod (it is copied into the pod template).
+pub const ROLL_ANNOTATION: &str = "ferrum.dev/roll";
+/// On one broker pod: restart this pod (the new pod does not carry it).
+pub const RESTART_ANNOTATION: &str = "ferrum.dev/restart";
+/// On a BrokerGroup: `"true"` stops a roll between pods; objects are still reconciled.
+pub const ROLL_PAUSE_ANNOTATION: &str = "ferrum.dev/roll-paused";
+/// Set by the StatefulSet controller on each pod it creates.
+pub const REVISION_LABEL: &str = "controller-revision-hash";
+
+const BACKOFF_BASE_SECS: i64 = 10;
+const BACKOFF_MAX_SECS: i64 = 600;
+/// How long one pass waits for a transfer or promotion before calling it failed.
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(15);
+const PROMOTE_ATTEMPTS: u32 = 10;
+
+/// What is known about one replica of the group in this pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodFacts {
+    pub ordinal: i32,
+    pub exists: bool,
+    /// Being deleted: counts as down.
+    pub terminating: bool,
+    pub ready: bool,
+    /// Runs the StatefulSet's update revision.
+    pub current: bool,
+    pub restart_requested: bool,
+    pub role: ReplicaRole,
+    /// Listed by the NameServers under the brokerId its role implies.
+    pub registered: bool,
+    /// Bytes of commit log behind the master / leader; `None` when unknown.
+    pub lag: Option<i64>,
+}
+
+impl PodFacts {
+    fn pending(&self) -> bool {
+        self.exists && !self.terminating && (!self.current || self.restart_requested)
+    }
+
+    fn leads(&self) -> bool {
+        matches!(self.role, ReplicaRole::Master | ReplicaRole::Leader)
+    }
+}
+
+/// Everything [`plan`] decides on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollInput {
+    pub mode: BrokerMode,
+    pub pods: Vec<PodFacts>,
+    pub max_lag_bytes: i64,
+    pub promote_before_restart: bool,
+    /// `spec.promote` is set: the user pins the master, so the roll never promotes.
+    pub master_pinned: bool,
+    pub paused: bool,
+    /// Unix seconds.
+    pub now: i64,
+    /// Ordinal → unix second before which the pod is not tried again.
+    pub backoff_until: BTreeMap<i32, i64>,
+    /// Another group of the cluster rolls first (see [`cluster_blocker`]).
+    pub blocked_by: Option<String>,
+    /// A promotion started while the old master is down.
+    pub promoting: Option<i32>,
+    /// A roll was under way at the last pass: it ends only once its last pod is Ready again.
+    pub in_progress: bool,
+}
+
+/// The one next step of a roll.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Every pod runs the current template.
+    Done,
+    Paused,
+    Wait {
+        pod: Option<i32>,
+        waiting_for: String,
+    },
+    /// Evict (delete) the pod; the StatefulSet recreates it from the current template.
+    Restart {
+        ordinal: i32,
+        reason: String,
+    },
+    /// Raft: the leader's turn has come; hand leadership to the most up-to-date follower.
+    TransferLeadership {
+        from: i32,
+        to: i32,
+    },
+    /// MasterSlave with promoteBeforeRestart: render `target` as master, stop the old master,
+    /// then promote `target`.
+    PromoteThenRestart {
+        master: i32,
+        target: i32,
+    },
+    /// Finish a promotion started by [`Step::PromoteThenRestart`].
+    Promote {
+        target: i32,
+    },
+}
+
+/// [`plan`]'s answer: the step and the counts for `status.roll`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub step: Step,
+    /// Ordinals still to restart.
+    pub pending: Vec<i32>,
+    pub total: i32,
+}
+
+fn describe(p: &PodFacts) -> String {
+    if p.restart_requested {
+        format!("annotation {RESTART_ANNOTATION} asks for a restart")
+    } else {
+        "its pod template revision is outdated (image, config or resources changed)".to_owned()
+    }
+}
+
+fn role_word(mode: BrokerMode, p: &PodFacts) -> &'static str {
+    match (mode, p.role) {
+        (_, ReplicaRole::Master) => "master",
+        (_, ReplicaRole::Leader) => "leader",
+        (_, ReplicaRole::Slave) => "slave",
+        (_, ReplicaRole::Follower) => "follower",
+        (BrokerMode::Raft, _) => "replica of unknown Raft role",
+        (BrokerMode::MasterSlave, _) => "replica of unknown role",
+    }
+}
+
+/// Exponential back-off after `failures` failed attempts on one pod: 10 s, 20 s, ... 10 min.
+pub fn backoff_secs(failures: u32) -> i64 {
+    let shift = failures.saturating_sub(1).min(16);
+    (BACKOFF_BASE_SECS << shift).min(BACKOFF_MAX_SECS)
+}
+
+/// Chooses the next step. Rules, in order:
+/// 1. nothing to restart → `Done`; paused → `Paused`; another group of the cluster rolls → wait;
+/// 2. a promotion under way is finished first;
+/// 3. never more than one pod down: a terminating, missing or restarted-but-unready pod is
+///    waited for;
+/// 4. unready pods that need a restart go first (they serve nothing, and a restart may heal them);
+/// 5. then, with every pod Ready, every slave / follower must be caught up (lag ≤ max) and, in
+///    Raft mode, a registered leader must exist; then slaves / followers one at a time;
+/// 6. the master / leader last: Raft hands leadership on first; MasterSlave restarts it (or,
+///    with promoteBeforeRestart, promotes a caught-up slave while it is down).
+///
+/// Pods in back-off are skipped while their time has not come.
+pub fn plan(input: &RollInput) -> Plan {
+    let pending: Vec<i32> = input
+        .pods
+        .iter()
+        .filter(|p| p.pending())
+        .map(|p| p.ordinal)
+        .collect();
+    let total = i32::try_from(input.pods.len()).unwrap_or(i32::MAX);
+    let step = next_step(input, &pending);
+    Plan {
+        step,
+        pending,
+        total,
+    }
+}
+
+fn wait(pod: Option<i32>, waiting_for: impl Into<String>) -> Step {
+    Step::Wait {
+        pod,
+        waiting_for: waiting_for.into(),
+    }
+}
+
+fn next_step(input: &RollInput, pending: &[i32]) -> Step {
+    let pods = &input.pods;
+    let by_ordinal = |o: i32| pods.iter().find(|p| p.ordinal == o);
+    let settled = pods.iter().all(|p| p.exists && !p.terminating && p.ready);
+    if pending.is_empty() && input.promoting.is_none() && (!input.in_progress || settled) {
+        return Step::Done;
+    }
+    if input.paused {
+        return Step::Paused;
+    }
+    if let Some(other) = &input.blocked_by {
+        return wait(
+            None,
+            format!("group {other} of the cluster to finish its roll"),
+        );
+    }
+    if let Some(target) = input.promoting {
+        match by_ordinal(target) {
+            Some(p) if p.leads() => {}
+            _ => return Step::Promote { target },
+        }
+    }
+    if let Some(p) = pods.iter().find(|p| p.terminating) {
+        return wait(Some(p.ordinal), "the pod to terminate");
+    }
+    if let Some(p) = pods.iter().find(|p| !p.exists) {
+        return wait(Some(p.ordinal), "the StatefulSet to recreate the pod");
+    }
+    if let Some(p) = pods.iter().find(|p| !p.pending() && !p.ready) {
+        return wait(Some(p.ordinal), "the pod to become Ready");
+    }
+    if pending.is_empty() {
+        return Step::Done;
+    }
+    let in_backoff = |o: i32| input.backoff_until.get(&o).is_some_and(|t| *t > input.now);
+    let earliest_retry = |candidates: &[&PodFacts]| {
+        candidates
+            .iter()
+            .filter_map(|p| input.backoff_until.get(&p.ordinal).map(|t| (*t, p.ordinal)))
+            .min()
+    };
+
+    let unready: Vec<&PodFacts> = pods.iter().filter(|p| p.pending() && !p.ready).collect();
+    if !unready.is_empty() {
+        return match unready.iter().find(|p| !in_backoff(p.ordinal)) {
+            Some(p) => Step::Restart {
+                ordinal: p.ordinal,
+                reason: format!("not Ready, restarted first; {}", describe(p)),
+            },
+            None => back_off_wait(earliest_retry(&unready), input.now),
+        };
+    }
+
+    // Every pod is Ready from here on.
+    for p in pods.iter().filter(|p| !p.leads()) {
+        if matches!(p.role, ReplicaRole::Unknown | ReplicaRole::Candidate) && pods.len() > 1 {
+            return wait(
+                Some(p.ordinal),
+                "the broker to report its role (registered with the NameServers)",
+            );
+        }
+        match p.lag {
+            Some(lag) if lag <= input.max_lag_bytes => {}
+            Some(lag) => {
+                return wait(
+                    Some(p.ordinal),
+                    format!(
+                        "replication to catch up ({lag} bytes behind, at most {} allowed)",
+                        input.max_lag_bytes
+                    ),
+                );
+            }
+            None if pods.len() > 1 => {
+                return wait(Some(p.ordinal), "the replica's replication lag to be known");
+            }
+            None => {}
+        }
+    }
+    let leaders: Vec<&PodFacts> = pods.iter().filter(|p| p.leads()).collect();
+    if input.mode == BrokerMode::Raft {
+        match leaders.as_slice() {
+            [l] if l.registered => {}
+            [l] => {
+                return wait(
+                    Some(l.ordinal),
+                    "the NameServers to list the new leader as brokerId 0",
+                );
+            }
+            [] => return wait(None, "the Raft group to elect a leader"),
+            _ => return wait(None, "a single Raft leader (several replicas claim it)"),
+        }
+    }
+
+    let followers: Vec<&PodFacts> = pods.iter().filter(|p| p.pending() && !p.leads()).collect();
+    if !followers.is_empty() {
+        return match followers.iter().find(|p| !in_backoff(p.ordinal)) {
+            Some(p) => Step::Restart {
+                ordinal: p.ordinal,
+                reason: format!(
+                    "{} before the {}; {}",
+                    role_word(input.mode, p),
+                    if input.mode == BrokerMode::Raft {
+                        "leader"
+                    } else {
+                        "master"
+                    },
+                    describe(p)
+                ),
+            },
+            None => back_off_wait(earliest_retry(&followers), input.now),
+        };
+    }
+
+    // Only the master / leader is left.
+    let Some(master) = pods.iter().find(|p| p.pending() && p.leads()) else {
+        return wait(None, "the replicas' roles to be known");
+    };
+    if in_backoff(master.ordinal) {
+        return back_off_wait(earliest_retry(&[master]), input.now);
+    }
+    // The most up-to-date other replica: least lag, then lowest ordinal.
+    let best = pods
+        .iter()
+        .filter(|p| p.ordinal != master.ordinal && p.ready && p.registered)
+        .filter(|p| p.lag.is_some_and(|l| l <= input.max_lag_bytes))
+        .min_by_key(|p| (p.lag.unwrap_or(i64::MAX), p.ordinal));
+    match input.mode {
+        BrokerMode::Raft => match best {
+            Some(to) => Step::TransferLeadership {
+                from: master.ordinal,
+                to: to.ordinal,
+            },
+            None => wait(
+                Some(master.ordinal),
+                "a Ready, registered, caught-up follower to take over leadership",
+            ),
+        },
+        BrokerMode::MasterSlave => match best {
+            Some(target)
+                if input.promote_before_restart
+                    && !input.master_pinned
+                    && target.role == ReplicaRole::Slave =>
+            {
+                Step::PromoteThenRestart {
+                    master: master.ordinal,
+                    target: target.ordinal,
+                }
+            }
+            _ => Step::Restart {
+                ordinal: master.ordinal,
+                reason: format!(
+                    "master last, the group takes no writes until it is back{}; {}",
+                    if input.promote_before_restart && input.master_pinned {
+                        " (promoteBeforeRestart is ignored while spec.promote pins the master)"
+                    } else {
+                        ""
+                    },
+                    describe(master)
+                ),
+            },
+        },
+    }
+}
+
+fn back_off_wait(earliest: Option<(i64, i32)>, now: i64) -> Step {
+    match earliest {
+        Some((at, ordinal)) => wait(
+            Some(ordinal),
+            format!(
+                "back-off after a failed attempt ({} s left)",
+                (at - now).max(0)
+            ),
+        ),
+        None => wait(None, "back-off"),
+    }
+}
+
+/// What one group knows about a sibling's roll, from the sibling's status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SiblingRoll {
+    pub name: String,
+    /// Has a roll under way (`status.roll` present).
+    pub active: bool,
+    /// Has restarted at least one pod in that roll.
+    pub restarted: bool,
+}
+
+/// Groups of one cluster roll one at a time. `siblings` are the cluster's groups in a stable
+/// order (oldest first), `me` among them. A group that already restarted pods goes before one
+/// that has not; between equals the older goes first. That is a total order, so two groups
+/// never wait for each other.
+pub fn cluster_blocker(me: &str, siblings: &[SiblingRoll]) -> Option<String> {
+    let pos = |name: &str| siblings.iter().position(|s| s.name == name);
+    let my_pos = pos(me)?;
+    let mine = &siblings[my_pos];
+    siblings
+        .iter()
+        .enumerate()
+        .filter(|(i, s)| *i != my_pos && s.active)
+        .find(|(i, s)| {
+            (s.restarted, std::cmp::Reverse(*i)) > (mine.restarted, std::cmp::Reverse(my_pos))
+        })
+        .map(|(_, s)| s.name.clone())
+}
+
+// ---------------------------------------------------------------------------------------------
+// I/O: facts from the apiserver and the brokers, and carrying a step out.
+// ---------------------------------------------------------------------------------------------
+
+/// What the reconciler hands the driver.
+#[derive(Debug)]
+pub struct RollContext<'a> {
+    pub ctx: &'a Context,
+    pub bg: &'a BrokerGroup,
+    pub id: &'a build::GroupIdentity,
+    pub sts: &'a StatefulSet,
+    pub replicas: &'a [ReplicaStatus],
+    /// Ordinal → broker address that answered this pass.
+    pub addrs: &'a BTreeMap<i32, String>,
+    pub admin: &'a ferrum_client::Admin,
+    /// Every BrokerGroup of the same cluster, oldest first (including this one).
+    pub siblings: &'a [BrokerGroup],
+}
+
+/// What the driver did, for status and the reconciler.
+#[derive(Debug, Clone, Default)]
+pub struct RollOutcome {
+    /// `status.roll`; `None` when nothing is left to restart.
+    pub status: Option<RollStatus>,
+    /// A slave promoted (or being promoted) by the roll: the new master ordinal.
+    pub new_master: Option<i32>,
+}
+
+impl RollOutcome {
+    /// One line for the `Progressing` condition.
+    pub fn progress(&self) -> Option<String> {
+        let r = self.status.as_ref()?;
+        Some(format!(
+            "rolling restart {}/{} pods current: {}{}",
+            r.done,
+            r.total,
+            r.reason,
+            r.waiting_for
+                .as_deref()
+                .map(|w| format!("; waiting for {w}"))
+                .unwrap_or_default()
+        ))
+    }
+}
+
+fn is_ready(p: &Pod) -> bool {
+    p.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Per-pod facts from the group's pods, the StatefulSet's update revision and the replica
+/// statuses read from the brokers this pass.
+pub fn facts(
+    group: &str,
+    replicas: i32,
+    update_revision: &str,
+    pods: &[Pod],
+    statuses: &[ReplicaStatus],
+) -> Vec<PodFacts> {
+    (0..replicas)
+        .map(|i| {
+            let name = pod_name(group, i);
+            let pod = pods.iter().find(|p| p.name_any() == name);
+            let status = statuses.iter().find(|s| s.pod == name);
+            PodFacts {
+                ordinal: i,
+                exists: pod.is_some(),
+                terminating: pod.is_some_and(|p| p.metadata.deletion_timestamp.is_some()),
+                ready: pod.is_some_and(is_ready),
+                current: pod.is_some_and(|p| {
+                    p.labels().get(REVISION_LABEL).map(String::as_str) == Some(update_revision)
+                }),
+                restart_requested: pod
+                    .is_some_and(|p| p.annotations().contains_key(RESTART_ANNOTATION)),
+                role: status.map(|s| s.role).unwrap_or(ReplicaRole::Unknown),
+                registered: status.is_some_and(|s| s.registered),
+                lag: status.and_then(|s| {
+                    if matches!(s.role, ReplicaRole::Master | ReplicaRole::Leader) {
+                        Some(0)
+                    } else {
+                        s.replication_lag_bytes
+                    }
+                }),
+            }
+        })
+        .collect()
+}
+
+fn secs(t: &Time) -> i64 {
+    t.0.as_second()
+}
+
+fn time_at(secs: i64) -> Time {
+    Time(k8s_openapi::jiff::Timestamp::from_second(secs).unwrap_or_default())
+}
+
+/// The sibling view of every group of the cluster, from their statuses.
+fn sibling_rolls(siblings: &[BrokerGroup]) -> Vec<SiblingRoll> {
+    siblings
+        .iter()
+        .map(|g| {
+            let roll = g.status.as_ref().and_then(|s| s.roll.as_ref());
+            SiblingRoll {
+                name: g.name_any(),
+                active: roll.is_some(),
+                restarted: roll.is_some_and(|r| r.restarted > 0 || r.promoting.is_some()),
+            }
+        })
+        .collect()
+}
+
+/// Gathers the facts, plans, carries the step out and returns the new `status.roll`. Skipped
+/// (previous status kept) until the StatefulSet controller has published an update revision.
+pub async fn drive(rc: RollContext<'_>) -> Result<RollOutcome, kube::Error> {
+    let bg = rc.bg;
+    let group = bg.name_any();
+    let ns = bg.namespace().unwrap_or_default();
+    let previous = bg.status.as_ref().and_then(|s| s.roll.clone());
+    let Some(update_revision) = rc
+        .sts
+        .status
+        .as_ref()
+        .and_then(|s| s.update_revision.clone())
+    else {
+        return Ok(RollOutcome {
+            status: previous,
+            new_master: None,
+        });
+    };
+    let pods_api: Api<Pod> = Api::namespaced(rc.ctx.client.clone(), &ns);
+    let selector = build::broker_selector(&group)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let pods = pods_api
+        .list(&ListParams::default().labels(&selector))
+        .await?
+        .items;
+    let now = k8s_openapi::jiff::Timestamp::now().as_second();
+    let mut backoff: Vec<PodBackoff> = previous
+        .as_ref()
+        .map(|r| r.backoff.clone())
+        .unwrap_or_default();
+    let ordinal_of = |pod: &str| -> Option<i32> {
+        pod.strip_prefix(&format!("{group}-"))
+            .and_then(|s| s.parse().ok())
+    };
+    let input = RollInput {
+        mode: bg.spec.mode,
+        pods: facts(
+            &group,
+            bg.spec.replicas,
+            &update_revision,
+            &pods,
+            rc.replicas,
+        ),
+        max_lag_bytes: bg.spec.upgrade.max_lag_bytes(),
+        promote_before_restart: bg.spec.upgrade.promote_before_restart,
+        master_pinned: bg.spec.promote.is_some(),
+        paused: bg
+            .annotations()
+            .get(ROLL_PAUSE_ANNOTATION)
+            .is_some_and(|v| v == "true"),
+        now,
+        backoff_until: backoff
+            .iter()
+            .filter_map(|b| Some((ordinal_of(&b.pod)?, secs(&b.retry_after))))
+            .collect(),
+        blocked_by: cluster_blocker(&group, &sibling_rolls(rc.siblings)),
+        promoting: previous.as_ref().and_then(|r| r.promoting),
+        in_progress: previous.is_some(),
+    };
+    let plan = plan(&input);
+    if let Some(m) = &rc.ctx.metrics {
+        m.set_roll(&ns, &group, plan.pending.len(), plan.step != Step::Done);
+    }
+    if plan.step == Step::Done {
+        if previous.is_some() {
+            rc.ctx
+                .event(
+                    &bg.object_ref(&()),
+                    EventType::Normal,
+                    "RollFinished",
+                    format!(
+                        "every pod of {group} runs the current template ({} restarted)",
+                        previous.as_ref().map(|r| r.restarted).unwrap_or_default()
+                    ),
+                )
+                .await;
+        }
+        return Ok(RollOutcome::default());
+    }
+
+    let mut status = RollStatus {
+        pod: None,
+        reason: String::new(),
+        waiting_for: None,
+        started_at: previous
+            .as_ref()
+            .and_then(|r| r.started_at.clone())
+            .or_else(|| Some(time_at(now))),
+        done: plan.total - i32::try_from(plan.pending.len()).unwrap_or(0),
+        total: plan.total,
+        restarted: previous.as_ref().map(|r| r.restarted).unwrap_or_default(),
+        promoting: input.promoting,
+        backoff: Vec::new(),
+    };
+    // Back-off entries of pods that no longer need a restart are dropped.
+    backoff.retain(|b| ordinal_of(&b.pod).is_some_and(|o| plan.pending.contains(&o)));
+    let mut new_master = None;
+    let oref = bg.object_ref(&());
+    let fail = |backoff: &mut Vec<PodBackoff>, ordinal: i32, error: String| {
+        let pod = pod_name(&group, ordinal);
+        let failures = backoff
+            .iter()
+            .find(|b| b.pod == pod)
+            .map(|b| b.failures)
+            .unwrap_or_default()
+            + 1;
+        backoff.retain(|b| b.pod != pod);
+        backoff.push(PodBackoff {
+            pod,
+            failures,
+            retry_after: time_at(now + backoff_secs(failures)),
+            last_error: error,
+        });
+    };
+    match plan.step.clone() {
+        Step::Done => {}
+        Step::Paused => {
+            status.reason = format!("paused by annotation {ROLL_PAUSE_ANNOTATION}");
+            status.waiting_for = Some(format!("{ROLL_PAUSE_ANNOTATION} to be removed"));
+        }
+        Step::Wait { pod, waiting_for } => {
+            status.pod = pod.map(|o| pod_name(&group, o));
+            status.reason = "waiting before the next restart".to_owned();
+            status.waiting_for = Some(waiting_for);
+        }
+        Step::Restart { ordinal, reason } => {
+            let pod = pod_name(&group, ordinal);
+            status.pod = Some(pod.clone());
+            match evict(&pods_api, &pod).await {
+                Ok(()) => {
+                    status.restarted += 1;
+                    status.reason = format!("restarted {pod}: {reason}");
+                    status.waiting_for = Some("the pod to come back Ready".to_owned());
+                    rc.ctx
+                        .event(
+                            &oref,
+                            EventType::Normal,
+                            "Restarting",
+                            format!("restarting {pod}: {reason}"),
+                        )
+                        .await;
+                    if let Some(m) = &rc.ctx.metrics {
+                        m.pod_restarted(&ns, &group);
+                    }
+                }
+                Err(why) => {
+                    status.reason = format!("restart of {pod} failed: {why}");
+                    fail(&mut backoff, ordinal, why.clone());
+                    rc.ctx
+                        .event(
+                            &oref,
+                            EventType::Warning,
+                            "RestartFailed",
+                            status.reason.clone(),
+                        )
+                        .await;
+                }
+            }
+        }
+        Step::TransferLeadership { from, to } => {
+            let (from_pod, to_pod) = (pod_name(&group, from), pod_name(&group, to));
+            status.pod = Some(from_pod.clone());
+            let addr = rc.addrs.get(&from).cloned().unwrap_or_default();
+            match transfer_leader(&addr, to).await {
+                Ok(()) => {
+                    status.reason = format!(
+                        "leadership handed from {from_pod} to {to_pod} before restarting {from_pod}"
+                    );
+                    status.waiting_for =
+                        Some("the NameServers to list the new leader as brokerId 0".to_owned());
+                    rc.ctx
+                        .event(
+                            &oref,
+                            EventType::Normal,
+                            "LeadershipTransferred",
+                            format!("Raft leadership moved from {from_pod} to {to_pod} so {from_pod} can restart"),
+                        )
+                        .await;
+                }
+                Err(why) => {
+                    status.reason = format!(
+                        "leadership transfer from {from_pod} ({addr}) to {to_pod} failed: {why}"
+                    );
+                    fail(&mut backoff, from, why);
+                    rc.ctx
+                        .event(
+                            &oref,
+                            EventType::Warning,
+                            "TransferFailed",
+                            status.reason.clone(),
+                        )
+                        .await;
+                }
+            }
+        }
+        Step::PromoteThenRestart { master, target } => {
+            let (old, new) = (pod_name(&group, master), pod_name(&group, target));
+            status.pod = Some(old.clone());
+            // The restarted pod must read a slave's broker.conf, so the files are rendered
+            // with the new master before the old one stops.
+            let cm: ConfigMap = build::config_map_for(&bg.spec, rc.id, target);
+            let cms: Api<ConfigMap> = Api::namespaced(rc.ctx.client.clone(), &ns);
+            cms.patch(
+                &build::config_map(&group),
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&cm),
+            )
+            .await?;
+            match evict(&pods_api, &old).await {
+                Ok(()) => {
+                    status.restarted += 1;
+                    status.promoting = Some(target);
+                    new_master = Some(target);
+                    rc.ctx
+                        .event(
+                            &oref,
+                            EventType::Normal,
+                            "Restarting",
+                            format!(
+                                "restarting master {old} after promoting {new} (promoteBeforeRestart); {}",
+                                describe(&input.pods[usize::try_from(master).unwrap_or_default()])
+                            ),
+                        )
+                        .await;
+                    if let Some(m) = &rc.ctx.metrics {
+                        m.pod_restarted(&ns, &group);
+                    }
+                    let addr = rc.addrs.get(&target).cloned().unwrap_or_default();
+                    match promote_when_master_gone(rc.admin, &addr, sync_master(bg)).await {
+                        Ok(epoch) => {
+                            status.reason = format!(
+                                "{new} promoted to master in epoch {epoch}; {old} restarts as a slave"
+                            );
+                            status.waiting_for = Some(format!("{new} to report the master role"));
+                            rc.ctx
+                                .event(
+                                    &oref,
+                                    EventType::Normal,
+                                    "Promoted",
+                                    format!("{new} promoted in epoch {epoch} while {old} restarts"),
+                                )
+                                .await;
+                        }
+                        Err(why) => {
+                            status.reason =
+                                format!("{old} stopped; promotion of {new} not done yet: {why}");
+                            status.waiting_for = Some(format!("{new} to accept the promotion"));
+                        }
+                    }
+                }
+                Err(why) => {
+                    status.reason = format!("restart of master {old} failed: {why}");
+                    fail(&mut backoff, master, why);
+                    rc.ctx
+                        .event(
+                            &oref,
+                            EventType::Warning,
+                            "RestartFailed",
+                            status.reason.clone(),
+                        )
+                        .await;
+                }
+            }
+        }
+        Step::Promote { target } => {
+            let new = pod_name(&group, target);
+            status.pod = Some(new.clone());
+            new_master = Some(target);
+            // Once status names the new master the observation looks for it under brokerId 0,
+            // where it is not registered until promoted: fall back to its stable address.
+            let addr = rc.addrs.get(&target).cloned().unwrap_or_else(|| {
+                format!(
+                    "{}:{}",
+                    build::pod_dns(&group, target, &ns),
+                    build::BROKER_PORT
+                )
+            });
+            let result = promote_when_master_gone(rc.admin, &addr, sync_master(bg)).await;
+            match result {
+                Ok(epoch) => {
+                    status.reason = format!("{new} promoted to master in epoch {epoch}");
+                    status.waiting_for = Some(format!("{new} to report the master role"));
+                    rc.ctx
+                        .event(
+                            &oref,
+                            EventType::Normal,
+                            "Promoted",
+                            format!("{new} promoted in epoch {epoch} during the roll"),
+                        )
+                        .await;
+                }
+                Err(why) => {
+                    status.reason = format!("promotion of {new} not done yet: {why}");
+                    status.waiting_for = Some(format!("{new} to accept the promotion"));
+                }
+            }
+        }
+    }
+    // A finished promotion: the new master reports its role.
+    if let Some(t) = status.promoting
+        && input.pods.iter().any(|p| p.ordinal == t && p.leads())
+    {
+        status.promoting = None;
+    }
+    status.backoff = backoff;
+    Ok(RollOutcome {
+        status: Some(status),
+        new_master,
+    })
+}
+
+fn sync_master(bg: &BrokerGroup) -> bool {
+    bg.spec.replication.broker_role == MasterRole::SYNC_MASTER
+}
+
+/// Eviction, not deletion: the PodDisruptionBudget decides whether the pod may go now.
+async fn evict(pods: &Api<Pod>, name: &str) -> Result<(), String> {
+    match pods.evict(name, &EvictParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 429 => Err(format!(
+            "the PodDisruptionBudget allows no disruption now ({})",
+            e.message
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// FERRUM_RAFT_TRANSFER_LEADER to the leader at `addr`, naming replica `to` by its
+/// dLegerSelfId (`n<ordinal>`, as the operator renders it).
+async fn transfer_leader(addr: &str, to: i32) -> Result<(), String> {
+    use ferrum_protocol::{RemotingCommand, RequestCode};
+    if addr.is_empty() {
+        return Err("the leader's address is not known".to_owned());
+    }
+    let conn = ferrum_client::Connection::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut cmd = RemotingCommand::bare_request(RequestCode::FERRUM_RAFT_TRANSFER_LEADER);
+    cmd.ext_fields.insert("targetId".into(), format!("n{to}"));
+    conn.invoke_ok(cmd, TRANSFER_TIMEOUT)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// FERRUM_PROMOTE_BROKER, retried for a while: the broker refuses as long as the NameServers
+/// still list the old master (it drops at once when its connection closes, but the pod may
+/// take its grace period to stop).
+async fn promote_when_master_gone(
+    admin: &ferrum_client::Admin,
+    addr: &str,
+    sync: bool,
+) -> Result<u32, String> {
+    let mut last = String::new();
+    for attempt in 0..PROMOTE_ATTEMPTS {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        match admin.promote_broker(addr, sync).await {
+            Ok(s) => return Ok(s.epoch),
+            Err(e) => last = e.to_string(),
+        }
+    }
+    Err(last)
+}
+
+/// The ordinals whose pods exist, for tests and callers that only need a count.
+pub fn existing(pods: &[PodFacts]) -> BTreeSet<i32> {
+    pods.iter()
+        .filter(|p| p.exists)
+        .map(|p| p.ordinal)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(ordinal: i32, role: ReplicaRole) -> PodFacts {
+        PodFacts {
+            ordinal,
+            exists: true,
+            terminating: false,
+            ready: true,
+            current: false,
+            restart_requested: false,
+            role,
+            registered: true,
+            lag: Some(0),
+        }
+    }
+
+    fn input(mode: BrokerMode, pods: Vec<PodFacts>) -> RollInput {
+        RollInput {
+            mode,
+            pods,
+            max_lag_bytes: 1024,
+            promote_before_restart: false,
+            master_pinned: false,
+            paused: false,
+            now: 1_000,
+            backoff_until: BTreeMap::new(),
+            blocked_by: None,
+            promoting: None,
+            in_progress: true,
+        }
+    }
+
+    fn ms(master: i32, n: i32) -> RollInput {
+        input(
+            BrokerMode::MasterSlave,
+            (0..n)
+                .map(|i| {
+                    pod(
+                        i,
+                        if i == master {
+                            ReplicaRole::Master
+                        } else {
+                            ReplicaRole::Slave
+                        },
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    fn raft(leader: i32) -> RollInput {
+        input(
+            BrokerMode::Raft,
+            (0..3)
+                .map(|i| {
+                    pod(
+                        i,
+                        if i == leader {
+                            ReplicaRole::Leader
+                        } else {
+                            ReplicaRole::Follower
+                        },
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    fn restarts(step: &Step) -> Option<i32> {
+        match step {
+            Step::Restart { ordinal, .. } => Some(*ordinal),
+            _ => None,
+        }
+    }
+
+    fn waits_for(step: &Step) -> String {
+        match step {
+            Step::Wait { waiting_for, .. } => waiting_for.clone(),
+            other => panic!("expected a wait, got {other:?}"),
+        }
+    }
+
+    /// Applies a restart as the cluster would: the pod comes back current and, if `ready`,
+    /// Ready and caught up.
+    fn restarted(i: &mut RollInput, ordinal: i32, ready: bool) {
+        let p = &mut i.pods[usize::try_from(ordinal).expect("ordinal")];
+        p.current = true;
+        p.restart_requested = false;
+        p.ready = ready;
+    }
+
+    #[test]
+    fn nothing_outdated_is_done() {
+        let mut i = ms(0, 3);
+        i.pods.iter_mut().for_each(|p| p.current = true);
+        let plan = plan(&i);
+        assert_eq!(plan.step, Step::Done);
+        assert!(plan.pending.is_empty());
+        assert_eq!(plan.total, 3);
+        // The last restarted pod is waited for before the roll ends...
+        i.pods[1].ready = false;
+        assert!(waits_for(&super::plan(&i).step).contains("Ready"));
+        // ...but pods starting outside a roll (a new group) are not the roll's business.
+        i.in_progress = false;
+        assert_eq!(super::plan(&i).step, Step::Done);
+    }
+
+    #[test]
+    fn master_slave_restarts_slaves_one_at_a_time_then_the_master() {
+        let mut i = ms(0, 3);
+        let mut order = Vec::new();
+        for _ in 0..10 {
+            let p = plan(&i);
+            match p.step {
+                Step::Done => break,
+                Step::Restart { ordinal, .. } => {
+                    order.push(ordinal);
+                    // Back but not Ready: the roll waits rather than taking a second pod.
+                    restarted(&mut i, ordinal, false);
+                    let w = waits_for(&plan(&i).step);
+                    assert!(w.contains("Ready"), "{w}");
+                    i.pods[usize::try_from(ordinal).expect("o")].ready = true;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert_eq!(order, vec![1, 2, 0]);
+    }
+
+    #[test]
+    fn the_master_restart_says_writes_pause() {
+        let mut i = ms(1, 2);
+        restarted(&mut i, 0, true);
+        match plan(&i).step {
+            Step::Restart { ordinal, reason } => {
+                assert_eq!(ordinal, 1);
+                assert!(reason.contains("master last"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn unready_pods_go_first_even_the_master() {
+        let mut i = ms(0, 3);
+        i.pods[0].ready = false;
+        i.pods[0].role = ReplicaRole::Unknown;
+        match plan(&i).step {
+            Step::Restart { ordinal, reason } => {
+                assert_eq!(ordinal, 0);
+                assert!(reason.contains("not Ready"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Two unready outdated pods: both are already down, the lower ordinal goes first.
+        let mut i = ms(0, 3);
+        i.pods[2].ready = false;
+        i.pods[1].ready = false;
+        assert_eq!(restarts(&plan(&i).step), Some(1));
+    }
+
+    #[test]
+    fn never_more_than_one_pod_down() {
+        let mut i = ms(0, 3);
+        i.pods[1].terminating = true;
+        assert!(waits_for(&plan(&i).step).contains("terminate"));
+        let mut i = ms(0, 3);
+        i.pods[2].exists = false;
+        assert!(waits_for(&plan(&i).step).contains("recreate"));
+        // A current pod that is not Ready (the one just restarted) blocks every other restart.
+        let mut i = ms(0, 3);
+        restarted(&mut i, 2, false);
+        let p = plan(&i);
+        assert!(waits_for(&p.step).contains("Ready"));
+        assert_eq!(
+            p.step,
+            Step::Wait {
+                pod: Some(2),
+                waiting_for: "the pod to become Ready".into()
+            }
+        );
+        assert_eq!(p.pending, vec![0, 1]);
+    }
+
+    #[test]
+    fn a_lagging_slave_holds_the_roll() {
+        let mut i = ms(0, 3);
+        restarted(&mut i, 1, true);
+        i.pods[1].lag = Some(5000);
+        let w = waits_for(&plan(&i).step);
+        assert!(w.contains("5000 bytes behind") && w.contains("1024"), "{w}");
+        i.pods[1].lag = None;
+        assert!(waits_for(&plan(&i).step).contains("lag"));
+        i.pods[1].lag = Some(1024);
+        assert_eq!(restarts(&plan(&i).step), Some(2));
+    }
+
+    #[test]
+    fn an_unknown_role_is_waited_for() {
+        let mut i = ms(0, 2);
+        i.pods[1].role = ReplicaRole::Unknown;
+        i.pods[1].current = true;
+        assert!(waits_for(&plan(&i).step).contains("role"));
+        // A group of one has no replicas to wait for.
+        let mut one = ms(0, 1);
+        one.pods[0].lag = None;
+        assert_eq!(restarts(&plan(&one).step), Some(0));
+    }
+
+    #[test]
+    fn raft_followers_first_then_transfer_then_old_leader() {
+        let mut i = raft(1);
+        assert_eq!(restarts(&plan(&i).step), Some(0));
+        restarted(&mut i, 0, true);
+        assert_eq!(restarts(&plan(&i).step), Some(2));
+        restarted(&mut i, 2, true);
+        // Only the leader is left: hand leadership to the most up-to-date follower.
+        i.pods[0].lag = Some(10);
+        i.pods[2].lag = Some(3);
+        assert_eq!(plan(&i).step, Step::TransferLeadership { from: 1, to: 2 });
+        // It moved, but the NameServers do not show it yet.
+        i.pods[1].role = ReplicaRole::Follower;
+        i.pods[2].role = ReplicaRole::Leader;
+        i.pods[2].registered = false;
+        assert!(waits_for(&plan(&i).step).contains("brokerId 0"));
+        i.pods[2].registered = true;
+        match plan(&i).step {
+            Step::Restart { ordinal, reason } => {
+                assert_eq!(ordinal, 1);
+                assert!(reason.contains("follower before the leader"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn raft_transfer_needs_a_ready_caught_up_follower() {
+        let mut i = raft(0);
+        restarted(&mut i, 1, true);
+        restarted(&mut i, 2, true);
+        i.pods[1].lag = Some(9999);
+        i.pods[2].registered = false;
+        // Follower 1 is too far behind: the follower gate holds the roll first.
+        assert!(waits_for(&plan(&i).step).contains("catch up"));
+        i.pods[1].lag = Some(0);
+        assert_eq!(
+            plan(&i).step,
+            Step::TransferLeadership { from: 0, to: 1 },
+            "the unregistered follower is never chosen"
+        );
+    }
+
+    #[test]
+    fn raft_without_a_single_leader_waits() {
+        let mut i = raft(0);
+        i.pods[0].role = ReplicaRole::Follower;
+        assert!(waits_for(&plan(&i).step).contains("elect"));
+        let mut i = raft(0);
+        i.pods[1].role = ReplicaRole::Leader;
+        assert!(waits_for(&plan(&i).step).contains("single"));
+    }
+
+    #[test]
+    fn promote_before_restart_promotes_the_most_caught_up_slave() {
+        let mut i = ms(0, 3);
+        i.promote_before_restart = true;
+        restarted(&mut i, 1, true);
+        restarted(&mut i, 2, true);
+        i.pods[1].lag = Some(100);
+        i.pods[2].lag = Some(0);
+        assert_eq!(
+            plan(&i).step,
+            Step::PromoteThenRestart {
+                master: 0,
+                target: 2
+            }
+        );
+        // Pinned by spec.promote: restart the master in place and say why.
+        i.master_pinned = true;
+        match plan(&i).step {
+            Step::Restart { ordinal, reason } => {
+                assert_eq!(ordinal, 0);
+                assert!(reason.contains("spec.promote"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // No slave at all: nothing to promote.
+        let mut one = ms(0, 1);
+        one.promote_before_restart = true;
+        assert_eq!(restarts(&plan(&one).step), Some(0));
+    }
+
+    #[test]
+    fn a_promotion_under_way_is_finished_first() {
+        let mut i = ms(0, 3);
+        i.promoting = Some(2);
+        // Old master 0 is down (terminating); promotion comes before any waiting.
+        i.pods[0].terminating = true;
+        i.pods[2].current = true;
+        assert_eq!(plan(&i).step, Step::Promote { target: 2 });
+        // Once 2 reports the master role the roll goes on as usual.
+        i.pods[2].role = ReplicaRole::Master;
+        i.pods[0].role = ReplicaRole::Slave;
+        assert!(waits_for(&plan(&i).step).contains("terminate"));
+        // Even with every pod current, an unconfirmed promotion is not Done.
+        let mut j = ms(0, 2);
+        j.pods.iter_mut().for_each(|p| p.current = true);
+        j.promoting = Some(1);
+        assert_eq!(plan(&j).step, Step::Promote { target: 1 });
+    }
+
+    #[test]
+    fn pause_stops_between_pods() {
+        let mut i = ms(0, 3);
+        i.paused = true;
+        assert_eq!(plan(&i).step, Step::Paused);
+        i.pods.iter_mut().for_each(|p| p.current = true);
+        assert_eq!(plan(&i).step, Step::Done, "nothing to pause");
+    }
+
+    #[test]
+    fn restart_annotation_restarts_one_pod() {
+        let mut i = ms(0, 3);
+        i.pods.iter_mut().for_each(|p| p.current = true);
+        i.pods[2].restart_requested = true;
+        let p = plan(&i);
+        assert_eq!(p.pending, vec![2]);
+        match p.step {
+            Step::Restart { ordinal, reason } => {
+                assert_eq!(ordinal, 2);
+                assert!(reason.contains(RESTART_ANNOTATION), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn back_off_skips_a_pod_until_its_time() {
+        let mut i = ms(0, 3);
+        i.backoff_until.insert(1, 1_030);
+        assert_eq!(
+            restarts(&plan(&i).step),
+            Some(2),
+            "the next slave goes first"
+        );
+        i.backoff_until.insert(2, 1_020);
+        let w = waits_for(&plan(&i).step);
+        assert!(w.contains("20 s left"), "{w}");
+        i.now = 1_031;
+        assert_eq!(restarts(&plan(&i).step), Some(1));
+        // The master in back-off waits too.
+        let mut m = ms(0, 1);
+        m.backoff_until.insert(0, 2_000);
+        assert!(waits_for(&plan(&m).step).contains("back-off"));
+        // An unready pod in back-off as well.
+        let mut u = ms(0, 2);
+        u.pods[1].ready = false;
+        u.backoff_until.insert(1, 1_010);
+        assert!(waits_for(&plan(&u).step).contains("10 s left"));
+    }
+
+    #[test]
+    fn back_off_doubles_up_to_ten_minutes() {
+        assert_eq!(backoff_secs(1), 10);
+        assert_eq!(backoff_secs(2), 20);
+        assert_eq!(backoff_secs(4), 80);
+        assert_eq!(backoff_secs(7), 600);
+        assert_eq!(backoff_secs(40), 600);
+    }
+
+    #[test]
+    fn another_group_of_the_cluster_blocks() {
+        let mut i = ms(0, 2);
+        i.blocked_by = Some("payments".into());
+        assert!(waits_for(&plan(&i).step).contains("payments"));
+    }
+
+    fn sib(name: &str, active: bool, restarted: bool) -> SiblingRoll {
+        SiblingRoll {
+            name: name.into(),
+            active,
+            restarted,
+        }
+    }
+
+    #[test]
+    fn groups_of_a_cluster_roll_one_at_a_time() {
+        // Both want to roll, neither started: the older goes first.
+        let s = [sib("a", true, false), sib("b", true, false)];
+        assert_eq!(cluster_blocker("a", &s), None);
+        assert_eq!(cluster_blocker("b", &s).as_deref(), Some("a"));
+        // A younger group already mid-roll keeps going; the older one waits for it.
+        let s = [sib("a", true, false), sib("b", true, true)];
+        assert_eq!(cluster_blocker("a", &s).as_deref(), Some("b"));
+        assert_eq!(cluster_blocker("b", &s), None);
+        // Both mid-roll (they started together): the older one wins, never a deadlock.
+        let s = [
+            sib("a", true, true),
+            sib("b", true, true),
+            sib("c", false, false),
+        ];
+        assert_eq!(cluster_blocker("a", &s), None);
+        assert_eq!(cluster_blocker("b", &s).as_deref(), Some("a"));
+        assert_eq!(cluster_blocker("c", &s).as_deref(), Some("a"));
+        // Idle siblings block nobody.
+        let s = [sib("a", false, false), sib("b", true, false)];
+        assert_eq!(cluster_blocker("b", &s), None);
+        assert_eq!(cluster_blocker("zz", &s), None);
+    }
+
+    fn k8s_pod(name: &str, rev: &str, ready: bool, annotations: &[(&str, &str)]) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": name,
+                "labels": { REVISION_LABEL: rev },
+                "annotations": annotations.iter().map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v))).collect::<serde_json::Map<_, _>>()
+            },
+            "status": { "conditions": [ { "type": "Ready", "status": if ready { "True" } else { "False" } } ] }
+        }))
+        .expect("pod")
+    }
+
+    #[test]
+    fn facts_from_pods_and_replica_statuses() {
+        let pods = vec![
+            k8s_pod("g-0", "new", true, &[]),
+            k8s_pod("g-1", "old", false, &[(RESTART_ANNOTATION, "x")]),
+        ];
+        let statuses = vec![
+            ReplicaStatus {
+                pod: "g-0".into(),
+                role: ReplicaRole::Master,
+                ready: true,
+                registered: true,
+                replication_lag_bytes: None,
+                epoch: None,
+            },
+            ReplicaStatus {
+                pod: "g-1".into(),
+                role: ReplicaRole::Slave,
+                ready: false,
+                registered: false,
+                replication_lag_bytes: Some(77),
+                epoch: None,
+            },
+        ];
+        let f = facts("g", 3, "new", &pods, &statuses);
+        assert_eq!(f.len(), 3);
+        assert!(f[0].current && f[0].ready && !f[0].restart_requested);
+        assert_eq!(f[0].lag, Some(0), "a master is never behind itself");
+        assert!(!f[1].current && !f[1].ready && f[1].restart_requested);
+        assert_eq!(f[1].lag, Some(77));
+        assert!(!f[2].exists);
+        assert_eq!(f[2].role, ReplicaRole::Unknown);
+        assert_eq!(existing(&f), BTreeSet::from([0, 1]));
+    }
+
+    #[test]
+    fn progress_line_for_the_condition() {
+        let o = RollOutcome {
+            status: Some(RollStatus {
+                reason: "restarted g-1".into(),
+                waiting_for: Some("the pod to come back Ready".into()),
+                done: 1,
+                total: 3,
+                ..Default::default()
+            }),
+            new_master: None,
+        };
+        assert_eq!(
+            o.progress().as_deref(),
+            Some(
+                "rolling restart 1/3 pods current: restarted g-1; waiting for the pod to come back Ready"
+            )
+        );
+        assert_eq!(RollOutcome::default().progress(), None);
+    }
+}
