@@ -162,16 +162,17 @@ pub async fn start(mut config: BrokerConfig) -> Result<RunningBroker, StartError
             core.clone(),
             shutdown_rx.clone(),
         )));
-        // These write to the store directly, which in Raft mode would bypass the Raft log.
-        tasks.push(tokio::spawn(crate::schedule::run(
-            core.clone(),
-            shutdown_rx.clone(),
-        )));
-        tasks.push(tokio::spawn(crate::transaction::run(
-            core.clone(),
-            shutdown_rx.clone(),
-        )));
     }
+    // Both run only while the broker is master (the Raft leader in Raft mode) and write through
+    // the Raft log there.
+    tasks.push(tokio::spawn(crate::schedule::run(
+        core.clone(),
+        shutdown_rx.clone(),
+    )));
+    tasks.push(tokio::spawn(crate::transaction::run(
+        core.clone(),
+        shutdown_rx.clone(),
+    )));
 
     let registrar = Registrar::new(core.clone());
     let register_result = registrar.last_result.clone();

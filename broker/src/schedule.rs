@@ -1,7 +1,9 @@
 //! Delay messages (`ScheduleMessageService`): a message with the DELAY property is stored in
 //! `SCHEDULE_TOPIC_XXXX`, queue `level − 1`, with its real topic and queue in REAL_TOPIC /
 //! REAL_QID; once `storeTimestamp + delay(level)` has passed it is put again to the real queue.
-//! The progress per level is persisted to `config/delayOffset.json`.
+//! The progress per level is persisted to `config/delayOffset.json`. The re-put goes through
+//! the Raft log in Raft mode, so a level's offset advances only past deliveries a majority
+//! holds.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -96,7 +98,8 @@ struct DelayOffsets {
     offset_table: BTreeMap<i32, i64>,
 }
 
-/// Delivers due delayed messages until `shutdown`, only while this broker is a master: a slave
+/// Delivers due delayed messages until `shutdown`, only while this broker is a master (the
+/// Raft leader in Raft mode): a slave
 /// holds the master's delayed messages through replication and must not append deliveries of
 /// its own, or its CommitLog would diverge from the master's. On promotion the offsets are read
 /// again, as the slave sync keeps the master's `delayOffset.json`.
@@ -216,7 +219,9 @@ async fn deliver_level(
                 continue;
             };
             let (topic, queue_id) = (message.topic.clone(), message.queue_id);
-            let put = core.store.put_message(message).await;
+            // Through the Raft log in Raft mode: the offset below advances only once a majority
+            // holds the delivered message.
+            let put = core.put_through_log(vec![message]).await;
             if !put.status.is_written() {
                 tracing::warn!(status = ?put.status, "delayed message not delivered yet; retrying");
                 return (advanced, Some(Duration::from_secs(1)));

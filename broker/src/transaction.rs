@@ -9,7 +9,9 @@
 //! (CHECK_TRANSACTION_STATE, oneway) about half messages older than `transactionTimeOut` that
 //! no op message resolves; each check puts the half message back with TRANSACTION_CHECK_TIMES
 //! incremented, and after `transactionCheckMax` checks it goes to TRANS_CHECK_MAX_TIME_TOPIC.
-//! All state is in those topics plus the check group's offsets, so it survives a restart.
+//! All state is in those topics plus the check group's offsets, so it survives a restart. In
+//! Raft mode every put goes through the Raft log and the check service runs on the leader, so
+//! the half, op and committed messages survive a leader change too.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -218,7 +220,7 @@ impl BrokerCore {
                 );
             };
             let (topic, queue_id) = (message.topic.clone(), message.queue_id);
-            let put = self.store.put_message(message).await;
+            let put = self.put_through_log(vec![message]).await;
             if !put.status.is_written() {
                 let (code, remark) = put_status_code(put.status);
                 let remark = put
@@ -231,8 +233,7 @@ impl BrokerCore {
             self.pull_waiters.wake(&topic, queue_id);
         }
         let op = self
-            .store
-            .put_message(op_message(stored.queue_offset))
+            .put_through_log(vec![op_message(stored.queue_offset)])
             .await;
         if !op.status.is_written() {
             // The transaction is ended but not marked: the check service will ask again.
@@ -377,7 +378,7 @@ async fn check_once(core: &BrokerCore) {
                 CheckDecision::Discard => {
                     let mut discarded = put_back(&stored, check_max);
                     discarded.topic = CHECK_MAX_TIME_TOPIC.to_owned();
-                    let put = core.store.put_message(discarded).await;
+                    let put = core.put_through_log(vec![discarded]).await;
                     if !put.status.is_written() {
                         break 'scan;
                     }
@@ -388,7 +389,7 @@ async fn check_once(core: &BrokerCore) {
                     );
                 }
                 CheckDecision::Check(times) => {
-                    let put = core.store.put_message(put_back(&stored, times)).await;
+                    let put = core.put_through_log(vec![put_back(&stored, times)]).await;
                     let Some(append) = put.append.filter(|_| put.status.is_written()) else {
                         break 'scan;
                     };

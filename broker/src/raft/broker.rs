@@ -23,8 +23,8 @@ use crate::processor::BrokerCore;
 
 use super::status::{RaftStatus, status};
 use super::{
-    NetworkSwitch, ProposedMessage, RaftConfig, RaftNetworkFactoryImpl, RaftNode, RaftRequest,
-    RaftRpcServer, open_storage, openraft_config,
+    NetworkSwitch, RaftConfig, RaftNetworkFactoryImpl, RaftNode, RaftRequest, RaftRpcServer,
+    open_storage, openraft_config,
 };
 
 /// A started Raft replica of this broker.
@@ -33,6 +33,8 @@ pub struct RaftBroker {
     pub raft: RaftNode,
     server: RaftRpcServer,
     role_task: std::sync::Mutex<Option<JoinHandle<()>>>,
+    /// Keeps CommitLog files a follower still needs (`retention`).
+    retention_task: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for RaftBroker {
@@ -74,6 +76,7 @@ impl RaftBroker {
         let dir = core.config.store_path_root_dir.join("raft");
         let (log, sm) = open_storage(&dir, core.store.clone())
             .map_err(|e| format!("the Raft log in {} cannot be opened: {e}", dir.display()))?;
+        let retention_log = log.clone();
         let switch = NetworkSwitch::default();
         let settings = openraft_config(&config)
             .validate()
@@ -107,11 +110,14 @@ impl RaftBroker {
             self_node,
             follower_id,
         ));
+        let retention_task =
+            super::retention::spawn(core.store.clone(), retention_log, raft.metrics());
         Ok(Arc::new(RaftBroker {
             config,
             raft,
             server,
             role_task: std::sync::Mutex::new(Some(role_task)),
+            retention_task,
         }))
     }
 
@@ -129,83 +135,68 @@ impl RaftBroker {
         status(&self.raft.metrics().borrow())
     }
 
-    /// Proposes `messages` one by one; each is acknowledged only once a majority holds it.
-    /// The result mirrors the store's: the first message's offsets, every message id.
+    /// Proposes `messages` as one entry (a batch is committed or truncated whole); they are
+    /// acknowledged only once a majority holds them. The result mirrors the store's: the first
+    /// message's offsets, every message id.
     pub async fn put_messages(
         &self,
         core: &BrokerCore,
         messages: Vec<MessageExtBrokerInner>,
     ) -> PutMessageResult {
-        let mut total: Option<AppendMessageResult> = None;
-        for msg in messages {
-            let proposed = ProposedMessage {
-                topic: msg.topic,
-                queue_id: msg.queue_id,
-                flag: msg.flag,
-                sys_flag: msg.sys_flag,
-                born_timestamp: msg.born_timestamp,
-                born_host: msg.born_host,
-                reconsume_times: msg.reconsume_times,
-                body: msg.body.to_vec(),
-                properties: msg.properties,
-                tags_code: msg.tags_code,
-            };
-            let written = match self.raft.client_write(RaftRequest::Message(proposed)).await {
-                Ok(w) => w.data,
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                    let leader = f
-                        .leader_node
-                        .map(|n| n.addr)
-                        .unwrap_or_else(|| "unknown".into());
-                    return PutMessageResult::refused(
-                        PutMessageStatus::ServiceNotAvailable,
-                        format!(
-                            "the broker[{}] is not the Raft leader of {}: leader is {leader}",
-                            core.broker_addr, self.config.group
-                        ),
-                    );
-                }
-                Err(e) => {
-                    return PutMessageResult::refused(
-                        PutMessageStatus::ServiceNotAvailable,
-                        format!("the Raft group {} did not commit: {e}", self.config.group),
-                    );
-                }
-            };
-            if let Some(why) = written.refused {
-                return PutMessageResult::refused(PutMessageStatus::MessageIllegal, why);
-            }
-            let Some(ext) = read_record(core, written.offset, written.len) else {
+        let count = messages.len();
+        let request = match <[MessageExtBrokerInner; 1]>::try_from(messages) {
+            Ok([msg]) => RaftRequest::Message(msg.into()),
+            Err(batch) => RaftRequest::Batch(batch.into_iter().map(Into::into).collect()),
+        };
+        let written = match self.raft.client_write(request).await {
+            Ok(w) => w.data,
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                let leader = f
+                    .leader_node
+                    .map(|n| n.addr)
+                    .unwrap_or_else(|| "unknown".into());
                 return PutMessageResult::refused(
-                    PutMessageStatus::UnknownError,
+                    PutMessageStatus::ServiceNotAvailable,
                     format!(
-                        "committed at CommitLog offset {} but the record cannot be read back",
-                        written.offset
+                        "the broker[{}] is not the Raft leader of {}: leader is {leader}",
+                        core.broker_addr, self.config.group
                     ),
                 );
-            };
-            let id = create_message_id(ext.store_host, ext.commit_log_offset);
-            match total.as_mut() {
-                Some(t) => {
-                    t.msg_ids.push(id);
-                    t.msg_num += 1;
-                    t.wrote_bytes += written.len as usize;
-                }
-                None => {
-                    total = Some(AppendMessageResult {
-                        wrote_offset: ext.commit_log_offset,
-                        wrote_bytes: written.len as usize,
-                        msg_ids: vec![id],
-                        store_timestamp: ext.store_timestamp,
-                        logics_offset: ext.queue_offset,
-                        msg_num: 1,
-                    })
-                }
             }
+            Err(e) => {
+                return PutMessageResult::refused(
+                    PutMessageStatus::ServiceNotAvailable,
+                    format!("the Raft group {} did not commit: {e}", self.config.group),
+                );
+            }
+        };
+        if let Some(why) = written.refused {
+            return PutMessageResult::refused(PutMessageStatus::MessageIllegal, why);
         }
+        let Some(records) = read_records(core, written.offset, written.len, count) else {
+            return PutMessageResult::refused(
+                PutMessageStatus::UnknownError,
+                format!(
+                    "committed at CommitLog offset {} but the records cannot be read back",
+                    written.offset
+                ),
+            );
+        };
+        let first = &records[0];
         PutMessageResult {
             status: PutMessageStatus::PutOk,
-            append: total,
+            append: Some(AppendMessageResult {
+                wrote_offset: first.commit_log_offset,
+                wrote_bytes: (written.offset + written.len as i64 - first.commit_log_offset)
+                    as usize,
+                msg_ids: records
+                    .iter()
+                    .map(|r| create_message_id(r.store_host, r.commit_log_offset))
+                    .collect(),
+                store_timestamp: first.store_timestamp,
+                logics_offset: first.queue_offset,
+                msg_num: records.len(),
+            }),
             remark: None,
         }
     }
@@ -220,6 +211,7 @@ impl RaftBroker {
         if let Some(task) = task {
             task.abort();
         }
+        self.retention_task.abort();
         self.server.shutdown();
         if let Err(error) = self.raft.shutdown().await {
             tracing::warn!(%error, "the Raft node did not shut down cleanly");
@@ -241,17 +233,27 @@ impl BrokerCore {
     }
 }
 
-/// The record an entry wrote: its byte range may start with the padding that closed the
-/// previous CommitLog file, so the record is the one ending at `offset + len`.
-fn read_record(core: &BrokerCore, offset: i64, len: u64) -> Option<MessageExt> {
+/// The `count` records an entry wrote: its byte range may start with the padding that closed
+/// the previous CommitLog file, so the records are the run of `count` that ends exactly at
+/// `offset + len`.
+fn read_records(core: &BrokerCore, offset: i64, len: u64, count: usize) -> Option<Vec<MessageExt>> {
     let end = offset + len as i64;
     let file_size = core.config.mapped_file_size_commit_log as i64;
     let candidates = [offset, (offset / file_size + 1) * file_size];
-    candidates.into_iter().filter(|o| *o < end).find_map(|o| {
-        let bytes = core.store.lookup_message_by_offset(o)?;
-        let (ext, n) = MessageExt::decode(&bytes).ok()?;
-        (o + n as i64 == end).then_some(ext)
-    })
+    candidates
+        .into_iter()
+        .filter(|o| *o < end)
+        .find_map(|start| {
+            let mut records = Vec::with_capacity(count);
+            let mut at = start;
+            while records.len() < count && at < end {
+                let bytes = core.store.lookup_message_by_offset(at)?;
+                let (ext, n) = MessageExt::decode(&bytes).ok()?;
+                at += n as i64;
+                records.push(ext);
+            }
+            (at == end && records.len() == count && count > 0).then_some(records)
+        })
 }
 
 /// Keeps the broker's role equal to openraft's: every change of leader is a role change that

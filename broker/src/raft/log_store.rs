@@ -339,8 +339,15 @@ impl LogInner {
                 0,
                 serde_json::to_vec(&m).map_err(|e| werr(AnyError::new(&e)))?,
             ),
-            EntryPayload::Normal(RaftRequest::Message(msg)) => {
-                let put = self.store.put_messages_blocking(vec![msg.into_inner()]);
+            EntryPayload::Normal(request @ (RaftRequest::Message(_) | RaftRequest::Batch(_))) => {
+                let messages = match request {
+                    RaftRequest::Message(msg) => vec![msg.into_inner()],
+                    RaftRequest::Batch(batch) => {
+                        batch.into_iter().map(|m| m.into_inner()).collect()
+                    }
+                    RaftRequest::Stored { .. } => Vec::new(),
+                };
+                let put = self.store.put_messages_blocking(messages);
                 match (put.status, put.append) {
                     (PutMessageStatus::PutOk, Some(a)) => {
                         let end = a.wrote_offset + a.wrote_bytes as i64;
@@ -410,6 +417,29 @@ impl LogInner {
                 .map_err(|e| werr(AnyError::new(&e)))?;
         }
         Ok(())
+    }
+}
+
+impl RaftLogStore {
+    /// The CommitLog offset where the entries after `matched` start: the bytes a follower that
+    /// holds the log up to `matched` is sent next. With no match, or a match below the oldest
+    /// slot, it is the oldest slot's offset (the follower may need everything).
+    pub fn resume_offset(&self, matched: Option<u64>) -> i64 {
+        let inner = lock(&self.inner);
+        let oldest = inner
+            .slots
+            .front()
+            .map_or(inner.store.max_phy_offset(), |s| s.offset);
+        let Some(index) = matched else {
+            return oldest;
+        };
+        let at = inner.position(index);
+        match inner.slots.get(at) {
+            Some(slot) if slot.log_id.index == index => slot.end(),
+            Some(_) | None if at == 0 => oldest,
+            Some(slot) => slot.offset,
+            None => inner.store.max_phy_offset(),
+        }
     }
 }
 
@@ -563,7 +593,7 @@ impl RaftStateMachine<TypeConfig> for RaftStateMachineStore {
                         refused: None,
                     }
                 }
-                EntryPayload::Normal(RaftRequest::Message(_)) => {
+                EntryPayload::Normal(RaftRequest::Message(_) | RaftRequest::Batch(_)) => {
                     return Err(SErr::from(StorageIOError::apply(
                         entry.log_id,
                         io_err("a proposed message reached the state machine unencoded"),
@@ -737,6 +767,42 @@ mod tests {
         assert_eq!(f.store.max_phy_offset(), end);
         drop((l, f));
         leader_dir.close().expect("cleanup");
+    }
+
+    #[test]
+    fn resume_offsets_for_retention() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (log, _) =
+            open_storage(&dir.path().join("raft"), open_store(dir.path())).expect("open");
+        assert_eq!(
+            log.resume_offset(None),
+            0,
+            "empty log: from the CommitLog end"
+        );
+        append(&mut lock(&log.inner), (1..21).map(message).collect());
+        let (slot5, slot6, last_end) = {
+            let l = lock(&log.inner);
+            let at = |i: u64| l.slots[l.position(i)].clone();
+            (at(5), at(6), l.store.max_phy_offset())
+        };
+        assert_eq!(log.resume_offset(None), 0, "no match: the whole log");
+        assert_eq!(log.resume_offset(Some(5)), slot5.end());
+        assert_eq!(
+            slot5.end(),
+            slot6.offset,
+            "entry 6's bytes start where 5's end"
+        );
+        assert_eq!(
+            log.resume_offset(Some(20)),
+            last_end,
+            "caught up: nothing needed"
+        );
+        assert_eq!(log.resume_offset(Some(99)), last_end);
+        // After a purge, a follower matched below the oldest slot needs it all.
+        futures::executor::block_on(log.clone().purge(log_id(1, 10))).expect("purge");
+        let oldest = lock(&log.inner).slots[0].offset;
+        assert_eq!(log.resume_offset(Some(3)), oldest);
+        assert_eq!(log.resume_offset(None), oldest);
     }
 
     #[test]

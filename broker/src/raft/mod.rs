@@ -2,7 +2,8 @@
 //!
 //! This module owns the Raft-mode configuration ([`config`]), the Raft log kept in the
 //! CommitLog ([`log_store`]), the replicas' RPC transport ([`network`]) and the status report
-//! read from openraft's metrics ([`status`]). It must not encode
+//! read from openraft's metrics ([`status`]), and the CommitLog retention floor that keeps
+//! what followers still need ([`retention`]). It must not encode
 //! messages itself (ferrum-store does) nor touch the broker's send path or registration; the
 //! broker wires a [`RaftNode`] in, and the role it reports decides master or slave.
 //!
@@ -54,9 +55,12 @@
 //!
 //! # Limits of this layer
 //!
-//! - CommitLog retention does not yet consult the Raft log: a follower lagging behind deleted
-//!   files cannot be repaired from the log (reading those entries fails) and needs re-seeding
-//!   from a peer's CommitLog files, which does not exist yet; a snapshot carries no bytes.
+//! - Retention ([`retention`]): the leader keeps CommitLog files holding bytes its slowest
+//!   follower is sent next (the store's retention floor) through `fileReservedTime` expiry and
+//!   `diskMaxUsedSpaceRatio` pressure; a forced clean at `diskSpaceCleanForciblyRatio` still
+//!   deletes the oldest file, because a full disk stops the whole group. A follower that then
+//!   needs deleted bytes cannot be repaired from the log and needs re-seeding from a peer's
+//!   CommitLog files; a snapshot carries no bytes.
 //! - With `SYNC_FLUSH` the leader's append waits for the group commit on the Raft task and
 //!   followers do not flush before acknowledging.
 //! - openraft 0.9 has no leader transfer, and followers refuse votes while their leader lease
@@ -71,17 +75,21 @@
 //! `dLegerPeers` entry instead of the HA listener and slave task; openraft's leader decides the
 //! role (leader → master brokerId 0, others → slave with brokerId = position + 1) and each
 //! change re-registers with every NameServer at once. Sends and consumer send-backs are
-//! proposed with `client_write` and answered after a majority commit. Not yet in Raft mode:
-//! the schedule (delay levels) and transaction-check services, which write to the store
-//! directly, are not started, so delayed messages, retries with a delay level and half
-//! messages are stored but not delivered; a batch is proposed message by message, so it is
-//! not atomic.
+//! proposed with `client_write` and answered after a majority commit; a SEND_BATCH_MESSAGE
+//! batch is one entry ([`RaftRequest::Batch`]), so it is committed or truncated whole. The
+//! schedule (delay levels) and transaction-check services run on the leader only (they follow
+//! the role) and write through the same path, so a delivered delayed message, a committed
+//! transaction's message and its op message are replicated and committed before the delay
+//! offset or check offset moves past them. A new leader resumes from the delay offsets it last
+//! copied from the old one (`ferrumSlaveSyncInterval`), so a delivery made just before a
+//! failover may be repeated: at least once, as in RocketMQ.
 
 pub mod broker;
 pub mod config;
 pub mod log_store;
 pub mod metrics;
 pub mod network;
+pub mod retention;
 pub mod status;
 
 use std::collections::BTreeMap;
@@ -116,6 +124,9 @@ pub enum RaftRequest {
     /// A message proposed to the leader; the leader's log storage encodes it into the CommitLog
     /// and from then on the entry is read back as [`RaftRequest::Stored`].
     Message(ProposedMessage),
+    /// A SEND_BATCH_MESSAGE batch of one topic/queue: one entry, so it is committed (and
+    /// truncated) whole, and the leader stores it as a non-Raft store stores a batch.
+    Batch(Vec<ProposedMessage>),
     /// CommitLog bytes exactly as the leader wrote them at `offset`.
     Stored { offset: i64, data: Vec<u8> },
 }
@@ -143,6 +154,27 @@ pub struct ProposedMessage {
     pub body: Vec<u8>,
     pub properties: BTreeMap<String, String>,
     pub tags_code: Option<i64>,
+    /// The half message's CommitLog offset in a committed transactional message.
+    #[serde(default)]
+    pub prepared_transaction_offset: i64,
+}
+
+impl From<MessageExtBrokerInner> for ProposedMessage {
+    fn from(msg: MessageExtBrokerInner) -> Self {
+        ProposedMessage {
+            topic: msg.topic,
+            queue_id: msg.queue_id,
+            flag: msg.flag,
+            sys_flag: msg.sys_flag,
+            born_timestamp: msg.born_timestamp,
+            born_host: msg.born_host,
+            reconsume_times: msg.reconsume_times,
+            body: msg.body.to_vec(),
+            properties: msg.properties,
+            tags_code: msg.tags_code,
+            prepared_transaction_offset: msg.prepared_transaction_offset,
+        }
+    }
 }
 
 impl ProposedMessage {
@@ -155,7 +187,7 @@ impl ProposedMessage {
             born_timestamp: self.born_timestamp,
             born_host: self.born_host,
             reconsume_times: self.reconsume_times,
-            prepared_transaction_offset: 0,
+            prepared_transaction_offset: self.prepared_transaction_offset,
             body: Bytes::from(self.body),
             properties: self.properties,
             tags_code: self.tags_code,
