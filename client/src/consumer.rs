@@ -1,5 +1,11 @@
 //! `PullConsumer`: pulls a queue from an offset, decodes the records and commits offsets on the
 //! broker, reading from the replica the master suggests.
+//!
+//! A replica that does not answer (refused, closed or silent past the timeout) is avoided for
+//! [`UNREACHABLE_FOR`] while another member of its group is in the route, as RocketMQ's
+//! `findBrokerAddressInSubscribe` falls back to any member: a master that is down or hung —
+//! still listed by the NameServers until its connection closes or its registration expires —
+//! does not cost every pull, offset query and commit a timeout.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -19,6 +25,9 @@ use crate::namesrv::{NameServerClient, header_field, request};
 /// `PullSysFlag` bits.
 const FLAG_SUSPEND: i32 = 0x2;
 const FLAG_SUBSCRIPTION: i32 = 0x4;
+
+/// How long a replica that did not answer is passed over while its group has another member.
+pub const UNREACHABLE_FOR: Duration = Duration::from_secs(30);
 
 /// Pull-consumer settings.
 #[derive(Debug, Clone)]
@@ -78,6 +87,8 @@ struct Inner {
     config: PullConfig,
     routes: Mutex<HashMap<String, (Instant, Arc<TopicRouteData>)>>,
     suggested: Mutex<HashMap<MessageQueue, i64>>,
+    /// Replicas that did not answer, and until when they are passed over.
+    unreachable: Mutex<HashMap<String, Instant>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -105,15 +116,38 @@ pub fn readable_queues(topic: &str, route: &TopicRouteData) -> Vec<MessageQueue>
 /// The address to pull from: the suggested broker if it is in the route, else the master, else
 /// any member of the group.
 pub fn pull_addr(route: &TopicRouteData, broker_name: &str, suggested: i64) -> Option<String> {
+    pull_addr_avoiding(route, broker_name, suggested, |_| false)
+}
+
+/// [`pull_addr`] passing over the members `down` names as long as another one is listed: the
+/// suggested broker, the master, then the others by brokerId; when every member is down, the
+/// first of that order (a replica that came back is found again).
+pub fn pull_addr_avoiding(
+    route: &TopicRouteData,
+    broker_name: &str,
+    suggested: i64,
+    down: impl Fn(&str) -> bool,
+) -> Option<String> {
     let broker = route
         .broker_datas
         .iter()
         .find(|b| b.broker_name == broker_name)?;
-    broker
-        .broker_addrs
-        .get(&suggested)
-        .or_else(|| broker.broker_addrs.get(&MASTER_ID))
-        .or_else(|| broker.broker_addrs.values().next())
+    let addrs = &broker.broker_addrs;
+    let preferred = [addrs.get(&suggested), addrs.get(&MASTER_ID)];
+    let candidates = preferred.into_iter().flatten().chain(addrs.values());
+    first_up(candidates, down)
+}
+
+/// The first candidate `down` does not name, else the first candidate.
+fn first_up<'a>(
+    candidates: impl Iterator<Item = &'a String> + Clone,
+    down: impl Fn(&str) -> bool,
+) -> Option<String> {
+    let mut first = candidates.clone();
+    candidates
+        .into_iter()
+        .find(|addr| !down(addr.as_str()))
+        .or_else(|| first.next())
         .cloned()
 }
 
@@ -133,15 +167,24 @@ pub fn fallback_addr(route: &TopicRouteData, broker_name: &str, failed: &str) ->
 /// Where offsets are committed and queried: the master, else the lowest-id slave (the Java
 /// client's `findBrokerAddressInAdmin`), so a group keeps its progress while the master is down.
 pub fn admin_addr(route: &TopicRouteData, broker_name: &str) -> Option<String> {
+    admin_addr_avoiding(route, broker_name, |_| false)
+}
+
+/// [`admin_addr`] passing over the members `down` names while another one is listed.
+pub fn admin_addr_avoiding(
+    route: &TopicRouteData,
+    broker_name: &str,
+    down: impl Fn(&str) -> bool,
+) -> Option<String> {
     let broker = route
         .broker_datas
         .iter()
         .find(|b| b.broker_name == broker_name)?;
-    broker
-        .broker_addrs
-        .get(&MASTER_ID)
-        .or_else(|| broker.broker_addrs.values().next())
-        .cloned()
+    let addrs = &broker.broker_addrs;
+    first_up(
+        addrs.get(&MASTER_ID).into_iter().chain(addrs.values()),
+        down,
+    )
 }
 
 impl PullConsumer {
@@ -163,6 +206,7 @@ impl PullConsumer {
                 config,
                 routes: Mutex::new(HashMap::new()),
                 suggested: Mutex::new(HashMap::new()),
+                unreachable: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -187,9 +231,33 @@ impl PullConsumer {
         Ok(readable_queues(topic, &*self.route(topic).await?))
     }
 
+    /// Whether `addr` did not answer within the last [`UNREACHABLE_FOR`].
+    fn is_down(&self, addr: &str) -> bool {
+        let mut down = lock(&self.inner.unreachable);
+        match down.get(addr) {
+            Some(until) if Instant::now() < *until => true,
+            Some(_) => {
+                down.remove(addr);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn mark_down(&self, addr: &str) {
+        lock(&self.inner.unreachable).insert(addr.to_owned(), Instant::now() + UNREACHABLE_FOR);
+    }
+
+    fn mark_up(&self, addr: &str) {
+        let mut down = lock(&self.inner.unreachable);
+        if !down.is_empty() {
+            down.remove(addr);
+        }
+    }
+
     async fn master_addr(&self, mq: &MessageQueue) -> Result<String> {
         let route = self.route(&mq.topic).await?;
-        admin_addr(&route, &mq.broker_name)
+        admin_addr_avoiding(&route, &mq.broker_name, |a| self.is_down(a))
             .ok_or_else(|| ClientError::BrokerNotFound(mq.broker_name.clone()))
     }
 
@@ -202,12 +270,21 @@ impl PullConsumer {
             Ok(route) => route,
             Err(_) => cached?.1,
         };
-        fallback_addr(&route, &mq.broker_name, failed)
+        let broker = route
+            .broker_datas
+            .iter()
+            .find(|b| b.broker_name == mq.broker_name)?;
+        let others = broker
+            .broker_addrs
+            .values()
+            .filter(|a| a.as_str() != failed);
+        first_up(others, |a| self.is_down(a))
     }
 
-    /// Sends `cmd` to `addr`; when `addr` does not answer, forgets the cached route (the
-    /// NameServer drops a dead broker at once) and tries another member of the group, so a
-    /// dead master does not stop a consumer whose slave is alive.
+    /// Sends `cmd` to `addr`; when `addr` does not answer, passes it over for a while, forgets
+    /// the cached route (the NameServer drops a dead broker once its connection closes) and
+    /// tries another member of the group, so a dead or hung master does not stop a consumer
+    /// whose slave is alive.
     async fn invoke_or_fallback(
         &self,
         mq: &MessageQueue,
@@ -217,16 +294,47 @@ impl PullConsumer {
     ) -> Result<(String, RemotingCommand)> {
         let first = self.inner.pool.invoke(&addr, cmd.clone(), timeout).await;
         let error = match first {
-            Ok(answer) => return Ok((addr, answer)),
+            Ok(answer) => {
+                self.mark_up(&addr);
+                return Ok((addr, answer));
+            }
             Err(error) if error.is_transport() => error,
             Err(error) => return Err(error),
         };
+        self.mark_down(&addr);
         let Some(other) = self.other_replica(mq, &addr).await else {
             return Err(error);
         };
         tracing::debug!(failed = %addr, %error, next = %other, "broker unreachable; trying another replica");
-        let answer = self.inner.pool.invoke(&other, cmd, timeout).await?;
-        Ok((other, answer))
+        match self.inner.pool.invoke(&other, cmd, timeout).await {
+            Ok(answer) => {
+                self.mark_up(&other);
+                Ok((other, answer))
+            }
+            Err(error) => {
+                if error.is_transport() {
+                    self.mark_down(&other);
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// GET_MIN_OFFSET / GET_MAX_OFFSET of `mq` on its master, else another member of the group.
+    async fn offset_of(&self, mq: &MessageQueue, code: RequestCode) -> Result<i64> {
+        let addr = self.master_addr(mq).await?;
+        let (addr, answer) = self
+            .invoke_or_fallback(
+                mq,
+                addr,
+                offset_request(code, mq),
+                self.inner.config.timeout,
+            )
+            .await?;
+        if answer.code != ResponseCode::SUCCESS.code() {
+            return Err(response_error(&addr, &answer));
+        }
+        header_field(&addr, &answer, "offset")
     }
 
     /// Pulls up to `max_nums` messages of `mq` starting at `offset`.
@@ -236,7 +344,7 @@ impl PullConsumer {
             .get(mq)
             .copied()
             .unwrap_or(MASTER_ID);
-        let addr = pull_addr(&route, &mq.broker_name, suggested)
+        let addr = pull_addr_avoiding(&route, &mq.broker_name, suggested, |a| self.is_down(a))
             .ok_or_else(|| ClientError::BrokerNotFound(mq.broker_name.clone()))?;
         let config = &self.inner.config;
         let (sys_flag, suspend, timeout) = match config.long_poll {
@@ -317,10 +425,13 @@ impl PullConsumer {
             self.inner.config.timeout,
         );
         match query_consumer_offset(pool, &addr, group, mq, timeout).await {
-            Err(error) if error.is_transport() => match self.other_replica(mq, &addr).await {
-                Some(other) => query_consumer_offset(pool, &other, group, mq, timeout).await,
-                None => Err(error),
-            },
+            Err(error) if error.is_transport() => {
+                self.mark_down(&addr);
+                match self.other_replica(mq, &addr).await {
+                    Some(other) => query_consumer_offset(pool, &other, group, mq, timeout).await,
+                    None => Err(error),
+                }
+            }
             result => result,
         }
     }
@@ -347,31 +458,26 @@ impl PullConsumer {
         Ok(())
     }
 
-    /// The queue's max offset (one past the last message) on its master.
+    /// The queue's max offset (one past the last message) on its master, else on a slave.
     pub async fn max_offset(&self, mq: &MessageQueue) -> Result<i64> {
-        let addr = self.master_addr(mq).await?;
-        queue_offset(
-            &self.inner.pool,
-            &addr,
-            RequestCode::GET_MAX_OFFSET,
-            mq,
-            self.inner.config.timeout,
-        )
-        .await
+        self.offset_of(mq, RequestCode::GET_MAX_OFFSET).await
     }
 
-    /// The queue's min offset on its master.
+    /// The queue's min offset on its master, else on a slave.
     pub async fn min_offset(&self, mq: &MessageQueue) -> Result<i64> {
-        let addr = self.master_addr(mq).await?;
-        queue_offset(
-            &self.inner.pool,
-            &addr,
-            RequestCode::GET_MIN_OFFSET,
-            mq,
-            self.inner.config.timeout,
-        )
-        .await
+        self.offset_of(mq, RequestCode::GET_MIN_OFFSET).await
     }
+}
+
+fn offset_request(code: RequestCode, mq: &MessageQueue) -> RemotingCommand {
+    request(
+        code,
+        &[
+            ("topic", mq.topic.clone()),
+            ("queueId", mq.queue_id.to_string()),
+            ("bname", mq.broker_name.clone()),
+        ],
+    )
 }
 
 pub(crate) async fn queue_offset(
@@ -381,15 +487,9 @@ pub(crate) async fn queue_offset(
     mq: &MessageQueue,
     timeout: Duration,
 ) -> Result<i64> {
-    let cmd = request(
-        code,
-        &[
-            ("topic", mq.topic.clone()),
-            ("queueId", mq.queue_id.to_string()),
-            ("bname", mq.broker_name.clone()),
-        ],
-    );
-    let answer = pool.invoke_ok(addr, cmd, timeout).await?;
+    let answer = pool
+        .invoke_ok(addr, offset_request(code, mq), timeout)
+        .await?;
     header_field(addr, &answer, "offset")
 }
 
@@ -495,6 +595,93 @@ mod tests {
         let pulled = consumer.pull(&qs[0], 2, 32).await.expect("pull");
         assert_eq!(&pulled.messages[0].body[..], b"slave-2");
         consumer.commit_offset(&qs[0], 3).await.expect("commit");
+    }
+
+    #[test]
+    fn replicas_that_did_not_answer_are_passed_over_while_another_is_listed() {
+        let r = route("m:1", "s:1");
+        let master_down = |a: &str| a == "m:1";
+        assert_eq!(
+            pull_addr_avoiding(&r, "a", 0, master_down).as_deref(),
+            Some("s:1")
+        );
+        assert_eq!(
+            pull_addr_avoiding(&r, "a", 1, master_down).as_deref(),
+            Some("s:1")
+        );
+        assert_eq!(
+            admin_addr_avoiding(&r, "a", master_down).as_deref(),
+            Some("s:1")
+        );
+        let slave_down = |a: &str| a == "s:1";
+        assert_eq!(
+            pull_addr_avoiding(&r, "a", 1, slave_down).as_deref(),
+            Some("m:1")
+        );
+        // Every member down: the usual choice, so a replica that came back is found again.
+        let all_down = |_: &str| true;
+        assert_eq!(
+            pull_addr_avoiding(&r, "a", 1, all_down).as_deref(),
+            Some("s:1")
+        );
+        assert_eq!(
+            admin_addr_avoiding(&r, "a", all_down).as_deref(),
+            Some("m:1")
+        );
+        assert_eq!(pull_addr_avoiding(&r, "zz", 0, all_down), None);
+    }
+
+    #[tokio::test]
+    async fn a_hung_master_costs_one_timeout_then_the_slave_serves_offsets_and_pulls() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        // A stopped master: connections are accepted (the kernel does that), nothing answers,
+        // and the NameServer still lists it.
+        let asked = Arc::new(AtomicUsize::new(0));
+        let hung = {
+            let asked = asked.clone();
+            serve(move |_| {
+                asked.fetch_add(1, Ordering::SeqCst);
+                Vec::new()
+            })
+            .await
+        };
+        let slave = serve(|req| {
+            if req.code == RequestCode::PULL_MESSAGE.code() {
+                // A caught-up consumer is sent back to the master, as a slave does.
+                vec![pull_answer(req, 0, "slave")]
+            } else {
+                let mut answer = req.success_to();
+                answer.ext_fields.insert("offset".into(), "7".into());
+                vec![answer]
+            }
+        })
+        .await;
+        let body = ferrum_protocol::route::to_json(&route(&hung, &slave));
+        let namesrv = serve(move |req| vec![req.success_to().with_body(body.clone())]).await;
+        let consumer = PullConsumer::with_config(
+            [namesrv],
+            "cg",
+            PullConfig {
+                timeout: Duration::from_millis(300),
+                ..PullConfig::default()
+            },
+        );
+        let qs = consumer.queues("T").await.expect("queues");
+        assert_eq!(consumer.min_offset(&qs[0]).await.expect("min"), 7);
+        assert_eq!(consumer.max_offset(&qs[1]).await.expect("max"), 7);
+        for offset in 0..3 {
+            let pulled = consumer.pull(&qs[1], offset, 32).await.expect("pull");
+            assert_eq!(
+                pulled.messages[0].body,
+                format!("slave-{offset}").as_bytes()
+            );
+        }
+        consumer.commit_offset(&qs[1], 3).await.expect("commit");
+        assert_eq!(
+            asked.load(Ordering::SeqCst),
+            1,
+            "only the first request went to the hung master"
+        );
     }
 
     fn pull_answer(req: &RemotingCommand, suggest: i64, who: &str) -> RemotingCommand {
