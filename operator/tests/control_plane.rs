@@ -1023,3 +1023,216 @@ async fn manual_promotion_on_real_brokers() {
     let (ok, out) = c.kubectl(&["delete", "namespace", &c.namespace, "--wait=false"], None);
     assert!(ok, "cleanup: {out}");
 }
+
+/// A rolling restart against the real StatefulSet controller (no kubelet: pods are created but
+/// never run). Changing the image gives the StatefulSet a new update revision; the operator
+/// evicts one outdated pod (unready pods first), records the roll in status with an Event,
+/// then waits for the recreated pod to become Ready instead of taking a second pod down. The
+/// roll pause annotation holds it; the manual-roll annotation gives a new revision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_change_rolls_one_pod_and_records_it() {
+    use ferrum_operator::roll::{REVISION_LABEL, ROLL_ANNOTATION, ROLL_PAUSE_ANNOTATION};
+    use ferrum_operator::topic_controller::NamesrvOverrides;
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::ResourceExt;
+
+    let Some(c) = Cluster::from_env() else {
+        eprintln!(
+            "SKIPPED control_plane: FERRUM_KUBECONFIG is not set (start one with hack/k8s/up.sh)"
+        );
+        return;
+    };
+    c.setup();
+    let client = c.client().await;
+    let ns = c.namespace.as_str();
+    // Port 1 refuses at once: no broker answers, as with pods that never run.
+    let ctx = std::sync::Arc::new(
+        ferrum_operator::controller::Context::new(client.clone()).with_namesrv_overrides(
+            NamesrvOverrides::parse(&["rl=127.0.0.1:1"]).expect("override"),
+        ),
+    );
+    let groups: Api<BrokerGroup> = Api::namespaced(client.clone(), ns);
+    let sts: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let spec: BrokerGroupSpec = serde_yaml::from_str(
+        "clusterName: rl\nmode: MasterSlave\nreplicas: 2\nimage: ferrum/broker:a\nstorage: { size: 1Gi }\nnameServer: { replicas: 1, image: ferrum/namesrv:it }\n",
+    )
+    .expect("spec");
+    groups
+        .create(&PostParams::default(), &BrokerGroup::new("roll", spec))
+        .await
+        .expect("group");
+    let pass = || {
+        let groups = groups.clone();
+        let ctx = ctx.clone();
+        async move {
+            let bg = groups.get("roll").await.expect("group");
+            tokio::time::timeout(
+                Duration::from_secs(60),
+                ferrum_operator::controller::reconcile(std::sync::Arc::new(bg), ctx),
+            )
+            .await
+            .expect("reconcile in time")
+            .expect("reconcile is not an error");
+            groups
+                .get("roll")
+                .await
+                .expect("group")
+                .status
+                .expect("status")
+        }
+    };
+    let step = Duration::from_secs(60);
+    let update_revision = |sts: Api<StatefulSet>| async move {
+        sts.get("roll")
+            .await
+            .ok()?
+            .status?
+            .update_revision
+            .filter(|r| !r.is_empty())
+    };
+    let revisions = |pods: Api<Pod>| async move {
+        let mut out = Vec::new();
+        for i in 0..2 {
+            let p = pods.get_opt(&format!("roll-{i}")).await.ok()??;
+            if p.metadata.deletion_timestamp.is_some() {
+                return None;
+            }
+            out.push(p.labels().get(REVISION_LABEL)?.clone());
+        }
+        Some(out)
+    };
+    pass().await;
+    let first = eventually(step, "an update revision", || update_revision(sts.clone())).await;
+    eventually(step, "both pods created at it", || async {
+        let r = revisions(pods.clone()).await?;
+        r.iter().all(|x| *x == first).then_some(())
+    })
+    .await;
+    let st = pass().await;
+    assert_eq!(st.roll, None, "nothing to roll: {st:?}");
+
+    // A new image: a new update revision, and one pod restarted.
+    let (ok, out) = c.kubectl(
+        &[
+            "patch",
+            "brokergroup",
+            "roll",
+            "-n",
+            ns,
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"image":"ferrum/broker:b"}}"#,
+        ],
+        None,
+    );
+    assert!(ok, "patch: {out}");
+    pass().await;
+    let second = eventually(step, "a new update revision", || async {
+        update_revision(sts.clone()).await.filter(|r| *r != first)
+    })
+    .await;
+    let st = pass().await;
+    let roll = st.roll.clone().expect("status.roll while rolling");
+    assert_eq!(roll.pod.as_deref(), Some("roll-0"), "{roll:?}");
+    assert_eq!(roll.restarted, 1, "{roll:?}");
+    assert_eq!(roll.total, 2, "{roll:?}");
+    assert!(roll.reason.contains("not Ready"), "{roll:?}");
+    assert!(roll.started_at.is_some());
+    let progressing = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Progressing")
+        .expect("Progressing");
+    assert_eq!(progressing.status, "True");
+    assert_eq!(progressing.reason, "RollingRestart");
+
+    // The StatefulSet controller recreates roll-0 at the new revision; roll-1 is left alone
+    // while roll-0 is not Ready.
+    eventually(step, "roll-0 recreated at the new revision", || async {
+        let r = revisions(pods.clone()).await?;
+        (r[0] == second && r[1] == first).then_some(())
+    })
+    .await;
+    let st = pass().await;
+    let roll = st.roll.clone().expect("still rolling");
+    assert_eq!(roll.pod.as_deref(), Some("roll-0"), "{roll:?}");
+    assert_eq!(roll.done, 1, "{roll:?}");
+    assert_eq!(roll.restarted, 1, "no second pod taken down: {roll:?}");
+    assert!(
+        roll.waiting_for
+            .as_deref()
+            .unwrap_or_default()
+            .contains("Ready"),
+        "{roll:?}"
+    );
+    let again = revisions(pods.clone()).await.expect("pods");
+    assert_eq!(again[1], first, "roll-1 untouched");
+
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
+    let restarts: Vec<String> = events
+        .list(&Default::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("Restarting"))
+        .filter_map(|e| e.note)
+        .collect();
+    assert_eq!(restarts.len(), 1, "{restarts:?}");
+    assert!(restarts[0].contains("roll-0"), "{restarts:?}");
+
+    // The roll pause annotation stops the roll between pods and says so.
+    let (ok, out) = c.kubectl(
+        &[
+            "annotate",
+            "brokergroup",
+            "roll",
+            "-n",
+            ns,
+            &format!("{ROLL_PAUSE_ANNOTATION}=true"),
+        ],
+        None,
+    );
+    assert!(ok, "annotate: {out}");
+    let st = pass().await;
+    let roll = st.roll.clone().expect("still rolling");
+    assert!(roll.reason.contains("paused"), "{roll:?}");
+
+    // The manual-roll annotation reaches the pod template: a third revision.
+    let (ok, out) = c.kubectl(
+        &[
+            "annotate",
+            "brokergroup",
+            "roll",
+            "-n",
+            ns,
+            &format!("{ROLL_ANNOTATION}=again"),
+        ],
+        None,
+    );
+    assert!(ok, "annotate: {out}");
+    pass().await;
+    let template = sts
+        .get("roll")
+        .await
+        .expect("sts")
+        .spec
+        .and_then(|s| s.template.metadata)
+        .and_then(|m| m.annotations)
+        .unwrap_or_default();
+    assert_eq!(
+        template.get(ROLL_ANNOTATION).map(String::as_str),
+        Some("again")
+    );
+    eventually(step, "a third update revision", || async {
+        update_revision(sts.clone())
+            .await
+            .filter(|r| *r != first && *r != second)
+    })
+    .await;
+
+    let (ok, out) = c.kubectl(&["delete", "namespace", ns, "--wait=false"], None);
+    assert!(ok, "cleanup: {out}");
+}
