@@ -20,6 +20,10 @@ use ferrum_protocol::route::{PERM_READ, PERM_WRITE, TopicConfig};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+#[path = "ferrumctl/progress.rs"]
+mod progress;
+use progress::Progress;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "ferrumctl",
@@ -326,6 +330,11 @@ impl Ctx {
         }
     }
 
+    /// Whether long operations draw progress bars (a terminal, no `--json`).
+    fn bars(&self) -> bool {
+        progress::interactive(self.json)
+    }
+
     fn print<T: Serialize>(&self, value: &T, text: impl FnOnce(&T) -> String) -> Result<()> {
         if self.json {
             println!("{}", serde_json::to_string_pretty(value)?);
@@ -537,12 +546,26 @@ async fn topic(ctx: &Ctx, cmd: TopicCmd) -> Result<()> {
                 }
                 None => {
                     let brokers = admin
-                        .create_topic_in_cluster(&cluster, &config)
+                        .master_addrs(Some(&cluster))
                         .await
                         .with_context(|| format!("create topic {topic} in cluster {cluster}"))?;
                     if brokers.is_empty() {
                         bail!("cluster {cluster} has no master broker registered");
                     }
+                    let bar = Progress::new(
+                        ctx.bars() && brokers.len() > 1,
+                        brokers.len() as u64,
+                        progress::STEPS,
+                        "brokers",
+                    );
+                    for addr in &brokers {
+                        bar.set_message(|| addr.clone());
+                        admin.create_topic(addr, &config).await.with_context(|| {
+                            format!("create topic {topic} in cluster {cluster} on {addr}")
+                        })?;
+                        bar.inc(1);
+                    }
+                    bar.finish();
                     brokers
                 }
             };
@@ -679,6 +702,12 @@ async fn message(ctx: &Ctx, cmd: MessageCmd) -> Result<()> {
             validate_topic(&topic)?;
             let config = ctx.producer_config();
             let producer = Producer::with_config(&ctx.addrs, "ferrumctl", config);
+            let bar = Progress::new(
+                ctx.bars() && count > 1,
+                count.into(),
+                progress::STEPS,
+                "sent",
+            );
             for _ in 0..count {
                 let mut msg = Message::new(body.clone()).with_keys(&keys);
                 if let Some(tags) = &tags {
@@ -706,13 +735,22 @@ async fn message(ctx: &Ctx, cmd: MessageCmd) -> Result<()> {
                     queue_id: result.queue.queue_id,
                     queue_offset: result.queue_offset,
                 };
-                ctx.print(&sent, |s| {
-                    format!(
-                        "{} msgId={} uniqueId={} queue={}#{} offset={}\n",
-                        s.status, s.msg_id, s.unique_id, s.broker_name, s.queue_id, s.queue_offset
-                    )
+                bar.suspend(|| {
+                    ctx.print(&sent, |s| {
+                        format!(
+                            "{} msgId={} uniqueId={} queue={}#{} offset={}\n",
+                            s.status,
+                            s.msg_id,
+                            s.unique_id,
+                            s.broker_name,
+                            s.queue_id,
+                            s.queue_offset
+                        )
+                    })
                 })?;
+                bar.inc(1);
             }
+            bar.finish();
             Ok(())
         }
         MessageCmd::Get {
@@ -786,23 +824,7 @@ async fn group_progress(ctx: &Ctx, group: &str, topic: &str) -> Result<()> {
         .group_progress(group, topic)
         .await
         .with_context(|| format!("progress of {group} on {topic}"))?;
-    ctx.print(&rows, |rows| {
-        let mut out = format!(
-            "{:<20} {:>6} {:>14} {:>14} {:>10}\n",
-            "BROKER", "QUEUE", "BROKER_OFFSET", "CONSUMER_OFFSET", "LAG"
-        );
-        let mut total = 0;
-        for r in rows {
-            let consumer = r.consumer_offset.map_or("-".to_owned(), |o| o.to_string());
-            out.push_str(&format!(
-                "{:<20} {:>6} {:>14} {:>15} {:>10}\n",
-                r.broker_name, r.queue_id, r.broker_offset, consumer, r.lag
-            ));
-            total += r.lag;
-        }
-        out.push_str(&format!("total lag: {total}\n"));
-        out
-    })
+    ctx.print(&rows, |rows| progress::lag_table(rows))
 }
 
 /// Pulls one queue forever, sending what it finds to `tx`.
@@ -879,13 +901,25 @@ async fn consume(ctx: &Ctx, args: ConsumeArgs) -> Result<()> {
     let consumer = PullConsumer::with_config(&ctx.addrs, &args.group, config);
     let queues = readable_queues(&consumer, &args.topic).await?;
     let (tx, mut rx) = mpsc::channel(64);
+    let mut behind = Vec::new();
     for mq in queues {
         let offset = start_offset(&consumer, &mq, args.from_beginning, args.commit)
             .await
             .with_context(|| format!("start offset of {mq}"))?;
+        // The catch-up bar needs each queue's end; scripts (no terminal) skip the request.
+        if ctx.bars() {
+            behind.push((offset, consumer.max_offset(&mq).await.unwrap_or(offset)));
+        }
         tokio::spawn(pull_loop(consumer.clone(), mq, offset, 32, tx.clone()));
     }
     drop(tx);
+    // Shown until the backlog present at start is read; tailing after that prints lines only.
+    let mut bar = Progress::new(
+        ctx.bars(),
+        progress::catch_up(&behind, args.count),
+        progress::STEPS,
+        "catching up",
+    );
     let mut seen = 0u64;
     loop {
         let next = tokio::select! {
@@ -903,7 +937,12 @@ async fn consume(ctx: &Ctx, args: ConsumeArgs) -> Result<()> {
             if ctx.json {
                 println!("{}", serde_json::to_string(&out)?);
             } else {
-                print!("{}", out.text());
+                bar.suspend(|| print!("{}", out.text()));
+            }
+            bar.inc(1);
+            if bar.is_full() {
+                bar.finish();
+                bar = Progress::default();
             }
             seen += 1;
             if args.count.is_some_and(|c| seen >= c) {
@@ -921,6 +960,7 @@ async fn consume(ctx: &Ctx, args: ConsumeArgs) -> Result<()> {
             break;
         }
     }
+    bar.finish();
     Ok(())
 }
 
@@ -1000,12 +1040,25 @@ impl RateSchedule {
     }
 }
 
-/// Prints counters to stderr every second until `stop`; returns the count of each second.
+/// A bench's bar: messages out of `--count` when it is given, else seconds of `--duration`.
+fn bench_bar(ctx: &Ctx, label: &str, duration: Duration, count: i64) -> (Progress, bool) {
+    match u64::try_from(count) {
+        Ok(c) if count < i64::MAX => (Progress::new(ctx.bars(), c, progress::STEPS, label), true),
+        _ => (
+            Progress::new(ctx.bars(), duration.as_secs(), progress::SECONDS, label),
+            false,
+        ),
+    }
+}
+
+/// Shows counters every second until `stop` (a bar on a terminal, else a line on stderr);
+/// returns the count of each second.
 fn spawn_progress(
     label: &'static str,
     done: Arc<AtomicU64>,
     errors: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
+    (bar, by_count): (Progress, bool),
 ) -> tokio::task::JoinHandle<Vec<u64>> {
     tokio::spawn(async move {
         let mut series = Vec::new();
@@ -1016,15 +1069,25 @@ fn spawn_progress(
         while !stop.load(Ordering::Relaxed) {
             tick.tick().await;
             let now = done.load(Ordering::Relaxed);
-            eprintln!(
-                "[{:>4}s] {label} {now} ({} /s), errors {}",
-                start.elapsed().as_secs(),
-                now - last,
-                errors.load(Ordering::Relaxed)
-            );
+            let errors = errors.load(Ordering::Relaxed);
+            if bar.is_shown() {
+                bar.set_position(if by_count {
+                    now
+                } else {
+                    start.elapsed().as_secs()
+                });
+                bar.set_message(|| format!("{label} {now} ({} /s), errors {errors}", now - last));
+            } else {
+                eprintln!(
+                    "[{:>4}s] {label} {now} ({} /s), errors {errors}",
+                    start.elapsed().as_secs(),
+                    now - last,
+                );
+            }
             series.push(now - last);
             last = now;
         }
+        bar.finish();
         series
     })
 }
@@ -1082,7 +1145,13 @@ async fn bench_produce(ctx: &Ctx, args: BenchProduceArgs) -> Result<()> {
     let done = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    let progress = spawn_progress("sent", done.clone(), errors.clone(), stop.clone());
+    let progress = spawn_progress(
+        "sent",
+        done.clone(),
+        errors.clone(),
+        stop.clone(),
+        bench_bar(ctx, "produce", duration, count),
+    );
     let start = Instant::now();
     let deadline = start + duration;
     // Open loop: one schedule shared by every sender; a sender takes the next intended time,
@@ -1205,7 +1274,13 @@ async fn bench_consume(ctx: &Ctx, args: BenchConsumeArgs) -> Result<()> {
     let done = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    let progress = spawn_progress("received", done.clone(), errors.clone(), stop.clone());
+    let progress = spawn_progress(
+        "received",
+        done.clone(),
+        errors.clone(),
+        stop.clone(),
+        bench_bar(ctx, "consume", duration, count),
+    );
     let start = Instant::now();
     let deadline = tokio::time::Instant::from_std(start + duration);
     let mut pull_latency = LatencyRecorder::default();
