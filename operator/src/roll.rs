@@ -693,7 +693,34 @@ pub async fn drive(rc: RollContext<'_>) -> Result<RollOutcome, kube::Error> {
                         )
                         .await;
                 }
-                Err(why) => {
+                // A broker image without the transfer request: restart the leader as it
+                // is, and the remaining replicas elect a new one (writes pause for the
+                // election, about a second).
+                Err(TransferError::Unsupported(why)) => match evict(&pods_api, &from_pod).await {
+                    Ok(()) => {
+                        status.restarted += 1;
+                        status.reason = format!(
+                            "restarted leader {from_pod} without a transfer ({why}); the followers elect a new leader"
+                        );
+                        status.waiting_for = Some("the pod to come back Ready".to_owned());
+                        rc.ctx
+                            .event(
+                                &oref,
+                                EventType::Normal,
+                                "Restarting",
+                                format!("restarting leader {from_pod}: its broker cannot hand leadership on ({why}); the followers elect a new leader"),
+                            )
+                            .await;
+                        if let Some(m) = &rc.ctx.metrics {
+                            m.pod_restarted(&ns, &group);
+                        }
+                    }
+                    Err(e) => {
+                        status.reason = format!("restart of leader {from_pod} failed: {e}");
+                        fail(&mut backoff, from, e);
+                    }
+                },
+                Err(TransferError::Failed(why)) => {
                     status.reason = format!(
                         "leadership transfer from {from_pod} ({addr}) to {to_pod} failed: {why}"
                     );
@@ -842,22 +869,37 @@ async fn evict(pods: &Api<Pod>, name: &str) -> Result<(), String> {
     }
 }
 
+/// Why a leadership transfer did not happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TransferError {
+    /// The broker does not know FERRUM_RAFT_TRANSFER_LEADER (an older image).
+    Unsupported(String),
+    Failed(String),
+}
+
 /// FERRUM_RAFT_TRANSFER_LEADER to the leader at `addr`, naming replica `to` by its
 /// dLegerSelfId (`n<ordinal>`, as the operator renders it).
-async fn transfer_leader(addr: &str, to: i32) -> Result<(), String> {
-    use ferrum_protocol::{RemotingCommand, RequestCode};
+async fn transfer_leader(addr: &str, to: i32) -> Result<(), TransferError> {
+    use ferrum_protocol::{RemotingCommand, RequestCode, ResponseCode};
     if addr.is_empty() {
-        return Err("the leader's address is not known".to_owned());
+        return Err(TransferError::Failed(
+            "the leader's address is not known".to_owned(),
+        ));
     }
     let conn = ferrum_client::Connection::connect(addr)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| TransferError::Failed(e.to_string()))?;
     let mut cmd = RemotingCommand::bare_request(RequestCode::FERRUM_RAFT_TRANSFER_LEADER);
     cmd.ext_fields.insert("targetId".into(), format!("n{to}"));
-    conn.invoke_ok(cmd, TRANSFER_TIMEOUT)
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    match conn.invoke_ok(cmd, TRANSFER_TIMEOUT).await {
+        Ok(_) => Ok(()),
+        Err(e)
+            if e.response_code() == Some(i32::from(ResponseCode::REQUEST_CODE_NOT_SUPPORTED)) =>
+        {
+            Err(TransferError::Unsupported(e.to_string()))
+        }
+        Err(e) => Err(TransferError::Failed(e.to_string())),
+    }
 }
 
 /// FERRUM_PROMOTE_BROKER, retried for a while: the broker refuses as long as the NameServers
