@@ -16,6 +16,8 @@
 #                            `rate`: only the fixed-rate produce phase (after the warm-up)
 #                            `replication`: only hack/bench/replication.sh (Ferrum ASYNC vs
 #                            SYNC master with a slave, lag, promote -> first send)
+#                            `raft`: only hack/bench/raft.sh (Ferrum 3-replica Raft group vs
+#                            ASYNC master + slave: msgs/s, p99, write amplification)
 #   BENCH_RATE [5000]        offered msgs/s of the fixed-rate (open-loop) produce phase
 #                            with a pretend broker (namesrv/examples/register_broker) registering
 #                            the bench topic; rocketmq-rust then needs only its NameServer built
@@ -40,7 +42,9 @@ case $BENCH_PHASES in
 all | route | rate) ;;
 # Ferrum alone, master + slave: its own script (hack/bench/replication.sh).
 replication) exec bash hack/bench/replication.sh ;;
-*) echo "bench: BENCH_PHASES must be 'all', 'route', 'rate' or 'replication', got '$BENCH_PHASES'" >&2; exit 2 ;;
+# Ferrum alone, Raft group vs master + slave: hack/bench/raft.sh.
+raft) exec bash hack/bench/raft.sh ;;
+*) echo "bench: BENCH_PHASES must be 'all', 'route', 'rate', 'replication' or 'raft', got '$BENCH_PHASES'" >&2; exit 2 ;;
 esac
 BENCH_DATA_PARENT=${BENCH_DATA:-$ROOT/target/bench}
 ROCKETMQ_VERSION=${ROCKETMQ_VERSION:-5.3.3}
