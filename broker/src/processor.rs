@@ -185,6 +185,9 @@ impl BrokerCore {
             Some(RequestCode::FERRUM_PROMOTE_BROKER) => {
                 Ok(crate::ha::remote::handle_promote(self, request).await)
             }
+            Some(RequestCode::FERRUM_RAFT_TRANSFER_LEADER) => {
+                Ok(crate::raft::transfer::handle_transfer(self, request).await)
+            }
             Some(RequestCode::FERRUM_GET_RAFT_STATUS) => Ok(match self.raft.get() {
                 Some(raft) => json_body(request, &raft.status()),
                 None => request.error_to(

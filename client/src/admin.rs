@@ -16,7 +16,7 @@ use crate::consumer::{query_consumer_offset, queue_offset, readable_queues};
 use crate::error::{ClientError, Result};
 use crate::message::MessageQueue;
 use crate::namesrv::{NameServerClient, decode_body, request};
-pub use ferrum_protocol::replica::{RaftPeerStatus, RaftStatus};
+pub use ferrum_protocol::replica::{RaftPeerStatus, RaftStatus, RaftTransferResult};
 
 /// Min and max offset of one queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -283,6 +283,31 @@ impl Admin {
             "RaftStatus",
         )
         .await
+    }
+
+    /// FERRUM_RAFT_TRANSFER_LEADER (a Ferrum extension): asks the Raft leader at `leader_addr`
+    /// to hand its leadership to the replica whose dLegerSelfId is `target`, or to its most
+    /// up-to-date follower. Answered once the target leads (the broker bounds a transfer at
+    /// 10 s, so the timeout is at least 15 s); a broker that is not the leader refuses and
+    /// names the leader. The answer's term and leader id tell the caller which registration to
+    /// wait for on the NameServers.
+    pub async fn transfer_leader(
+        &self,
+        leader_addr: &str,
+        target: Option<&str>,
+    ) -> Result<RaftTransferResult> {
+        let fields: Vec<(&str, String)> = target
+            .map(|t| vec![("targetId", t.to_owned())])
+            .unwrap_or_default();
+        let answer = self
+            .pool
+            .invoke_ok(
+                leader_addr,
+                request(RequestCode::FERRUM_RAFT_TRANSFER_LEADER, &fields),
+                self.timeout.max(Duration::from_secs(15)),
+            )
+            .await?;
+        decode_body(leader_addr, &answer.body, "RaftTransferResult")
     }
 
     /// FERRUM_PROMOTE_BROKER (a Ferrum extension): makes the slave at `broker_addr` its group's

@@ -105,6 +105,16 @@ pub struct RaftStatus {
     pub peers: Vec<RaftPeerStatus>,
 }
 
+/// The node id a Raft replica uses for its DLedger id (`dLegerSelfId`, e.g. `n0`): FNV-1a
+/// over the id's bytes, so it depends on the id alone and is the same in every version and on
+/// every platform. [`RaftStatus::node_id`], `leader` and each peer's `node_id` are these ids,
+/// which is how a reader that knows the DLedger ids tells which replica answered.
+pub fn raft_node_id(dleger_id: &str) -> u64 {
+    dleger_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 /// One voter as a replica sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -114,4 +124,22 @@ pub struct RaftPeerStatus {
     pub match_index: Option<u64>,
     /// Entries the peer is behind the leader's last log index.
     pub lag: Option<u64>,
+}
+
+/// The answer to `FERRUM_RAFT_TRANSFER_LEADER`: who leads the group after the transfer, in
+/// which term, so a caller can wait for the NameServers to list the new master.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RaftTransferResult {
+    /// The new leader's term.
+    pub term: u64,
+    /// The new leader's dLegerSelfId (`n1`).
+    pub leader_id: String,
+    pub leader_node_id: u64,
+    /// The new leader's Raft address from `dLegerPeers`.
+    pub leader_raft_addr: String,
+    /// The dLegerSelfId of the replica that led before.
+    pub previous_leader_id: String,
+    /// From the request's arrival until the old leader saw the new one lead.
+    pub elapsed_millis: u64,
 }

@@ -35,6 +35,8 @@ pub struct RaftBroker {
     role_task: std::sync::Mutex<Option<JoinHandle<()>>>,
     /// Keeps CommitLog files a follower still needs (`retention`).
     retention_task: JoinHandle<()>,
+    /// Write gate and state of a leadership transfer (`transfer`).
+    pub transfer: super::transfer::LeaderTransfer,
 }
 
 impl std::fmt::Debug for RaftBroker {
@@ -118,6 +120,7 @@ impl RaftBroker {
             server,
             role_task: std::sync::Mutex::new(Some(role_task)),
             retention_task,
+            transfer: Default::default(),
         }))
     }
 
@@ -143,6 +146,15 @@ impl RaftBroker {
         core: &BrokerCore,
         messages: Vec<MessageExtBrokerInner>,
     ) -> PutMessageResult {
+        let Some(_gate) = self.transfer.hold_writes().await else {
+            return PutMessageResult::refused(
+                PutMessageStatus::OsPageCacheBusy,
+                format!(
+                    "the Raft group {} is handing its leadership over; retry",
+                    self.config.group
+                ),
+            );
+        };
         let count = messages.len();
         let request = match <[MessageExtBrokerInner; 1]>::try_from(messages) {
             Ok([msg]) => RaftRequest::Message(msg.into()),

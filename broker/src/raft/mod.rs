@@ -91,6 +91,7 @@ pub mod metrics;
 pub mod network;
 pub mod retention;
 pub mod status;
+pub mod transfer;
 
 use std::collections::BTreeMap;
 use std::io::Cursor;

@@ -8,6 +8,9 @@
 //! heartbeat interval, so the encoding must stay cheap: JSON number arrays for message bytes
 //! made followers under load miss that bound on every batch and fall behind for good. The [`NetworkSwitch`] cuts a replica off in both directions, for fault drills and
 //! tests of partitions.
+//!
+//! Besides openraft's three RPCs the transport carries Ferrum's `TimeoutNow`: a leader handing
+//! over its leadership asks the chosen follower to campaign at once (see `transfer`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,6 +32,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
+use super::transfer::{TimeoutNowRequest, TimeoutNowResponse, campaign};
 use super::{RaftNode, RaftRequest, TypeConfig};
 
 type NodeId = u64;
@@ -40,6 +44,7 @@ enum RpcRequest {
     Append(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<NodeId>),
     Snapshot(InstallSnapshotRequest<TypeConfig>),
+    TimeoutNow(TimeoutNowRequest),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -47,6 +52,7 @@ enum RpcResponse {
     Append(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
     Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
     Snapshot(Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>),
+    TimeoutNow(TimeoutNowResponse),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -292,6 +298,28 @@ impl RaftNetwork<TypeConfig> for RaftPeerClient {
     }
 }
 
+/// Sends `TimeoutNow` to the replica whose Raft listener is `addr` on a connection of its own
+/// and waits up to `ttl` for the answer, which comes once that replica leads or gave up.
+pub async fn timeout_now(
+    addr: &str,
+    req: TimeoutNowRequest,
+    ttl: std::time::Duration,
+    switch: &NetworkSwitch,
+) -> Result<TimeoutNowResponse, String> {
+    let mut client = RaftPeerClient {
+        target: 0,
+        addr: addr.to_owned(),
+        conn: None,
+        switch: switch.clone(),
+    };
+    let option = RPCOption::new(ttl);
+    match client.call(RpcRequest::TimeoutNow(req), &option).await {
+        Ok(RpcResponse::TimeoutNow(r)) => Ok(r),
+        Ok(_) => Err(RpcError::Mismatch.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Serves peers' RPCs to the local [`RaftNode`]; dropping it (or [`Self::shutdown`]) closes
 /// the listener and every connection.
 #[derive(Debug)]
@@ -370,6 +398,7 @@ async fn serve_connection(stream: TcpStream, raft: RaftNode, switch: NetworkSwit
             RpcRequest::Append(r) => RpcResponse::Append(raft.append_entries(r).await),
             RpcRequest::Vote(r) => RpcResponse::Vote(raft.vote(r).await),
             RpcRequest::Snapshot(r) => RpcResponse::Snapshot(raft.install_snapshot(r).await),
+            RpcRequest::TimeoutNow(r) => RpcResponse::TimeoutNow(campaign(&raft, r).await),
         };
         if switch.is_isolated() {
             return;

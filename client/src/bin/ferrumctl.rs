@@ -88,6 +88,16 @@ enum RaftCmd {
         #[arg(short = 'b', long = "broker-addr")]
         broker_addr: String,
     },
+    /// Hand the leadership to a follower (the most up-to-date one unless --to names one);
+    /// returns once the target leads, with its term.
+    TransferLeader {
+        /// The current leader's address.
+        #[arg(short = 'b', long = "broker-addr")]
+        broker_addr: String,
+        /// The target's dLegerSelfId (e.g. n1).
+        #[arg(long = "to")]
+        to: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -384,6 +394,23 @@ async fn run(cli: Cli) -> Result<()> {
                 .await
                 .with_context(|| format!("raft status of {broker_addr}"))?;
             ctx.print(&status, raft_status_text)
+        }
+        Command::Raft(RaftCmd::TransferLeader { broker_addr, to }) => {
+            let result = ctx
+                .admin()
+                .transfer_leader(&broker_addr, to.as_deref())
+                .await
+                .with_context(|| format!("raft transfer-leader at {broker_addr}"))?;
+            ctx.print(&result, |r| {
+                format!(
+                    "leader={} ({}) term={} previous={} elapsed_ms={}\n",
+                    r.leader_id,
+                    r.leader_raft_addr,
+                    r.term,
+                    r.previous_leader_id,
+                    r.elapsed_millis
+                )
+            })
         }
     }
 }
