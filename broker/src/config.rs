@@ -192,6 +192,11 @@ pub struct BrokerConfig {
     pub dleger_peers: String,
     /// `dLegerSelfId`: this replica's id among `dLegerPeers`.
     pub dleger_self_id: String,
+    /// The host a Raft replica advertises instead of `brokerIP1` while it is the leader
+    /// (Ferrum key `dLegerLeaderBrokerIP`; Raft mode only). On Kubernetes it names the
+    /// `<group>-master` Service that follows the leader, so the brokerId-0 address clients
+    /// cache stays valid across elections; followers keep `brokerIP1`.
+    pub dleger_leader_broker_ip: Option<String>,
     /// Leader heartbeat period, ms (Ferrum key `ferrumRaftHeartbeatIntervalMs`).
     pub raft_heartbeat_interval_ms: u64,
     /// Lower bound of the randomized election timeout, ms (`ferrumRaftElectionTimeoutMinMs`).
@@ -278,6 +283,7 @@ impl Default for BrokerConfig {
             dleger_group: String::new(),
             dleger_peers: String::new(),
             dleger_self_id: String::new(),
+            dleger_leader_broker_ip: None,
             raft_heartbeat_interval_ms: 100,
             raft_election_timeout_min_ms: 300,
             raft_election_timeout_max_ms: 600,
@@ -340,6 +346,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "dLegerGroup",
     "dLegerPeers",
     "dLegerSelfId",
+    "dLegerLeaderBrokerIP",
     "ferrumRaftHeartbeatIntervalMs",
     "ferrumRaftElectionTimeoutMinMs",
     "ferrumRaftElectionTimeoutMaxMs",
@@ -407,6 +414,18 @@ impl BrokerConfig {
     /// The address clients use: `brokerIP1:listenPort`.
     pub fn broker_addr(&self) -> String {
         format!("{}:{}", self.broker_ip1, self.listen_port)
+    }
+
+    /// The address registered with the NameServers under `broker_id`: in Raft mode with
+    /// `dLegerLeaderBrokerIP`, the leader (brokerId 0) registers `dLegerLeaderBrokerIP:listenPort`
+    /// so every leader of the group shares one master address; otherwise `brokerIP1:listenPort`.
+    pub fn registered_addr(&self, broker_id: i64) -> String {
+        match &self.dleger_leader_broker_ip {
+            Some(host) if self.enable_dleger_commit_log && broker_id == 0 => {
+                format!("{host}:{}", self.listen_port)
+            }
+            _ => self.broker_addr(),
+        }
     }
 
     /// The address slaves replicate from: `brokerIP1:haListenPort`.
@@ -588,6 +607,15 @@ impl BrokerConfig {
             "dLegerGroup" => self.dleger_group = value.to_owned(),
             "dLegerPeers" => self.dleger_peers = value.to_owned(),
             "dLegerSelfId" => self.dleger_self_id = value.to_owned(),
+            "dLegerLeaderBrokerIP" => {
+                if value.is_empty() {
+                    self.dleger_leader_broker_ip = None;
+                } else if value.contains(|c: char| c.is_whitespace() || c == ';' || c == '/') {
+                    return Err(invalid(key, value, "must be a host name or IP address"));
+                } else {
+                    self.dleger_leader_broker_ip = Some(value.to_owned());
+                }
+            }
             "ferrumRaftHeartbeatIntervalMs" => {
                 self.raft_heartbeat_interval_ms = parse_range(key, value, 1, 60_000)?;
             }
@@ -605,6 +633,15 @@ impl BrokerConfig {
     /// Checks constraints that span keys, after every source has been applied.
     pub fn validate(&self) -> Result<(), ConfigError> {
         crate::raft::config::RaftConfig::from_broker_config(self)?;
+        if let Some(host) = &self.dleger_leader_broker_ip
+            && !self.enable_dleger_commit_log
+        {
+            return Err(invalid(
+                "dLegerLeaderBrokerIP",
+                host,
+                "only a Raft replica (enableDLegerCommitLog=true) advertises a leader address",
+            ));
+        }
         match self.broker_role {
             BrokerRole::Slave if self.broker_id == 0 => Err(invalid(
                 "brokerId",
@@ -1015,5 +1052,51 @@ mod tests {
         let mut bad = BrokerConfig::default();
         assert!(bad.set("haMasterAddress", "nohost").is_err());
         assert!(bad.set("brokerIdWhenDemoted", "0").is_err());
+    }
+
+    #[test]
+    fn a_raft_leader_registers_the_leader_address_followers_their_own() {
+        let peers = "n0-127.0.0.1:40911;n1-127.0.0.1:40912;n2-127.0.0.1:40913";
+        let loaded = load(&ConfigSources {
+            file_text: Some(format!(
+                "enableDLegerCommitLog=true\ndLegerPeers={peers}\ndLegerSelfId=n1\n\
+                 brokerIP1=g-1.g-headless.mq.svc\nbrokerRole=SLAVE\nbrokerId=2\n"
+            )),
+            env: vec![(
+                "FERRUM_BROKER_D_LEGER_LEADER_BROKER_IP".into(),
+                "g-master.mq.svc".into(),
+            )],
+            ..Default::default()
+        })
+        .expect("valid");
+        let c = &loaded.config;
+        assert!(loaded.unknown_keys.is_empty(), "{:?}", loaded.unknown_keys);
+        assert_eq!(c.registered_addr(0), "g-master.mq.svc:10911");
+        assert_eq!(c.registered_addr(2), "g-1.g-headless.mq.svc:10911");
+        let by_flag = load(&ConfigSources {
+            file_text: Some(format!(
+                "enableDLegerCommitLog=true\ndLegerPeers={peers}\ndLegerSelfId=n0\n\
+                 brokerRole=SLAVE\nbrokerId=1\n"
+            )),
+            overrides: vec!["dLegerLeaderBrokerIP=localhost".into()],
+            ..Default::default()
+        })
+        .expect("valid");
+        assert_eq!(by_flag.config.registered_addr(0), "localhost:10911");
+
+        // Outside Raft mode the key is refused, and every id registers brokerIP1.
+        let err = load(&sources("dLegerLeaderBrokerIP=g-master.mq.svc"))
+            .expect_err("not Raft")
+            .to_string();
+        assert!(err.contains("dLegerLeaderBrokerIP"), "{err}");
+        assert_eq!(
+            BrokerConfig::default().registered_addr(0),
+            "127.0.0.1:10911"
+        );
+        let mut bad = BrokerConfig::default();
+        assert!(bad.set("dLegerLeaderBrokerIP", "a b").is_err());
+        assert!(bad.set("dLegerLeaderBrokerIP", "a;b").is_err());
+        assert!(bad.set("dLegerLeaderBrokerIP", "").expect("known"));
+        assert_eq!(bad.dleger_leader_broker_ip, None);
     }
 }

@@ -150,13 +150,14 @@ impl Registrar {
             topic_config_serialize_wrapper: self.core.topics.snapshot(),
             filter_server_list: Vec::new(),
         };
+        // The runtime id: a promoted slave registers as 0 without a restart.
+        let broker_id = self.core.ha.role().broker_id;
         let header = RegisterBrokerRequestHeader {
             broker_name: config.broker_name.clone(),
-            broker_addr: self.core.broker_addr.clone(),
+            broker_addr: config.registered_addr(broker_id),
             cluster_name: config.broker_cluster_name.clone(),
             ha_server_addr: config.ha_server_addr(),
-            // The runtime id: a promoted slave registers as 0 without a restart.
-            broker_id: self.core.ha.role().broker_id,
+            broker_id,
             heartbeat_timeout_millis: None,
             enable_acting_master: None,
             compressed: Some(false),
@@ -233,7 +234,7 @@ impl Registrar {
         let config = &self.core.config;
         let header = UnregisterBrokerRequestHeader {
             broker_name: config.broker_name.clone(),
-            broker_addr: self.core.broker_addr.clone(),
+            broker_addr: config.registered_addr(broker_id),
             cluster_name: config.broker_cluster_name.clone(),
             broker_id,
         };
@@ -262,7 +263,10 @@ impl Registrar {
         loop {
             // A master partitioned while a slave was promoted steps down before it registers
             // as brokerId 0 again; the role change below then re-registers it as a slave.
-            crate::ha::remote::demote_if_superseded(&self.core).await;
+            // In Raft mode the election decides, never an epoch comparison.
+            if self.core.raft.get().is_none() {
+                crate::ha::remote::demote_if_superseded(&self.core).await;
+            }
             self.register_all().await;
             tokio::select! {
                 _ = tokio::time::sleep(period) => {}
@@ -271,7 +275,12 @@ impl Registrar {
                 _ = role.changed() => {
                     let id = role.borrow_and_update().broker_id;
                     if id != registered_id {
-                        self.unregister_id(registered_id).await;
+                        // A shared Raft leader address is the next leader's to take over:
+                        // unregistering it could remove that leader's registration.
+                        let config = &self.core.config;
+                        if config.registered_addr(registered_id) == config.broker_addr() {
+                            self.unregister_id(registered_id).await;
+                        }
                         registered_id = id;
                     }
                 }

@@ -277,7 +277,16 @@ async fn follow_leader(
     follower_id: i64,
 ) {
     loop {
-        let leader = metrics.borrow_and_update().current_leader;
+        let leader = {
+            let m = metrics.borrow_and_update();
+            // openraft restores a restarted leader from its vote before any peer has answered;
+            // announcing that as master would overwrite the real leader's registration.
+            m.current_leader.filter(|l| {
+                *l != self_node
+                    || (m.state == openraft::ServerState::Leader
+                        && m.millis_since_quorum_ack.is_some())
+            })
+        };
         let (role, id) = role_for(leader, self_node, follower_id);
         let now = core.ha.role();
         if now.role != role || now.broker_id != id {

@@ -120,9 +120,7 @@ fn invalid(key: &str, value: &str, reason: impl Into<String>) -> ConfigError {
 
 /// FNV-1a over the id's bytes: stable across versions and platforms, unlike `DefaultHasher`.
 pub fn node_id(id: &str) -> u64 {
-    id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    ferrum_protocol::replica::raft_node_id(id)
 }
 
 /// Parses `n0-host:port;n1-host:port;…` (DLedger's format; the id ends at the first `-`).
