@@ -389,8 +389,9 @@ impl LogInner {
             file_pos: self.file_len,
         };
         let bytes = slot.encode();
-        self.file
-            .write_all(&bytes)
+        // Positional: after truncate_from cut the file, the cursor still points past its end,
+        // and a cursor write would leave a hole that ends the log there on the next open.
+        std::os::unix::fs::FileExt::write_all_at(&self.file, &bytes, self.file_len)
             .map_err(|e| werr(AnyError::new(&e)))?;
         self.file_len += bytes.len() as u64;
         self.slots.push_back(slot);
@@ -838,6 +839,38 @@ mod tests {
         );
         assert_eq!(responses[1].refused, None);
         assert!(responses[1].len > 0);
+        store.shutdown().expect("store shuts down");
+    }
+
+    /// A deposed leader truncates its uncommitted tail and appends the new leader's entries;
+    /// after a crash every slot must still be there (the sidecar once kept writing at its old
+    /// end, the hole ended the log at the truncation point on reopen, and the CommitLog bytes
+    /// after it were thrown away).
+    #[test]
+    fn appends_after_a_truncation_survive_a_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let raft_dir = dir.path().join("raft");
+        let store = open_store(dir.path());
+        let (mut log, _) = open_storage(&raft_dir, store.clone()).expect("open");
+        append(&mut lock(&log.inner), (1..11).map(message).collect());
+        lock(&log.inner).truncate_from(6).expect("truncate");
+        let second_term = (6..16).map(|i| Entry {
+            log_id: log_id(2, i as u64),
+            ..message(i + 100)
+        });
+        append(&mut lock(&log.inner), second_term.collect());
+        let end = store.max_phy_offset();
+        let before = futures::executor::block_on(log.try_get_log_entries(1..16)).expect("read");
+        drop(log);
+        store.halt();
+
+        let store = open_store(dir.path());
+        let (mut log, _) = open_storage(&raft_dir, store.clone()).expect("reopen");
+        let state = futures::executor::block_on(log.get_log_state()).expect("state");
+        assert_eq!(state.last_log_id, Some(log_id(2, 15)));
+        assert_eq!(store.max_phy_offset(), end, "no CommitLog byte dropped");
+        let after = futures::executor::block_on(log.try_get_log_entries(1..16)).expect("read");
+        assert_eq!(after, before);
         store.shutdown().expect("store shuts down");
     }
 
