@@ -115,16 +115,6 @@ pub fn raft_node_id(dleger_id: &str) -> u64 {
     })
 }
 
-/// The node id a Raft replica uses for its DLedger id (`dLegerSelfId`, e.g. `n0`): FNV-1a
-/// over the id's bytes, so it depends on the id alone and is the same in every version and on
-/// every platform. [`RaftStatus::node_id`], `leader` and each peer's `node_id` are these ids,
-/// which is how a reader that knows the DLedger ids tells which replica answered.
-pub fn raft_node_id(dleger_id: &str) -> u64 {
-    dleger_id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
 /// One voter as a replica sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
