@@ -85,6 +85,23 @@ class Board:
         self.x += w
         self.row_h = max(self.row_h, h)
 
+    def row(self, title):
+        """A collapsible-free row header starting a new line of panels."""
+        if self.x:
+            self.x, self.y = 0, self.y + self.row_h
+        self.panels.append(
+            {
+                "id": len(self.panels) + 1,
+                "type": "row",
+                "title": title,
+                "collapsed": False,
+                "gridPos": {"h": 1, "w": 24, "x": 0, "y": self.y},
+                "panels": [],
+            }
+        )
+        self.y += 1
+        self.row_h = 0
+
     def stat(self, title, expr, unit="short", legend="", w=6, **kw):
         self.panel("stat", title, [(expr, legend)], unit=unit, w=w, h=4, **kw)
 
@@ -125,6 +142,17 @@ def overview():
         "Broker groups without a master",
         'count(max by (cluster, broker_name) (ferrum_broker_info{cluster=~"$cluster", role=~".*MASTER"} '
         'or ferrum_broker_info{cluster=~"$cluster"} * 0) < 1) or vector(0)',
+    )
+    b.stat(
+        "Raft groups without a leader",
+        'count(max by (raft_group) (ferrum_broker_raft_role{role="leader"}) < 1) or vector(0)',
+        description="Raft-mode groups in which no replica Prometheus scrapes is the leader (an election "
+        "normally ends within seconds).",
+    )
+    b.stat(
+        "Raft leader changes (1h)",
+        "sum(max by (raft_group) (increase(ferrum_broker_raft_elections_total[1h]))) or vector(0)",
+        description="New leaders elected in the last hour, over all Raft groups.",
     )
     b.ts(
         "Messages in / out per second",
@@ -334,7 +362,68 @@ def broker():
         f"sum(ferrum_broker_ha_handshake_rejections_total{{{SEL}}}) + sum(ferrum_broker_ha_demotions_total{{{SEL}}})",
         description="Refused HA handshakes (haSecret, group, version) plus split-brain demotions of a running master.",
     )
+    raft_row(b)
     return b
+
+
+def raft_row(b):
+    """Raft mode (enableDLegerCommitLog=true): series exist only on Raft replicas."""
+    b.row("Raft")
+    b.stat(
+        "Raft role",
+        f"ferrum_broker_raft_role{{{SEL}}} == 1",
+        legend="{{raft_group}} {{instance}} {{role}}",
+        w=8,
+        description="The current Raft role of each replica; exactly one per group should lead.",
+    )
+    b.stat(
+        "Raft term",
+        f"max by (raft_group) (ferrum_broker_raft_term{{{SEL}}})",
+        legend="{{raft_group}}",
+        w=8,
+        description="Each election opens a new term.",
+    )
+    b.stat(
+        "Leader quorum ack age",
+        f"max by (raft_group) (ferrum_broker_raft_leader_quorum_ack_age_seconds{{{SEL}}})",
+        legend="{{raft_group}}",
+        unit="s",
+        w=8,
+        description="Time since a majority last acknowledged the leader; it grows when the leader is cut off.",
+    )
+    b.ts(
+        "Raft commit and applied index",
+        [
+            (f"ferrum_broker_raft_commit_index{{{SEL}}}", "commit {{instance}}"),
+            (f"ferrum_broker_raft_applied_index{{{SEL}}}", "applied {{instance}}"),
+        ],
+        description="The newest entry a majority holds and the newest applied (visible to consumers).",
+    )
+    b.ts(
+        "Raft entries committed per second",
+        [(f"max by (raft_group) (rate(ferrum_broker_raft_commit_index{{{SEL}}}[$__rate_interval]))", "{{raft_group}}")],
+        unit="ops",
+    )
+    b.ts(
+        "Raft follower lag (entries, reported by the leader)",
+        [(f"max by (raft_group, peer) (ferrum_broker_raft_peer_lag_entries{{{SEL}}})", "{{raft_group}} {{peer}}")],
+        description="Entries of the leader's log each follower does not hold yet. Alert FerrumRaftFollowerLagHigh.",
+    )
+    b.ts(
+        "Raft apply lag (entries)",
+        [(f"ferrum_broker_raft_apply_lag_entries{{{SEL}}}", "{{instance}}")],
+        description="Committed entries a replica has not applied yet.",
+    )
+    b.ts(
+        "Raft leader changes",
+        [
+            (
+                f"max by (raft_group) (increase(ferrum_broker_raft_elections_total{{{SEL}}}[$__rate_interval]))",
+                "{{raft_group}}",
+            )
+        ],
+        description="New leaders seen by the group's replicas. Alert FerrumRaftLeaderChurn.",
+    )
 
 
 def consumer_lag():

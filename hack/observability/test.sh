@@ -3,7 +3,8 @@
 #   1. installs Debian's `prometheus` package if missing (it brings promtool);
 #   2. `promtool check rules` on charts/ferrum/files/prometheus-rules.yaml;
 #   3. starts ferrum-namesrv, two ferrum-brokers (groups broker-a and broker-b), a slave of
-#      broker-a (so the replication panels and alerts have series) and, on a
+#      broker-a (so the replication panels and alerts have series), a three-replica Raft
+#      group raft-obs (enableDLegerCommitLog, so the Raft panels and alerts have series) and, on a
 #      local control plane (hack/k8s), ferrum-operator with two Topic objects (one reconciles,
 #      one cannot reach its cluster and errors), each with its metrics endpoint;
 #   4. drives load with `ferrumctl bench produce` and a committing consumer;
@@ -11,8 +12,11 @@
 #      `for:` durations are shortened to FOR (default 2s), so alerts fire within the test;
 #   6. asserts through Prometheus' HTTP API that every dashboard panel/variable query and every
 #      alert expression returns data (hack/observability/check.py; allow-list.txt lists what may
-#      not), that produce traffic moves ferrum_broker_messages_in_total, and
-#      that kill -9 of a broker fires FerrumBrokerDown.
+#      not), that produce traffic moves ferrum_broker_messages_in_total and the Raft commit
+#      index, that kill -9 of a broker fires FerrumBrokerDown, that kill -9 of broker-a's master
+#      fires FerrumNoMasterInBrokerGroup for broker-a (master-slave), that kill -9 of the Raft
+#      leader shows a new leader in a higher term and moves ferrum_broker_raft_elections_total,
+#      and that killing a second replica (no majority left) fires FerrumRaftNoLeader.
 # Env: PROFILE=debug|release (binaries from target/<profile>, built if needed), FOR=2s.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -72,6 +76,7 @@ wait_for_line() { # file pattern
 
 NS=$(free_port); NS_M=$(free_port); A_M=$(free_port); B_M=$(free_port); OP_M=$(free_port)
 AS_M=$(free_port)
+R_M=($(free_port) $(free_port) $(free_port)); R_P=($(free_port) $(free_port) $(free_port))
 DEAD=$(free_port); PROM=$(free_port)
 CLUSTER=ObsCluster
 
@@ -105,6 +110,23 @@ say "starting ferrum-broker broker-a slave (brokerId 1, metrics $AS_M)"
   >"$W/broker-a-slave.log" 2>&1 &
 pids+=($!)
 wait_for_line "$W/broker-a-slave.log" "metrics on"
+
+RAFT_PEERS="n0-127.0.0.1:${R_P[0]};n1-127.0.0.1:${R_P[1]};n2-127.0.0.1:${R_P[2]}"
+declare -A raft_pid
+for i in 0 1 2; do
+  say "starting Raft replica n$i of raft-obs (Raft port ${R_P[$i]}, metrics ${R_M[$i]})"
+  "$bin/ferrum-broker" -n "127.0.0.1:$NS" \
+    --set brokerClusterName=$CLUSTER --set brokerName=raft-obs \
+    --set enableDLegerCommitLog=true --set dLegerGroup=raft-obs \
+    --set dLegerPeers="$RAFT_PEERS" --set dLegerSelfId="n$i" \
+    --set listenPort=0 --set bindAddress=127.0.0.1 \
+    --set metricsPort="${R_M[$i]}" --set storePathRootDir="$W/store-raft-$i" \
+    --set mappedFileSizeCommitLog=67108864 --set registerNameServerPeriod=2000 \
+    >"$W/raft-$i.log" 2>&1 &
+  raft_pid["127.0.0.1:${R_M[$i]}"]=$!
+  pids+=($!)
+done
+for i in 0 1 2; do wait_for_line "$W/raft-$i.log" "metrics on"; done
 
 # The operator needs an apiserver; hack/k8s builds (cached) and runs one without a kubelet.
 . "$root/hack/k8s/env.sh"
@@ -162,7 +184,7 @@ scrape_configs:
   - job_name: ferrum-namesrv
     static_configs: [{targets: ["127.0.0.1:$NS_M"]}]
   - job_name: ferrum-broker
-    static_configs: [{targets: ["127.0.0.1:$A_M", "127.0.0.1:$B_M", "127.0.0.1:$AS_M"]}]
+    static_configs: [{targets: ["127.0.0.1:$A_M", "127.0.0.1:$B_M", "127.0.0.1:$AS_M", "127.0.0.1:${R_M[0]}", "127.0.0.1:${R_M[1]}", "127.0.0.1:${R_M[2]}"]}]
   - job_name: ferrum-operator
     static_configs: [{targets: ["127.0.0.1:$OP_M"]}]
 EOF
@@ -187,12 +209,14 @@ wait_promql() { # expr wanted-predicate(python, on float v) timeout-seconds
   echo "timed out: $1 (last value '${v:-}')" >&2; return 1
 }
 
-say "waiting until Prometheus scrapes all 5 targets"
-wait_promql 'sum(up)' 'v == 5' 60 >/dev/null
+say "waiting until Prometheus scrapes all 8 targets"
+wait_promql 'sum(up)' 'v == 8' 60 >/dev/null
+say "waiting for raft-obs to elect a leader (one replica with role leader)"
+wait_promql 'sum(ferrum_broker_raft_role{role="leader"})' 'v == 1' 30 >/dev/null
 
 # 4. Load.
 export FERRUM_NAMESRV="127.0.0.1:$NS"
-say "creating ObsTopic on $CLUSTER and producing for 5 s"
+say "creating ObsTopic on $CLUSTER (broker-a, broker-b and the Raft leader) and producing for 5 s"
 "$bin/ferrumctl" topic create ObsTopic -c $CLUSTER -r 4 -w 4 >/dev/null
 "$bin/ferrumctl" bench produce ObsTopic -c 4 -s 512 -d 5 >"$W/bench.log" 2>&1
 say "consuming 200 messages with committed offsets (group obs-consumer); a tail holds pulls"
@@ -206,6 +230,9 @@ wait_promql 'sum(ferrum_operator_reconciles_total{result="error"})' 'v >= 1' 60 
 wait_promql 'sum(ferrum_broker_consumer_lag_messages)' 'v > 0' 30 >/dev/null
 say "waiting for broker-a's slave to be connected"
 wait_promql 'sum(ferrum_broker_ha_slaves_connected)' 'v >= 1' 30 >/dev/null
+say "waiting for raft-obs to commit the produced messages on every replica"
+wait_promql 'min(ferrum_broker_raft_commit_index{raft_group="raft-obs"})' 'v >= 1' 30 >/dev/null
+wait_promql 'count(ferrum_broker_raft_peer_lag_entries{raft_group="raft-obs"})' 'v == 2' 30 >/dev/null
 sleep 5
 
 # 6a. Every dashboard and alert query.
@@ -215,9 +242,12 @@ summary_queries="$(tail -n 1 "$W/check.txt")"
 
 # 6b. Produce traffic moves the counters.
 before="$(promql 'sum(ferrum_broker_messages_in_total)')"
+commit_before="$(promql 'max(ferrum_broker_raft_commit_index{raft_group="raft-obs"})')"
 "$bin/ferrumctl" bench produce ObsTopic -c 2 -s 128 --count 500 -d 30 >>"$W/bench.log" 2>&1
 after="$(wait_promql 'sum(ferrum_broker_messages_in_total)' "v >= $before + 500" 20)"
 say "messages in: $before -> $after after producing 500 more"
+commit_after="$(wait_promql 'max(ferrum_broker_raft_commit_index{raft_group="raft-obs"})' "v > $commit_before" 20)"
+say "raft-obs commit index: $commit_before -> $commit_after"
 
 # 6c. kill -9 of a broker fires FerrumBrokerDown.
 say "kill -9 broker-b; waiting for FerrumBrokerDown to fire"
@@ -230,9 +260,57 @@ instance="$(curl -fsS --get "$P/api/v1/query" --data-urlencode 'query=ALERTS{ale
   python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["result"][0]["metric"]["instance"])')"
 [ "$instance" = "127.0.0.1:$B_M" ] || { echo "FerrumBrokerDown fired for $instance, expected 127.0.0.1:$B_M" >&2; exit 1; }
 
+# 6d. kill -9 of broker-a's master leaves its slave: FerrumNoMasterInBrokerGroup (master-slave).
+say "kill -9 broker-a's master; waiting for FerrumNoMasterInBrokerGroup{broker_name=broker-a}"
+kill -9 "${broker_pid[a]}"
+{ wait "${broker_pid[a]}"; } 2>/dev/null || true
+t0=$(date +%s)
+wait_promql 'count(ALERTS{alertname="FerrumNoMasterInBrokerGroup", broker_name="broker-a", alertstate="firing"})' 'v >= 1' 60 >/dev/null
+no_master_after=$(( $(date +%s) - t0 ))
+
+# 6e. kill -9 of the Raft leader: a new leader in a higher term, the election counted.
+leader_q='ferrum_broker_raft_role{raft_group="raft-obs", role="leader"} == 1'
+first_instance() { # expr -> instance label of its first series, or empty
+  curl -fsS --get "$P/api/v1/query" --data-urlencode "query=$1" |
+    python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["metric"]["instance"] if r else "")'
+}
+old_leader="$(first_instance "$leader_q")"
+[ -n "$old_leader" ] || { echo "no Raft leader before the kill" >&2; exit 1; }
+term_before="$(promql 'max(ferrum_broker_raft_term{raft_group="raft-obs"})')"
+elections_before="$(promql 'max(ferrum_broker_raft_elections_total{raft_group="raft-obs"})')"
+say "kill -9 the Raft leader $old_leader (term $term_before, elections seen $elections_before)"
+kill -9 "${raft_pid[$old_leader]}"
+{ wait "${raft_pid[$old_leader]}"; } 2>/dev/null || true
+t0=$(date +%s)
+new_leader=""
+for _ in $(seq 1 60); do
+  new_leader="$(first_instance "$leader_q" 2>/dev/null || true)"
+  [ -n "$new_leader" ] && [ "$new_leader" != "$old_leader" ] && break
+  new_leader=""
+  sleep 1
+done
+[ -n "$new_leader" ] || { echo "Prometheus saw no new Raft leader after killing $old_leader" >&2; exit 1; }
+elected_after=$(( $(date +%s) - t0 ))
+term_after="$(wait_promql 'max(ferrum_broker_raft_term{raft_group="raft-obs"})' "v > $term_before" 20)"
+elections_after="$(wait_promql 'max(ferrum_broker_raft_elections_total{raft_group="raft-obs"})' "v > $elections_before" 20)"
+say "new Raft leader $new_leader seen by Prometheus ${elected_after}s after the kill; term $term_before -> $term_after, elections $elections_before -> $elections_after"
+
+# 6f. One replica of three left: no majority, no leader, FerrumRaftNoLeader fires.
+say "kill -9 the new leader $new_leader; waiting for FerrumRaftNoLeader{raft_group=raft-obs}"
+kill -9 "${raft_pid[$new_leader]}"
+{ wait "${raft_pid[$new_leader]}"; } 2>/dev/null || true
+t0=$(date +%s)
+wait_promql 'count(ALERTS{alertname="FerrumRaftNoLeader", raft_group="raft-obs", alertstate="firing"})' 'v >= 1' 60 >/dev/null
+no_leader_after=$(( $(date +%s) - t0 ))
+
 echo
 echo "observability test passed in $(( $(date +%s) - started )) s"
 echo "  rules:       promtool check rules OK ($(grep -c '^ *- alert:' "$RULES") alerts)"
 echo "  queries:     $summary_queries"
 echo "  counters:    ferrum_broker_messages_in_total $before -> $after"
 echo "  broker down: FerrumBrokerDown firing for $instance ${fired_after}s after kill -9 (for: $FOR in the test copy)"
+echo "  no master:   FerrumNoMasterInBrokerGroup firing for broker-a ${no_master_after}s after kill -9 of its master"
+echo "  raft:        commit index $commit_before -> $commit_after under produce; leader $old_leader killed ->"
+echo "               new leader $new_leader in Prometheus after ${elected_after}s, term $term_before -> $term_after,"
+echo "               elections seen $elections_before -> $elections_after"
+echo "  no leader:   FerrumRaftNoLeader firing ${no_leader_after}s after killing the second replica of three"
