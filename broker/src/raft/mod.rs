@@ -3,7 +3,7 @@
 //! This module owns the Raft-mode configuration ([`config`]), the Raft log kept in the
 //! CommitLog ([`log_store`]), the replicas' RPC transport ([`network`]) and the status report
 //! read from openraft's metrics ([`status`]), and the CommitLog retention floor that keeps
-//! what followers still need ([`retention`]). It must not encode
+//! what followers still need ([`retention`]), and leadership transfer ([`transfer`]). It must not encode
 //! messages itself (ferrum-store does) nor touch the broker's send path or registration; the
 //! broker wires a [`RaftNode`] in, and the role it reports decides master or slave.
 //!
@@ -63,9 +63,13 @@
 //!   CommitLog files; a snapshot carries no bytes.
 //! - With `SYNC_FLUSH` the leader's append waits for the group commit on the Raft task and
 //!   followers do not flush before acknowledging.
-//! - openraft 0.9 has no leader transfer, and followers refuse votes while their leader lease
-//!   (the maximum election timeout since the last heartbeat) runs, so a transfer has to stop
-//!   the leader's heartbeats first.
+//! - openraft 0.9 has no leader transfer; [`transfer`] builds one from its runtime switches
+//!   (write gate, paused heartbeats and elections, a `TimeoutNow` RPC to the target).
+//! - A replica whose disk was lost rejoins empty under its old `dLegerSelfId` and is repaired
+//!   from the leader's log (openraft's `loosen-follower-log-revert` lets the leader accept a
+//!   follower log that got shorter). That needs the leader's CommitLog from offset 0: once
+//!   retention deleted old files, reading those entries is a storage error, which openraft
+//!   treats as fatal for the leader's node. The procedure and this limit are in `docs/raft.md`.
 //! - The sidecar keeps one slot per entry in memory and on disk; purged slots are skipped, not
 //!   compacted.
 //!

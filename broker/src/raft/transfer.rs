@@ -16,11 +16,15 @@
 //!    steps down it does not campaign against the target with the very same log.
 //! 4. It sends Ferrum's `TimeoutNow` RPC over the Raft transport; the target checks it still
 //!    follows that leader in that term with the whole log, then campaigns at once
-//!    (`trigger().elect()`, which ignores the election timer) and again every half minimum
-//!    election timeout until it leads or the bound passes. The old leader grants its vote as
-//!    soon as its own lease (counted from its election) is over or it has adopted the target's
-//!    term, so in a group of three the target usually wins its first or second campaign; at
-//!    worst it wins when the other followers' leases end.
+//!    (`trigger().elect()`, which ignores the election timer) and again every half heartbeat
+//!    interval until it leads or the bound passes. The old leader grants its vote as soon as
+//!    its own lease (counted from its election) is over, so a leader that has led for a while
+//!    hands over in one campaign. A leader elected less than a lease ago refuses; for that
+//!    case it keeps sending an explicit heartbeat every quarter heartbeat interval while it
+//!    still leads: the target answers it with its higher term, the old leader steps down and
+//!    adopts that term (no lease then) and grants the target's next campaign. Without the old
+//!    leader the target needs followers whose lease has run out (at most the maximum election
+//!    timeout after the last heartbeat).
 //! 5. The old leader waits until it sees the target lead, then restores heartbeats and
 //!    elections and opens the gate; held proposals reach openraft, which now refuses them with
 //!    the new leader's name (SERVICE_NOT_AVAILABLE, as any follower answers a send). If the
@@ -29,9 +33,8 @@
 //!    ordinary election meanwhile).
 //!
 //! Safety is openraft's: the gate and the paused heartbeats and elections only change who
-//! campaigns when;
-//! votes, terms and commit rules are untouched, so no write is acknowledged without a majority
-//! and no committed write is lost, whatever happens during a transfer.
+//! campaigns when; votes, terms and commit rules are untouched, so no write is acknowledged
+//! without a majority and no committed write is lost, whatever happens during a transfer.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -312,7 +315,8 @@ pub async fn transfer(
     let handover = Handover::new(raft);
     let within = remaining();
     tracing::info!(target = %target.id, term = metrics.current_term, ?last, "Raft leader transfer: asking the target to campaign");
-    let answer = timeout_now(
+    let switch = NetworkSwitch::default();
+    let call = timeout_now(
         &target.addr,
         TimeoutNowRequest {
             leader: self_node,
@@ -321,9 +325,12 @@ pub async fn transfer(
             within_ms: within.as_millis() as u64,
         },
         within + Duration::from_secs(1),
-        &NetworkSwitch::default(),
-    )
-    .await;
+        &switch,
+    );
+    let answer = tokio::select! {
+        answer = call => answer,
+        never = nudge_until_deposed(raft) => match never {},
+    };
     let lost = |reason: String| {
         let now = raft.metrics().borrow().clone();
         TransferError::TargetLost {
@@ -370,6 +377,23 @@ pub async fn transfer(
     })
 }
 
+/// While this replica still leads, a heartbeat every quarter heartbeat interval (`trigger()` is not
+/// affected by the paused ones). A leader elected less than a lease ago refuses the target's
+/// vote, but the target answers the heartbeat with its higher term, which makes this replica
+/// step down and adopt that term without a lease, so it grants the target's next campaign
+/// instead of the target waiting for every follower's lease to run out. Never returns; the
+/// caller drops it once the target answered.
+async fn nudge_until_deposed(raft: &RaftNode) -> std::convert::Infallible {
+    let every = Duration::from_millis((raft.config().heartbeat_interval / 4).max(10));
+    loop {
+        tokio::time::sleep(every).await;
+        let leads = raft.metrics().borrow().state == ServerState::Leader;
+        if leads && let Err(e) = raft.trigger().heartbeat().await {
+            tracing::debug!(error = %e, "Raft leader transfer: heartbeat not sent");
+        }
+    }
+}
+
 /// The target's side of `TimeoutNow`: campaigns until it leads or `within_ms` passes.
 pub async fn campaign(raft: &RaftNode, req: TimeoutNowRequest) -> TimeoutNowResponse {
     let answer =
@@ -407,7 +431,7 @@ pub async fn campaign(raft: &RaftNode, req: TimeoutNowRequest) -> TimeoutNowResp
     // A voter refuses while its lease runs (the old leader's since its election, the others'
     // since the last heartbeat, at most the maximum election timeout), so campaigns are
     // repeated often rather than waiting a whole election timeout each time.
-    let retry = Duration::from_millis((raft.config().election_timeout_min / 2).max(50));
+    let retry = Duration::from_millis((raft.config().heartbeat_interval / 2).max(25));
     let self_node = metrics.id;
     loop {
         if let Err(e) = raft.trigger().elect().await {
