@@ -1,6 +1,8 @@
 package io.ferrum.e2e;
 
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.Set;
 import java.util.concurrent.ConcurrentHashMap;
 
@@ -23,10 +25,12 @@ import org.apache.rocketmq.common.message.MessageExt;
  * produce-consume NAMESRV TOPIC COUNT   COUNT sync sends, then a push consumer (new group,
  *                                       from the first offset) must receive every acknowledged
  *                                       one; prints "summary acked=A consumed=C lost=L"
- * failover NAMESRV TOPIC SECONDS        one sync send every 20 ms for SECONDS; prints each
- *                                       change between failing and succeeding as
- *                                       "ok|fail SEND_START_MS END_MS WHY", then reads back
- *                                       every acknowledged message like produce-consume
+ * failover NAMESRV TOPIC SECONDS [STOP]  one sync send every 20 ms for SECONDS, or until the
+ *                                       file STOP exists; prints every send as
+ *                                       "send START_MS END_MS SEND_OK|WHY" (wall clock, so a
+ *                                       script can line sends up with the kills it made), then
+ *                                       reads back every acknowledged message like
+ *                                       produce-consume
  * </pre>
  * Exit status 0 only when nothing acknowledged is missing.
  */
@@ -37,8 +41,8 @@ public final class ClusterClient {
     }
 
     public static void main(String[] args) throws Exception {
-        if (args.length != 4) {
-            System.err.println("usage: produce-consume|failover NAMESRV TOPIC COUNT|SECONDS");
+        if (args.length != 4 && args.length != 5) {
+            System.err.println("usage: produce-consume|failover NAMESRV TOPIC COUNT|SECONDS [STOP]");
             System.exit(2);
         }
         String namesrv = args[1];
@@ -51,7 +55,8 @@ public final class ClusterClient {
         Set<String> acked = ConcurrentHashMap.newKeySet();
         switch (args[0]) {
             case "produce-consume" -> produce(producer, topic, tag, n, acked);
-            case "failover" -> failover(producer, topic, tag, n * 1000, acked);
+            case "failover" -> failover(producer, topic, tag, n * 1000,
+                    args.length == 5 ? Path.of(args[4]) : null, acked);
             default -> {
                 System.err.println("unknown mode " + args[0]);
                 System.exit(2);
@@ -90,12 +95,11 @@ public final class ClusterClient {
     }
 
     private static void failover(DefaultMQProducer producer, String topic, String tag, long forMs,
-            Set<String> acked) throws InterruptedException {
+            Path stop, Set<String> acked) throws InterruptedException {
         long until = System.currentTimeMillis() + forMs;
-        Boolean lastOk = null;
         long i = 0;
         long failed = 0;
-        while (System.currentTimeMillis() < until) {
+        while (System.currentTimeMillis() < until && (stop == null || !Files.exists(stop))) {
             Message msg = message(topic, tag, i++);
             long start = System.currentTimeMillis();
             boolean ok;
@@ -113,11 +117,7 @@ public final class ClusterClient {
             } else {
                 failed++;
             }
-            if (lastOk == null || lastOk != ok) {
-                System.out.println((ok ? "ok " : "fail ") + start + " " + System.currentTimeMillis() + " " + why);
-                System.out.flush();
-                lastOk = ok;
-            }
+            System.out.println("send " + start + " " + System.currentTimeMillis() + " " + why);
             Thread.sleep(20);
         }
         System.out.println("produced sent=" + i + " acked=" + acked.size() + " failed=" + failed);
