@@ -36,7 +36,8 @@ NEEDS = {
     "PodDisruptionBudget": ("policy", "poddisruptionbudgets",
                             {"list", "watch", "create", "patch"}, "owns; apply"),
     "PersistentVolumeClaim": ("", "persistentvolumeclaims", {"get", "patch"}, "volume growth"),
-    "Pod": ("", "pods", {"list", "patch"}, "ready ordinals by label; master role label"),
+    "Pod": ("", "pods", {"list", "watch", "patch"},
+            "ready ordinals by label; master role label; watched so a Raft group relabels its leader"),
     "Pod/eviction": ("", "pods/eviction", {"create"}, "rolling restart through the Eviction API"),
     "Event": ("events.k8s.io", "events", {"create", "patch"}, "kube Recorder"),
 }

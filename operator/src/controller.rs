@@ -14,6 +14,7 @@ use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
@@ -175,6 +176,8 @@ async fn reconcile_once(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<(Acti
     let mut replica_statuses = None;
     let mut notes = None;
     let mut promotion_problem = None;
+    // Raft: the replica chosen as leader this pass (see replicas::choose_leader).
+    let mut raft_leader = None;
     let mut roll = crate::roll::RollOutcome {
         status: bg.status.as_ref().and_then(|s| s.roll.clone()),
         new_master: None,
@@ -189,6 +192,14 @@ async fn reconcile_once(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<(Acti
             )),
         };
         let admin = crate::replicas::admin(&namesrv);
+        // Raft: ready pods are also asked by their own DNS names, so the leader is found even
+        // while the master Service selects no pod.
+        let raft_fallback = if bg.spec.mode == BrokerMode::Raft {
+            let ready = ready_ordinals(client, ns, &id.name).await?;
+            crate::replicas::pod_addrs(&id.name, ns, &ready)
+        } else {
+            Default::default()
+        };
         let observe = |master: i32| {
             crate::replicas::observe(
                 &admin,
@@ -198,9 +209,11 @@ async fn reconcile_once(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<(Acti
                 bg.spec.mode,
                 bg.spec.replicas,
                 master,
+                &raft_fallback,
             )
         };
         let mut observed = observe(master).await;
+        raft_leader = observed.leader;
         if bg.spec.mode == BrokerMode::MasterSlave
             && let Some(target) = bg.spec.promote.filter(|p| *p != master)
         {
@@ -258,12 +271,21 @@ async fn reconcile_once(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<(Acti
         if bg.spec.mode == BrokerMode::MasterSlave {
             label_master(client, ns, &id.name, bg.spec.replicas, master).await?;
         }
+        // Raft: the label follows the elected leader. With none observed it stays where it
+        // is (the brokers may only be unreachable from here) and the pass comes back soon.
+        if let Some(leader) = raft_leader {
+            master = leader;
+            label_master(client, ns, &id.name, bg.spec.replicas, leader).await?;
+        }
         let ready_pods = ready_ordinals(client, ns, &id.name).await?;
         replica_statuses = Some(crate::replicas::replica_statuses(
             &id.name,
             bg.spec.mode,
             bg.spec.replicas,
-            master,
+            match bg.spec.mode {
+                BrokerMode::MasterSlave => master,
+                BrokerMode::Raft => raft_leader.unwrap_or(-1),
+            },
             &observed.registered,
             &observed.views,
             &ready_pods,
@@ -341,14 +363,29 @@ async fn reconcile_once(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<(Acti
         promotion: promotion_problem,
         rolling: roll.progress(),
     };
-    // The broker's own word on who is master wins over the operator's memory (Raft elects).
-    let observed_master = replica_statuses
-        .as_deref()
-        .and_then(crate::replicas::observed_master);
+    // The broker's own word on who is master wins over the operator's memory (Raft elects:
+    // the leader chosen from the replicas' Raft status, which is the pod the label is on).
+    let observed_master = match bg.spec.mode {
+        BrokerMode::Raft => raft_leader.map(|l| build::pod_name(&id.name, l)),
+        BrokerMode::MasterSlave => replica_statuses
+            .as_deref()
+            .and_then(crate::replicas::observed_master),
+    };
     let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let electing = raft_electing(&bg, is_paused, &problems, raft_leader);
+    let mut conditions = conditions(&obs, &previous, &now);
+    if electing {
+        crate::replicas::electing_condition(
+            &mut conditions,
+            &id.name,
+            bg.metadata.generation,
+            &previous,
+            &now,
+        );
+    }
     let status = BrokerGroupStatus {
         observed_generation: bg.metadata.generation,
-        conditions: conditions(&obs, &previous, &now),
+        conditions,
         master: observed_master.or_else(|| {
             (bg.spec.mode == BrokerMode::MasterSlave).then(|| build::pod_name(&id.name, master))
         }),
@@ -375,6 +412,10 @@ async fn reconcile_once(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<(Acti
         )
         .await?;
 
+    if electing {
+        tracing::info!(group = %id.name, namespace = ns, "no Raft leader observed yet");
+        return Ok((Action::requeue(RAFT_ELECTION_RECHECK), true));
+    }
     if problems.is_empty() {
         tracing::info!(group = %id.name, namespace = ns, ready, "reconciled");
         // A roll waits on pods and brokers the controller does not watch: look again soon.
@@ -384,6 +425,28 @@ async fn reconcile_once(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<(Acti
         tracing::warn!(group = %id.name, namespace = ns, ?problems, "invalid spec");
         Ok((Action::requeue(Duration::from_secs(300)), false))
     }
+}
+
+/// How soon a Raft group without an observed leader is looked at again: an election takes
+/// about a second, and clients reach the new leader through the master Service only once the
+/// label is on it.
+pub const RAFT_ELECTION_RECHECK: Duration = Duration::from_millis(700);
+
+/// Whether this pass found a valid, unpaused Raft group without a leader to label.
+fn raft_electing(bg: &BrokerGroup, paused: bool, problems: &[String], leader: Option<i32>) -> bool {
+    bg.spec.mode == BrokerMode::Raft && !paused && problems.is_empty() && leader.is_none()
+}
+
+/// The BrokerGroup a broker pod belongs to (its `app.kubernetes.io/instance` label), so a pod
+/// that dies, restarts or turns Ready triggers a pass: that is when a Raft group elects.
+pub fn group_of_pod(pod: &Pod) -> Option<ObjectRef<DeserializeGuard<BrokerGroup>>> {
+    let labels = pod.metadata.labels.as_ref()?;
+    if labels.get("app.kubernetes.io/name").map(String::as_str) != Some("ferrum-broker") {
+        return None;
+    }
+    let group = labels.get("app.kubernetes.io/instance")?;
+    let ns = pod.metadata.namespace.as_deref()?;
+    Some(ObjectRef::new(group).within(ns))
 }
 
 /// Promotes replica `target` (MasterSlave) with FERRUM_PROMOTE_BROKER once it is a caught-up
@@ -615,6 +678,14 @@ async fn run_scoped(ctx: Context, namespace: Option<&str>) {
         cfg.clone(),
     )
     .owns(scoped::<StatefulSet>(&client, namespace), cfg.clone())
+    // Broker pods are owned by the StatefulSet, not the group: mapped through their labels.
+    .watches(
+        scoped::<Pod>(&client, namespace),
+        watcher::Config::default().labels(&format!(
+            "app.kubernetes.io/name=ferrum-broker,app.kubernetes.io/managed-by={MANAGER}"
+        )),
+        |pod| group_of_pod(&pod),
+    )
     .owns(scoped::<ConfigMap>(&client, namespace), cfg.clone())
     .owns(scoped::<Service>(&client, namespace), cfg.clone())
     .owns(scoped::<PodDisruptionBudget>(&client, namespace), cfg)
@@ -645,5 +716,28 @@ mod tests {
         assert!(guard.0.is_err());
         assert_eq!(guard.name_any(), "broken");
         assert_eq!(guard.object_ref(&()).kind.as_deref(), Some("BrokerGroup"));
+    }
+
+    #[test]
+    fn a_broker_pod_maps_to_its_group() {
+        let pod = |labels: serde_json::Value| -> Pod {
+            serde_json::from_value(serde_json::json!({
+                "metadata": { "name": "orders-1", "namespace": "mq", "labels": labels }
+            }))
+            .expect("pod")
+        };
+        let broker = pod(serde_json::json!({
+            "app.kubernetes.io/name": "ferrum-broker",
+            "app.kubernetes.io/instance": "orders"
+        }));
+        let target = group_of_pod(&broker).expect("a group");
+        assert_eq!(target.name, "orders");
+        assert_eq!(target.namespace.as_deref(), Some("mq"));
+        let other = pod(serde_json::json!({
+            "app.kubernetes.io/name": "ferrum-namesrv",
+            "app.kubernetes.io/instance": "c-namesrv"
+        }));
+        assert!(group_of_pod(&other).is_none());
+        assert!(group_of_pod(&pod(serde_json::json!({}))).is_none());
     }
 }

@@ -28,6 +28,7 @@ pub const MANAGED_KEYS: &[&str] = &[
     "dLegerGroup",
     "dLegerPeers",
     "dLegerSelfId",
+    "dLegerLeaderBrokerIP",
 ];
 
 /// MasterSlave brokerId: the master is 0; the replica at ordinal 0 takes the promoted
@@ -93,13 +94,14 @@ pub fn broker_conf(
             );
         }
         BrokerMode::Raft => {
-            // Leadership moves without a restart, so each replica advertises itself.
-            set("brokerId", ordinal.to_string());
-            set(
-                "brokerRole",
-                spec.replication.broker_role.as_str().to_owned(),
-            );
+            // The election decides the role at run time: each replica starts as a follower,
+            // registered under its own pod DNS name as position in dLegerPeers + 1 (the ids
+            // the broker uses), and while it leads registers brokerId 0 under the Service
+            // that follows the leader label, so clients' cached master address stays valid.
+            set("brokerId", (ordinal + 1).to_string());
+            set("brokerRole", "SLAVE".to_owned());
             set("brokerIP1", pod_dns(group, ordinal, ns));
+            set("dLegerLeaderBrokerIP", master_dns(group, ns));
             set("enableDLegerCommitLog", "true".to_owned());
             set("dLegerGroup", group.clone());
             set("dLegerPeers", raft_peers(group, ns, spec.replicas));
@@ -218,6 +220,18 @@ mod tests {
             "n0-orders-0.orders-headless.mq.svc:40911;n1-orders-1.orders-headless.mq.svc:40911;n2-orders-2.orders-headless.mq.svc:40911"
         );
         assert_eq!(r["brokerIP1"], "orders-1.orders-headless.mq.svc");
+        // Leader: brokerId 0 at the master Service; follower: position + 1 at its own name.
+        assert_eq!(r["dLegerLeaderBrokerIP"], "orders-master.mq.svc");
+        assert_eq!(r["brokerId"], "2");
+        assert_eq!(r["brokerRole"], "SLAVE");
+        for ordinal in 0..3 {
+            let c = conf(fixtures::RAFT, ordinal, 0);
+            assert_eq!(c["brokerId"], (ordinal + 1).to_string());
+            assert_eq!(c["dLegerLeaderBrokerIP"], "orders-master.mq.svc");
+            assert_eq!(c["dLegerSelfId"], format!("n{ordinal}"));
+        }
+        assert!(!conf(fixtures::MASTER_SLAVE, 0, 0).contains_key("dLegerLeaderBrokerIP"));
+        assert!(MANAGED_KEYS.contains(&"dLegerLeaderBrokerIP"));
     }
 
     #[test]
