@@ -17,6 +17,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,7 +27,7 @@ use ferrum_protocol::headers::PullMessageRequestHeader;
 use ferrum_protocol::route::TopicConfig;
 use ferrum_protocol::{RemotingCommand, RequestCode, ResponseCode};
 
-use common::{Proc, eventually, request, start_broker_with_sets, start_namesrv};
+use common::{Proc, eventually, request, sibling_binary, start_broker_with_sets, start_namesrv};
 
 const CLUSTER: &str = "RaftCluster";
 const NAME: &str = "raft-t";
@@ -444,6 +445,37 @@ async fn transfers(rounds: usize) {
         sender.wait_for_more(before).await;
         leader = new_leader;
     }
+    // The same through ferrumctl, as an operator would run it.
+    group.wait_caught_up(leader).await;
+    let namesrv = group.namesrv.addr.clone();
+    let leader_addr = group.addr(leader);
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(sibling_binary("ferrum-client", "ferrumctl"))
+            .args(["-n", &namesrv, "--json", "raft", "transfer-leader", "-b"])
+            .arg(&leader_addr)
+            .output()
+            .expect("run ferrumctl")
+    })
+    .await
+    .expect("ferrumctl ran");
+    assert!(
+        out.status.success(),
+        "ferrumctl raft transfer-leader: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("ferrumctl prints JSON");
+    assert_eq!(result["previousLeaderId"], format!("n{leader}"));
+    let new_leader: usize = result["leaderId"]
+        .as_str()
+        .and_then(|id| id.strip_prefix('n'))
+        .and_then(|n| n.parse().ok())
+        .expect("leaderId nN");
+    assert_ne!(new_leader, leader);
+    let ok = eventually(STEP, || async { group.roles().await == Some(new_leader) }).await;
+    assert!(ok, "ferrumctl's new master registered");
+    leader = new_leader;
+
     let acked = sender.finish().await;
     let (am, ax) = median_max(&answered);
     let (rm, rx) = median_max(&registered);
@@ -525,10 +557,41 @@ async fn replace_replica() {
 
     let lost = (leader + 1) % 3;
     group.replicas[lost].take().expect("follower runs").kill();
+    // A transfer to the stopped replica fails within its bound and leaves the leader leading
+    // (heartbeats and elections back on): sends go on, no new election.
+    let failed = transfer_raw(&group.addr(leader), Some(&format!("n{lost}"))).await;
+    assert!(
+        [
+            ResponseCode::SYSTEM_ERROR.code(),
+            ResponseCode::SYSTEM_BUSY.code()
+        ]
+        .contains(&failed.code),
+        "a transfer to a stopped replica fails: {} {:?}",
+        failed.code,
+        failed.remark
+    );
+    let remark = failed.remark.unwrap_or_default();
+    assert!(remark.contains(&format!("n{lost}")), "{remark}");
+    let term_before = group
+        .admin
+        .raft_status(&group.addr(leader))
+        .await
+        .expect("status")
+        .term;
     let dir = group.dirs[lost].path().to_owned();
     std::fs::remove_dir_all(&dir).expect("the follower's store is deleted");
     assert!(!dir.exists());
     send_n(&group.addr(leader), 50, "while-down", &mut acked).await;
+    let status = group
+        .admin
+        .raft_status(&group.addr(leader))
+        .await
+        .expect("status");
+    assert_eq!(
+        (status.role.as_str(), status.term),
+        ("Leader", term_before),
+        "the leader kept leading after the failed transfer"
+    );
 
     // Same dLegerSelfId, empty disk: it rejoins as a slave and is repaired from the leader's log.
     group.restart(lost);

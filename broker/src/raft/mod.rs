@@ -3,9 +3,10 @@
 //! This module owns the Raft-mode configuration ([`config`]), the Raft log kept in the
 //! CommitLog ([`log_store`]), the replicas' RPC transport ([`network`]) and the status report
 //! read from openraft's metrics ([`status`]), and the CommitLog retention floor that keeps
-//! what followers still need ([`retention`]), and leadership transfer ([`transfer`]). It must not encode
-//! messages itself (ferrum-store does) nor touch the broker's send path or registration; the
-//! broker wires a [`RaftNode`] in, and the role it reports decides master or slave.
+//! what followers still need ([`retention`]), and leadership transfer ([`transfer`]). It must
+//! not encode messages itself (ferrum-store does) nor touch the broker's send path or
+//! registration; the broker wires a [`RaftNode`] in, and the role it reports decides master or
+//! slave.
 //!
 //! # Library: openraft 0.9
 //!
