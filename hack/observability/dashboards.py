@@ -513,6 +513,25 @@ def operator():
         [(f"sum by (kind, result) (increase(ferrum_operator_reconciles_total{{{sel}}}[1h]))", "{{kind}} {{result}}")],
         w=24,
     )
+    # Rolling restarts of BrokerGroups (gauges set on every BrokerGroup pass).
+    b.row("Rolling restarts")
+    b.stat(
+        "BrokerGroups rolling",
+        "sum(ferrum_operator_rolls_in_progress)",
+        w=8,
+        description="Groups with pods left to restart onto the current template. Alert FerrumRollStuck.",
+    )
+    b.stat("Pods left to restart", "sum(ferrum_operator_roll_pods_pending)", w=8)
+    b.stat(
+        "Pods restarted by rolls (1h)",
+        "sum(increase(ferrum_operator_roll_pod_restarts_total[1h])) or vector(0)",
+        w=8,
+    )
+    b.ts(
+        "Pods left to restart by group",
+        [("sum by (namespace, group) (ferrum_operator_roll_pods_pending)", "{{namespace}}/{{group}}")],
+        w=24,
+    )
     return b
 
 

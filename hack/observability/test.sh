@@ -6,7 +6,8 @@
 #      broker-a (so the replication panels and alerts have series), a three-replica Raft
 #      group raft-obs (enableDLegerCommitLog, so the Raft panels and alerts have series) and, on a
 #      local control plane (hack/k8s), ferrum-operator with two Topic objects (one reconciles,
-#      one cannot reach its cluster and errors), each with its metrics endpoint;
+#      one cannot reach its cluster and errors) and a BrokerGroup (its pods never run without a
+#      kubelet, but its roll gauges are published), each with its metrics endpoint;
 #   4. drives load with `ferrumctl bench produce` and a committing consumer;
 #   5. runs Prometheus (scrape and evaluation every 1 s) on a copy of the real rule file whose
 #      `for:` durations are shortened to FOR (default 2s), so alerts fire within the test;
@@ -149,6 +150,7 @@ done
 say "starting ferrum-operator (metrics $OP_M); cluster 'ghost' points at a closed port, its topic is deleted"
 KUBECONFIG="$FERRUM_KUBECONFIG" "$bin/ferrum-operator" run --metrics-listen "127.0.0.1:$OP_M" \
   --namesrv-override "$CLUSTER=127.0.0.1:$NS" --namesrv-override "ghost=127.0.0.1:$DEAD" \
+  --namesrv-override "obs-k8s=127.0.0.1:$NS" \
   >"$W/operator.log" 2>&1 &
 pids+=($!)
 "$FERRUM_KUBECTL" --kubeconfig "$FERRUM_KUBECONFIG" apply -f - >/dev/null <<EOF
@@ -161,6 +163,21 @@ apiVersion: ferrum.dev/v1alpha1
 kind: Topic
 metadata: {name: obs-ghost-topic, namespace: default}
 spec: {clusterName: ghost, topicName: ObsGhostTopic, readQueueNums: 4, writeQueueNums: 4, perm: 6}
+EOF
+# A BrokerGroup (its cluster's NameServer is the test's): without a kubelet its pods never run, but the operator
+# reconciles it every pass and publishes its roll gauges (ferrum_operator_roll_*).
+"$FERRUM_KUBECTL" --kubeconfig "$FERRUM_KUBECONFIG" apply -f - >/dev/null <<EOF
+apiVersion: ferrum.dev/v1alpha1
+kind: BrokerGroup
+metadata: {name: obs-group, namespace: default}
+spec:
+  clusterName: obs-k8s
+  mode: MasterSlave
+  replicas: 2
+  image: ferrum/broker:0.1.0
+  replication: {brokerRole: ASYNC_MASTER}
+  storage: {size: 1Gi}
+  nameServer: {replicas: 1, image: ferrum/namesrv:0.1.0}
 EOF
 # Deleting the ghost topic runs its finalizer, which cannot reach the ghost cluster's
 # NameServer: those reconciles fail and are retried, feeding result="error".
@@ -227,6 +244,8 @@ pids+=($!)
 
 say "waiting for the operator's reconciles (ok and error) and for rate windows to fill"
 wait_promql 'sum(ferrum_operator_reconciles_total{result="error"})' 'v >= 1' 60 >/dev/null
+say "waiting for the operator's roll gauges of BrokerGroup obs-group"
+wait_promql 'count(ferrum_operator_roll_pods_pending{group="obs-group"})' 'v >= 1' 60 >/dev/null
 wait_promql 'sum(ferrum_broker_consumer_lag_messages)' 'v > 0' 30 >/dev/null
 say "waiting for broker-a's slave to be connected"
 wait_promql 'sum(ferrum_broker_ha_slaves_connected)' 'v >= 1' 30 >/dev/null
