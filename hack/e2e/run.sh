@@ -8,6 +8,9 @@
 #  3. master-slave failover drill (broker/tests/master_slave.rs with FERRUM_E2E_LONG): 20 s of
 #     load before kill -9 of the master, + 1 and + 2 slaves, SYNC_MASTER and ASYNC_MASTER.
 #  4. master-slave partition drill in network namespaces (hack/e2e/partition.sh; root only).
+#  4b. Raft safety drill: 50 seeded fault schedules (partitions, loss, slow links, kills,
+#     freezes) against 3 replicas in network namespaces, with a checker (hack/e2e/raft-chaos.sh;
+#     root only, see docs/e2e.md).
 #  5. the cluster: images, chart, operator, BrokerGroup + Topic and 10,000 messages on a real
 #     single-node Kubernetes (hack/e2e/cluster.sh; root only, see docs/e2e.md).
 set -euo pipefail
@@ -25,6 +28,9 @@ FERRUM_E2E_LONG=1 cargo test --release -p ferrum-broker --test master_slave -- -
 
 echo "=== master-slave partition drill in network namespaces"
 bash hack/e2e/partition.sh
+
+echo "=== Raft safety drill: 50 randomized fault schedules in network namespaces (checker)"
+bash hack/e2e/raft-chaos.sh
 
 echo "=== cluster end to end on a real node (helm chart, operator, BrokerGroup, 10,000 messages)"
 if [ "$(id -u)" = 0 ]; then
