@@ -431,6 +431,13 @@ async fn transfers(rounds: usize) {
             .expect("status");
         assert_eq!(status.role, "Leader");
         assert!(status.term >= result.term);
+        assert_eq!(
+            status.self_id, result.leader_id,
+            "status names replicas by dLegerSelfId"
+        );
+        let mut ids: Vec<&str> = status.peers.iter().map(|p| p.id.as_str()).collect();
+        ids.sort();
+        assert_eq!(ids, ["n0", "n1", "n2"]);
         println!(
             "raft transfer {round} ({}): n{leader} -> {} term {}: answered {} ms, registered {} ms (broker-side {} ms)",
             if named { "named" } else { "most up to date" },

@@ -94,6 +94,8 @@ mod tests {
 #[serde(rename_all = "camelCase", default)]
 pub struct RaftStatus {
     pub node_id: u64,
+    /// This replica's dLegerSelfId (`n0`), the name `FERRUM_RAFT_TRANSFER_LEADER` takes.
+    pub self_id: String,
     pub term: u64,
     /// `Leader`, `Follower`, `Candidate`, `Learner` or `Shutdown`.
     pub role: String,
@@ -120,6 +122,8 @@ pub fn raft_node_id(dleger_id: &str) -> u64 {
 #[serde(rename_all = "camelCase", default)]
 pub struct RaftPeerStatus {
     pub node_id: u64,
+    /// The peer's dLegerSelfId (`n1`); empty for a node not in this replica's `dLegerPeers`.
+    pub id: String,
     pub addr: String,
     pub match_index: Option<u64>,
     /// Entries the peer is behind the leader's last log index.

@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 use crate::config::BrokerRole;
 use crate::processor::BrokerCore;
 
-use super::status::{RaftStatus, status};
+use super::status::{RaftStatus, named_status};
 use super::{
     NetworkSwitch, RaftConfig, RaftNetworkFactoryImpl, RaftNode, RaftRequest, RaftRpcServer,
     open_storage, openraft_config,
@@ -135,7 +135,7 @@ impl RaftBroker {
     }
 
     pub fn status(&self) -> RaftStatus {
-        status(&self.raft.metrics().borrow())
+        named_status(&self.raft.metrics().borrow(), &self.config.peers)
     }
 
     /// Proposes `messages` as one entry (a batch is committed or truncated whole); they are

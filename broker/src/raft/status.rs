@@ -4,8 +4,22 @@
 pub use ferrum_protocol::replica::{RaftPeerStatus, RaftStatus};
 use openraft::{BasicNode, RaftMetrics, ServerState};
 
-/// The status in `metrics` (from `RaftNode::metrics()`).
+use super::config::RaftPeer;
+
+/// The status in `metrics` (from `RaftNode::metrics()`), without dLeger ids.
 pub fn status(metrics: &RaftMetrics<u64, BasicNode>) -> RaftStatus {
+    named_status(metrics, &[])
+}
+
+/// The status in `metrics`, node ids named after `peers` (`dLegerPeers`).
+pub fn named_status(metrics: &RaftMetrics<u64, BasicNode>, peers: &[RaftPeer]) -> RaftStatus {
+    let id_of = |node: u64| {
+        peers
+            .iter()
+            .find(|p| p.node_id == node)
+            .map(|p| p.id.clone())
+            .unwrap_or_default()
+    };
     let last = metrics.last_log_index;
     let replication = metrics.replication.as_ref();
     let peers = metrics
@@ -23,6 +37,7 @@ pub fn status(metrics: &RaftMetrics<u64, BasicNode>) -> RaftStatus {
             let known = *id == metrics.id || replication.is_some_and(|r| r.contains_key(id));
             RaftPeerStatus {
                 node_id: *id,
+                id: id_of(*id),
                 addr: node.addr.clone(),
                 match_index,
                 lag: (metrics.state == ServerState::Leader && known)
@@ -32,6 +47,7 @@ pub fn status(metrics: &RaftMetrics<u64, BasicNode>) -> RaftStatus {
         .collect();
     RaftStatus {
         node_id: metrics.id,
+        self_id: id_of(metrics.id),
         term: metrics.current_term,
         role: format!("{:?}", metrics.state),
         leader: metrics.current_leader,

@@ -404,11 +404,7 @@ async fn run(cli: Cli) -> Result<()> {
             ctx.print(&result, |r| {
                 format!(
                     "leader={} ({}) term={} previous={} elapsed_ms={}\n",
-                    r.leader_id,
-                    r.leader_raft_addr,
-                    r.term,
-                    r.previous_leader_id,
-                    r.elapsed_millis
+                    r.leader_id, r.leader_raft_addr, r.term, r.previous_leader_id, r.elapsed_millis
                 )
             })
         }
@@ -420,19 +416,37 @@ fn opt(v: Option<u64>) -> String {
 }
 
 fn raft_status_text(s: &ferrum_client::admin::RaftStatus) -> String {
+    let name = |id: &str, node: u64| {
+        if id.is_empty() {
+            node.to_string()
+        } else {
+            format!("{id} ({node})")
+        }
+    };
+    let leader = s.leader.map_or_else(
+        || "-".to_owned(),
+        |l| {
+            let id = s
+                .peers
+                .iter()
+                .find(|p| p.node_id == l)
+                .map_or("", |p| p.id.as_str());
+            name(id, l)
+        },
+    );
     let mut out = format!(
         "node={} role={} term={} leader={} last_log_index={} commit_index={}\n",
-        s.node_id,
+        name(&s.self_id, s.node_id),
         s.role,
         s.term,
-        opt(s.leader),
+        leader,
         opt(s.last_log_index),
         opt(s.applied_index)
     );
     for p in &s.peers {
         out.push_str(&format!(
             "  peer node={} {} match_index={} lag={}\n",
-            p.node_id,
+            name(&p.id, p.node_id),
             p.addr,
             opt(p.match_index),
             opt(p.lag)
