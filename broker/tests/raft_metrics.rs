@@ -190,17 +190,29 @@ async fn scenario() {
         .map(|(i, d)| Some(start_replica(d.path(), &namesrv.addr, &peers, i)))
         .collect();
 
-    let (leader, texts) = wait_for_leader(&replicas).await;
+    // Every replica agrees on the leader's term and has counted its election (a follower
+    // knows the leader once its first heartbeat arrives, so this may take a moment).
+    let (leader, texts) = poll(&replicas, Duration::from_secs(30), |texts| {
+        let l = single_leader(texts)?;
+        let term = value(texts[l].as_deref()?, "ferrum_broker_raft_term", &group(""))?;
+        texts
+            .iter()
+            .flatten()
+            .all(|t| {
+                value(t, "ferrum_broker_raft_term", &group("")) == Some(term)
+                    && value(t, "ferrum_broker_raft_elections_total", &group(""))
+                        .is_some_and(|e| e >= 1.0)
+                    && role(t, "candidate") == Some(0.0)
+            })
+            .then(|| (l, texts.to_vec()))
+    })
+    .await
+    .unwrap_or_else(|texts| panic!("one leader, one term, the election counted: {texts:?}"));
     let term = gauge(
         texts[leader].as_deref().expect("scraped"),
         "ferrum_broker_raft_term",
     );
     assert!(term >= 1.0, "a leader was elected in term {term}");
-    for t in texts.iter().flatten() {
-        assert_eq!(gauge(t, "ferrum_broker_raft_term"), term, "one term");
-        assert!(gauge(t, "ferrum_broker_raft_elections_total") >= 1.0);
-        assert_eq!(role(t, "candidate"), Some(0.0));
-    }
 
     // Acknowledged sends move the commit and applied indexes on every replica.
     let admin = Admin::new([namesrv.addr.as_str()]);

@@ -10,7 +10,8 @@ import json
 import os
 import sys
 
-OUT = os.path.join(
+# DASHBOARDS_OUT: another directory (test.sh writes there to find stale committed files).
+OUT = os.environ.get("DASHBOARDS_OUT") or os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "..", "charts", "ferrum", "files", "dashboards"
 )
 DS = {"type": "prometheus", "uid": "${datasource}"}

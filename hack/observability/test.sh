@@ -39,9 +39,18 @@ if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
 fi
 say "$(prometheus --version 2>&1 | head -1)"
 
-# 2. The rule file as shipped.
+# 2. The rule file as shipped, and dashboards that match their generator.
 say "promtool check rules $(basename "$RULES")"
 promtool check rules "$RULES"
+fresh="$(mktemp -d "${TMPDIR:-/tmp}/ferrum-dashboards.XXXXXX")"
+DASHBOARDS_OUT="$fresh" python3 "$here/dashboards.py" 2>/dev/null
+if ! diff -r "$fresh" "$DASHBOARDS" >/dev/null; then
+  rm -rf "$fresh"
+  echo "charts/ferrum/files/dashboards differ from hack/observability/dashboards.py: run it and commit" >&2
+  exit 1
+fi
+rm -rf "$fresh"
+say "dashboards match hack/observability/dashboards.py"
 
 # 3. Binaries.
 cargo_flags=(-q -p ferrum-namesrv -p ferrum-broker -p ferrum-client -p ferrum-operator --bins)
