@@ -8,10 +8,12 @@
 //!   follower is refused naming the leader, an unknown target is refused; every acknowledged
 //!   message is read back. Prints each transfer's time (request → SUCCESS, and request → the
 //!   NameServer lists the new master) and their median / max.
-//! - `a_replica_whose_disk_was_lost_catches_up_from_the_leader`: a follower is killed, its whole
-//!   store directory deleted, and it is restarted with the same dLegerSelfId; it catches up from
-//!   the leader (identical CommitLog bytes at identical offsets), serves reads and then becomes
-//!   leader by a transfer and takes sends.
+//! - `a_replica_whose_disk_was_lost_catches_up_from_the_leader`: a follower is killed; a transfer
+//!   to it fails and the leader keeps leading in its term; with that replica down leadership
+//!   still moves to the third one; the killed replica's whole store directory is deleted and it
+//!   is restarted with the same dLegerSelfId; it catches up from the leader (identical CommitLog
+//!   bytes at identical offsets), serves reads and then becomes leader by a transfer and takes
+//!   sends.
 
 mod common;
 
@@ -551,7 +553,7 @@ async fn a_replica_whose_disk_was_lost_catches_up_from_the_leader() {
 
 async fn replace_replica() {
     let mut group = Group::start();
-    let leader = group.wait_for_roles().await;
+    let mut leader = group.wait_for_roles().await;
     for i in 0..3 {
         group
             .admin
@@ -588,7 +590,7 @@ async fn replace_replica() {
     let dir = group.dirs[lost].path().to_owned();
     std::fs::remove_dir_all(&dir).expect("the follower's store is deleted");
     assert!(!dir.exists());
-    send_n(&group.addr(leader), 50, "while-down", &mut acked).await;
+    send_n(&group.addr(leader), 25, "while-down", &mut acked).await;
     let status = group
         .admin
         .raft_status(&group.addr(leader))
@@ -599,6 +601,20 @@ async fn replace_replica() {
         ("Leader", term_before),
         "the leader kept leading after the failed transfer"
     );
+
+    // With one replica of three down, leadership still moves: the target needs the old
+    // leader's own vote.
+    let third = 3 - leader - lost;
+    let moved = group
+        .admin
+        .transfer_leader(&group.addr(leader), Some(&format!("n{third}")))
+        .await
+        .expect("transfer with one replica down");
+    assert_eq!(moved.leader_id, format!("n{third}"));
+    let ok = eventually(STEP, || async { group.roles().await == Some(third) }).await;
+    assert!(ok, "the third replica registered as master");
+    leader = third;
+    send_n(&group.addr(leader), 25, "while-down-moved", &mut acked).await;
 
     // Same dLegerSelfId, empty disk: it rejoins as a slave and is repaired from the leader's log.
     group.restart(lost);
