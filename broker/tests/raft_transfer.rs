@@ -9,7 +9,8 @@
 //!   message is read back. Prints each transfer's time (request → SUCCESS, and request → the
 //!   NameServer lists the new master) and their median / max.
 //! - `a_replica_whose_disk_was_lost_catches_up_from_the_leader`: a follower is killed; a transfer
-//!   to it fails and the leader keeps leading in its term; with that replica down leadership
+//!   to it fails and the leader keeps leading in its term; once it is behind, a transfer to it
+//!   is refused at its bound while sends made meanwhile are acknowledged; with that replica down leadership
 //!   still moves to the third one; the killed replica's whole store directory is deleted and it
 //!   is restarted with the same dLegerSelfId; it catches up from the leader (identical CommitLog
 //!   bytes at identical offsets), serves reads and then becomes leader by a transfer and takes
@@ -567,7 +568,13 @@ async fn replace_replica() {
     let lost = (leader + 1) % 3;
     group.replicas[lost].take().expect("follower runs").kill();
     // A transfer to the stopped replica fails within its bound and leaves the leader leading
-    // (heartbeats and elections back on): sends go on, no new election.
+    // in its term (heartbeats and elections back on).
+    let term_before = group
+        .admin
+        .raft_status(&group.addr(leader))
+        .await
+        .expect("status")
+        .term;
     let failed = transfer_raw(&group.addr(leader), Some(&format!("n{lost}"))).await;
     assert!(
         [
@@ -581,12 +588,20 @@ async fn replace_replica() {
     );
     let remark = failed.remark.unwrap_or_default();
     assert!(remark.contains(&format!("n{lost}")), "{remark}");
-    let term_before = group
-        .admin
-        .raft_status(&group.addr(leader))
-        .await
-        .expect("status")
-        .term;
+    // Once it is behind, the transfer waits for it with the gate open: sends made meanwhile are
+    // acknowledged, and the transfer is refused when its bound passes.
+    let leader_addr = group.addr(leader);
+    let lost_id = format!("n{lost}");
+    let (behind, ()) = tokio::join!(
+        transfer_raw(&leader_addr, Some(&lost_id)),
+        send_n(&leader_addr, 20, "during-refused-transfer", &mut acked)
+    );
+    assert_eq!(behind.code, ResponseCode::SYSTEM_BUSY.code());
+    let remark = behind.remark.unwrap_or_default();
+    assert!(
+        remark.contains(&format!("n{lost} did not catch up")),
+        "{remark}"
+    );
     let dir = group.dirs[lost].path().to_owned();
     std::fs::remove_dir_all(&dir).expect("the follower's store is deleted");
     assert!(!dir.exists());

@@ -4,11 +4,14 @@
 //!
 //! openraft 0.9 has no transfer of its own, so it is built from what it offers:
 //!
-//! 1. The leader closes its write gate: new proposals wait (at most [`WRITE_HOLD`], then
-//!    SYSTEM_BUSY), proposals already in openraft finish (committed by a majority or failed),
-//!    so the log stops growing.
-//! 2. It waits until the target's match index equals its last log index; a target that does
-//!    not catch up in time is refused and nothing else changed.
+//! 1. The leader waits, still taking writes, until the target's match index reaches its last
+//!    log index of that moment, so a target that is down or far behind is refused without
+//!    stopping anyone's sends.
+//! 2. It closes its write gate: new proposals wait (at most [`WRITE_HOLD`], then SYSTEM_BUSY),
+//!    proposals already in openraft finish (committed by a majority or failed), so the log
+//!    stops growing; then it waits (at most [`GATED_CATCH_UP`]) until the target's match index
+//!    equals its last log index. A target that does not catch up in time is refused and
+//!    nothing else changed.
 //! 3. It stops its heartbeats (`runtime_config().heartbeat(false)`), so the followers' leader
 //!    lease — openraft refuses votes for the maximum election timeout after the last message
 //!    from a leader — runs out instead of being renewed, and its own elections
@@ -56,6 +59,9 @@ use super::network::{NetworkSwitch, timeout_now};
 pub const TRANSFER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a send waits at the closed gate before it is answered SYSTEM_BUSY.
 pub const WRITE_HOLD: Duration = Duration::from_secs(2);
+/// How long the gate stays closed for the target to receive the last entries; before closing
+/// it the target has already reached the last log index of the moment.
+pub const GATED_CATCH_UP: Duration = Duration::from_secs(2);
 /// The header naming the target (a dLegerSelfId); absent = the most up-to-date follower.
 pub const TARGET_ID: &str = "targetId";
 
@@ -279,35 +285,43 @@ pub async fn transfer(
         });
     };
     let _running = state.begin()?;
+    let behind = |last: Option<u64>| {
+        let now = raft.metrics().borrow().clone();
+        TransferError::TargetBehind {
+            target: target.id.clone(),
+            matched: opt(matched(&now, target.node_id)),
+            last: opt(last),
+            waited: started.elapsed(),
+        }
+    };
+    // First with the gate open: a target that is down or far behind is refused without
+    // holding anyone's sends.
+    let last = metrics.last_log_index;
+    raft.wait(Some(remaining()))
+        .metrics(
+            |m| m.state != ServerState::Leader || matched(m, target.node_id) >= last,
+            "the transfer target is close behind",
+        )
+        .await
+        .map_err(|_| behind(last))?;
+
     tracing::info!(target = %target.id, "Raft leader transfer: closing the write gate");
     let gate = tokio::time::timeout(remaining(), state.gate.write())
         .await
         .map_err(|_| TransferError::WritesInFlight(bound))?;
-
     let metrics = raft.metrics().borrow().clone();
     if metrics.state != ServerState::Leader {
         return Err(not_leader(&metrics));
     }
     let last = metrics.last_log_index;
-    let caught_up = raft
-        .wait(Some(remaining()))
+    let metrics = raft
+        .wait(Some(remaining().min(GATED_CATCH_UP)))
         .metrics(
             |m| m.state != ServerState::Leader || matched(m, target.node_id) >= last,
             "the transfer target holds the whole log",
         )
-        .await;
-    let metrics = match caught_up {
-        Ok(m) => m,
-        Err(_) => {
-            let now = raft.metrics().borrow().clone();
-            return Err(TransferError::TargetBehind {
-                target: target.id.clone(),
-                matched: opt(matched(&now, target.node_id)),
-                last: opt(last),
-                waited: started.elapsed(),
-            });
-        }
-    };
+        .await
+        .map_err(|_| behind(last))?;
     if metrics.state != ServerState::Leader {
         return Err(not_leader(&metrics));
     }
