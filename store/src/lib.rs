@@ -41,8 +41,8 @@
 //! - Replication: `read_raw`, `append_raw_at` (at the end, or at a file boundary on an empty
 //!   store), `truncate_to`, `set_committed_offset` (reads stop at the committed offset).
 //! - Retention: the clean-up thread; `clean_now`, `disk_refusal`, `set_disk_ratio_override`,
-//!   `set_retention_floor` (files holding bytes a Raft follower still needs stay until the disk
-//!   is full enough for a forced clean).
+//!   `set_retention_floor` (files holding bytes at or above the floor stay until the disk is
+//!   full enough for a forced clean).
 
 pub mod consume_queue;
 mod disk;

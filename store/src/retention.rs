@@ -2,11 +2,11 @@
 //!
 //! A file goes when it is expired (older than `fileReservedTime`, in a deletion hour or under
 //! `diskMaxUsedSpaceRatio` pressure) and holds no byte at or above the retention floor — the
-//! lowest CommitLog offset a Raft follower still has to be sent (see
-//! `MessageStore::set_retention_floor`). A forced clean (`cleanFileForciblyEnable` with the disk
-//! at or above `diskSpaceCleanForciblyRatio`) deletes the oldest file even below the floor: a
-//! full disk stops every write of the group, so it wins over a lagging follower, which must
-//! then be re-seeded from a peer's CommitLog files.
+//! lowest CommitLog offset the caller still needs (in Raft mode the offset of the Raft log's
+//! oldest entry; see `MessageStore::set_retention_floor`). A forced clean
+//! (`cleanFileForciblyEnable` with the disk at or above `diskSpaceCleanForciblyRatio`) deletes
+//! the oldest file even at or above the floor: a full disk stops every write, so it wins, and
+//! the caller has to cope with the missing bytes.
 
 /// What retention knows about one leading CommitLog file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,7 +23,7 @@ pub(crate) struct FileFacts {
 pub(crate) struct Retention {
     pub floor: i64,
     pub forced_left: usize,
-    /// Expired files kept because a follower still needs their bytes.
+    /// Expired files kept because the caller still needs their bytes.
     pub held_for_followers: usize,
 }
 

@@ -142,7 +142,7 @@ struct Inner {
     flushed: AtomicI64,
     /// Reads never serve records ending past this (Raft / quorum commit); `i64::MAX` by default.
     committed: AtomicI64,
-    /// Retention keeps files holding bytes at or above this (a Raft follower's next entry);
+    /// Retention keeps files holding bytes at or above this (Raft mode: its oldest entry);
     /// `i64::MAX` (no floor) by default.
     retention_floor: AtomicI64,
     requests: Mutex<Vec<FlushRequest>>,
@@ -463,9 +463,9 @@ impl MessageStore {
     }
 
     /// Keeps CommitLog files holding bytes at or above `offset` through expiry and
-    /// `diskMaxUsedSpaceRatio` pressure (a Raft leader sets the offset its slowest follower
-    /// needs next); a forced clean (`diskSpaceCleanForciblyRatio`) still deletes them. `None`
-    /// removes the floor.
+    /// `diskMaxUsedSpaceRatio` pressure (Raft mode sets the offset of its log's oldest entry);
+    /// a forced clean (`diskSpaceCleanForciblyRatio`) still deletes them. `None` removes the
+    /// floor.
     pub fn set_retention_floor(&self, offset: Option<i64>) {
         self.inner
             .retention_floor
@@ -1457,7 +1457,7 @@ impl Inner {
             tracing::warn!(
                 floor,
                 used_pct = pct,
-                "expired CommitLog files kept: a Raft follower still needs their bytes"
+                "expired CommitLog files kept: their bytes are at or above the retention floor"
             );
         }
         if deleted > 0 {

@@ -1,6 +1,6 @@
-//! Retention against a Raft follower's needs: expired CommitLog files holding bytes at or above
-//! the retention floor stay, a forced clean (disk at diskSpaceCleanForciblyRatio) still deletes
-//! the oldest one, and without a floor every expired file but the last goes.
+//! Retention under a floor (what Raft mode still needs): expired CommitLog files holding bytes
+//! at or above the retention floor stay, a forced clean (disk at diskSpaceCleanForciblyRatio)
+//! still deletes the oldest one, and without a floor every expired file but the last goes.
 
 use bytes::Bytes;
 use ferrum_store::{MessageExtBrokerInner, MessageStore, MessageStoreConfig, PutMessageStatus};

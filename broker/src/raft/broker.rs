@@ -33,7 +33,7 @@ pub struct RaftBroker {
     pub raft: RaftNode,
     server: RaftRpcServer,
     role_task: std::sync::Mutex<Option<JoinHandle<()>>>,
-    /// Keeps CommitLog files a follower still needs (`retention`).
+    /// Keeps CommitLog files the Raft log still refers to (`retention`).
     retention_task: JoinHandle<()>,
     /// Write gate and state of a leadership transfer (`transfer`).
     pub transfer: super::transfer::LeaderTransfer,
@@ -112,8 +112,7 @@ impl RaftBroker {
             self_node,
             follower_id,
         ));
-        let retention_task =
-            super::retention::spawn(core.store.clone(), retention_log, raft.metrics());
+        let retention_task = super::retention::spawn(core.store.clone(), retention_log);
         Ok(Arc::new(RaftBroker {
             config,
             raft,

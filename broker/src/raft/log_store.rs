@@ -424,7 +424,7 @@ impl LogInner {
 impl RaftLogStore {
     /// The CommitLog offset where the entries after `matched` start: the bytes a follower that
     /// holds the log up to `matched` is sent next. With no match, or a match below the oldest
-    /// slot, it is the oldest slot's offset (the follower may need everything).
+    /// slot, it is the oldest slot's offset: the first byte the log refers to.
     pub fn resume_offset(&self, matched: Option<u64>) -> i64 {
         let inner = lock(&self.inner);
         let oldest = inner

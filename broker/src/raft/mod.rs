@@ -3,7 +3,7 @@
 //! This module owns the Raft-mode configuration ([`config`]), the Raft log kept in the
 //! CommitLog ([`log_store`]), the replicas' RPC transport ([`network`]) and the status report
 //! read from openraft's metrics ([`status`]), and the CommitLog retention floor that keeps
-//! what followers still need ([`retention`]), and leadership transfer ([`transfer`]). It must
+//! what the Raft log refers to ([`retention`]), and leadership transfer ([`transfer`]). It must
 //! not encode messages itself (ferrum-store does) nor touch the broker's send path or
 //! registration; the broker wires a [`RaftNode`] in, and the role it reports decides master or
 //! slave.
@@ -56,21 +56,23 @@
 //!
 //! # Limits of this layer
 //!
-//! - Retention ([`retention`]): the leader keeps CommitLog files holding bytes its slowest
-//!   follower is sent next (the store's retention floor) through `fileReservedTime` expiry and
-//!   `diskMaxUsedSpaceRatio` pressure; a forced clean at `diskSpaceCleanForciblyRatio` still
-//!   deletes the oldest file, because a full disk stops the whole group. A follower that then
-//!   needs deleted bytes cannot be repaired from the log and needs re-seeding from a peer's
-//!   CommitLog files; a snapshot carries no bytes.
+//! - Retention ([`retention`]): every replica keeps CommitLog files from its oldest Raft log
+//!   entry on (the store's retention floor), because openraft reads entries far below the
+//!   slowest follower's match (log ids at start, backward probes after a term change) and a
+//!   read of deleted bytes stops the node. Nothing purges the log yet, so time-based retention
+//!   keeps every file in Raft mode; only a forced clean at `diskSpaceCleanForciblyRatio`
+//!   deletes (a full disk stops the whole group, so it wins), after which the replica needs
+//!   re-seeding from a peer's CommitLog files. A snapshot carries no bytes.
 //! - With `SYNC_FLUSH` the leader's append waits for the group commit on the Raft task and
 //!   followers do not flush before acknowledging.
 //! - openraft 0.9 has no leader transfer; [`transfer`] builds one from its runtime switches
 //!   (write gate, paused heartbeats and elections, a `TimeoutNow` RPC to the target).
 //! - A replica whose disk was lost rejoins empty under its old `dLegerSelfId` and is repaired
 //!   from the leader's log (openraft's `loosen-follower-log-revert` lets the leader accept a
-//!   follower log that got shorter). That needs the leader's CommitLog from offset 0: once
-//!   retention deleted old files, reading those entries is a storage error, which openraft
-//!   treats as fatal for the leader's node. The procedure and this limit are in `docs/raft.md`.
+//!   follower log that got shorter). That needs the leader's CommitLog from offset 0, which
+//!   the retention floor keeps unless a forced clean deleted old files; then reading those
+//!   entries is a storage error, which openraft treats as fatal for the leader's node. The
+//!   procedure and this limit are in `docs/raft.md`.
 //! - The sidecar keeps one slot per entry in memory and on disk; purged slots are skipped, not
 //!   compacted.
 //!

@@ -1,96 +1,47 @@
-//! CommitLog retention on the Raft leader: files holding bytes a follower still needs stay.
+//! CommitLog retention in Raft mode: the store never deletes bytes the Raft log still refers
+//! to.
 //!
-//! Every second the leader sets the store's retention floor to the lowest CommitLog offset any
-//! follower is sent next (the end of its matched entry, from openraft's replication metrics);
-//! a follower with no match yet pins the whole log. Followers and candidates set no floor. The
-//! bound is the disk: a forced clean (`diskSpaceCleanForciblyRatio`) deletes the oldest file
-//! even below the floor, and a follower that then needs deleted bytes cannot be repaired from
-//! the log (the leader cannot read those entries) — it has to be re-seeded from a peer's
-//! CommitLog files. A replica keeps no floor for peers while it follows, so a new leader may
-//! already have deleted files a lagging peer needs; the same re-seeding applies.
+//! openraft reads entries well below the slowest follower's match: at start it loads the log
+//! ids of the whole unpurged log (reading entries from the oldest one on), and after a change
+//! of term a leader that no longer knows a follower's match probes backwards towards the purge
+//! point, reading the entries it would send. A read of deleted CommitLog bytes is a storage
+//! error, which stops the Raft node. So every replica, whatever its role, sets the store's
+//! retention floor to the offset of its oldest unpurged entry: expired files (`fileReservedTime`,
+//! `diskMaxUsedSpaceRatio` pressure) are kept from there on. Nothing purges the log yet (that
+//! needs snapshots carrying the applied position and membership across restarts), so in Raft
+//! mode time-based retention keeps every file. The bound is the disk: a forced clean
+//! (`cleanFileForciblyEnable`, disk at or above `diskSpaceCleanForciblyRatio`) deletes the
+//! oldest file anyway, because a full disk stops the whole group; the replica then cannot read
+//! those entries (a restart or a lagging follower's repair fails) and has to be re-seeded from a
+//! peer's CommitLog files.
 //!
 //! It must not delete anything itself: the store's clean-up thread does, under the floor.
 
 use std::time::Duration;
 
 use ferrum_store::MessageStore;
-use openraft::{BasicNode, RaftMetrics, ServerState};
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::RaftLogStore;
 
 const EVERY: Duration = Duration::from_secs(1);
 
-/// The matched log index of every voter other than `self_id`, `None` where the leader has no
-/// match for it yet; empty unless `metrics` are a leader's.
-pub fn followers_matched(metrics: &RaftMetrics<u64, BasicNode>) -> Vec<Option<u64>> {
-    if metrics.state != ServerState::Leader {
-        return Vec::new();
-    }
-    let replication = metrics.replication.as_ref();
-    metrics
-        .membership_config
-        .membership()
-        .voter_ids()
-        .filter(|id| *id != metrics.id)
-        .map(|id| {
-            replication
-                .and_then(|r| r.get(&id).copied())
-                .flatten()
-                .map(|l| l.index)
-        })
-        .collect()
-}
-
-/// The retention floor for followers matched at `matched`: the lowest offset any of them is
-/// sent next; `None` (no floor) with no followers.
-pub fn retention_floor(
-    matched: &[Option<u64>],
-    resume_offset: impl Fn(Option<u64>) -> i64,
-) -> Option<i64> {
-    matched.iter().map(|m| resume_offset(*m)).min()
-}
-
-/// Keeps the store's retention floor up to date until the returned task is aborted.
-pub fn spawn(
-    store: MessageStore,
-    log: RaftLogStore,
-    metrics: watch::Receiver<RaftMetrics<u64, BasicNode>>,
-) -> JoinHandle<()> {
+/// Keeps the store's retention floor at the oldest unpurged entry of `log` until the returned
+/// task is aborted.
+pub fn spawn(store: MessageStore, log: RaftLogStore) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let matched = followers_matched(&metrics.borrow());
-            let floor = retention_floor(&matched, |m| log.resume_offset(m));
+            let floor = Some(log.resume_offset(None));
             if store.retention_floor() != floor {
-                tracing::debug!(?floor, "CommitLog retention floor for Raft followers");
+                tracing::debug!(
+                    ?floor,
+                    "CommitLog retention floor: the Raft log's oldest entry"
+                );
                 store.set_retention_floor(floor);
             }
         }
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_slowest_follower_sets_the_floor() {
-        // Entry i ends at offset 100 * i; the log starts at entry 3 (offset 200).
-        let resume = |m: Option<u64>| match m {
-            Some(i) if i >= 3 => 100 * i as i64,
-            _ => 200,
-        };
-        assert_eq!(retention_floor(&[], resume), None, "no followers: no floor");
-        assert_eq!(retention_floor(&[Some(9), Some(7)], resume), Some(700));
-        assert_eq!(
-            retention_floor(&[Some(9), None], resume),
-            Some(200),
-            "a follower with no match pins the whole log"
-        );
-        assert_eq!(retention_floor(&[Some(9), Some(9)], resume), Some(900));
-    }
 }
