@@ -1236,3 +1236,211 @@ async fn image_change_rolls_one_pod_and_records_it() {
     let (ok, out) = c.kubectl(&["delete", "namespace", ns, "--wait=false"], None);
     assert!(ok, "cleanup: {out}");
 }
+
+/// A Raft group of three real ferrum-broker processes (dLegerLeaderBrokerIP=localhost, so the
+/// leader's brokerId-0 address is `localhost:<port>`) behind a Raft BrokerGroup whose pods the
+/// StatefulSet controller creates but no kubelet runs. The operator's own controller loop
+/// (namespaced) renders each replica's conf with the master Service as leader address, finds
+/// the leader from the replicas' Raft status and keeps the role label on exactly that pod.
+/// After SIGKILL of the leader the test marks its pod NotReady, as the kubelet would: the pod
+/// watch starts a pass, and the label and status.master follow the new leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raft_group_label_follows_the_elected_leader() {
+    use ferrum_client::Admin;
+    use ferrum_operator::crd::ReplicaRole;
+    use ferrum_operator::topic_controller::NamesrvOverrides;
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::ResourceExt;
+
+    let Some(c) = Cluster::from_env() else {
+        eprintln!(
+            "SKIPPED control_plane: FERRUM_KUBECONFIG is not set (start one with hack/k8s/up.sh)"
+        );
+        return;
+    };
+    c.setup();
+    const CLUSTER: &str = "rcluster";
+    const GROUP: &str = "rg";
+    let ns = c.namespace.clone();
+    let namesrv = start_namesrv();
+    let ports: Vec<u16> = {
+        let l: Vec<std::net::TcpListener> = (0..3)
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+            .collect();
+        l.iter()
+            .map(|l| l.local_addr().expect("addr").port())
+            .collect()
+    };
+    let peers = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("n{i}-127.0.0.1:{p}"))
+        .collect::<Vec<_>>()
+        .join(";");
+    let dirs: Vec<tempfile::TempDir> = (0..3)
+        .map(|_| tempfile::tempdir().expect("tempdir"))
+        .collect();
+    let mut replicas: Vec<Option<Proc>> = dirs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            Some(start_broker_with(
+                d.path(),
+                &namesrv.addr,
+                CLUSTER,
+                GROUP,
+                &[
+                    "enableDLegerCommitLog=true",
+                    &format!("dLegerPeers={peers}"),
+                    &format!("dLegerSelfId=n{i}"),
+                    "dLegerLeaderBrokerIP=localhost",
+                    "brokerRole=SLAVE",
+                    &format!("brokerId={}", i + 1),
+                ],
+            ))
+        })
+        .collect();
+    let admin = Admin::new([namesrv.addr.as_str()]);
+    let step = Duration::from_secs(60);
+    // The leader's ordinal as the group itself says: brokerId 0's Raft status.
+    let leader_of = |admin: Admin| async move {
+        let info = admin.namesrv().cluster_info().await.ok()?;
+        let addr = info
+            .broker_addr_table
+            .get(GROUP)?
+            .broker_addrs
+            .get(&0)?
+            .clone();
+        let status = admin.raft_status(&addr).await.ok()?;
+        (status.role == "Leader")
+            .then(|| ferrum_operator::replicas::raft_ordinal(status.node_id, 3))
+            .flatten()
+    };
+    let leader = eventually(step, "a Raft leader registered as brokerId 0", || {
+        leader_of(admin.clone())
+    })
+    .await;
+
+    let client = c.client().await;
+    let ctx = ferrum_operator::controller::Context::new(client.clone()).with_namesrv_overrides(
+        NamesrvOverrides::parse(&[format!("{CLUSTER}={}", namesrv.addr)]).expect("override"),
+    );
+    let controller = {
+        let ns = ns.clone();
+        tokio::spawn(async move { ferrum_operator::controller::run_namespaced(ctx, &ns).await })
+    };
+    let groups: Api<BrokerGroup> = Api::namespaced(client.clone(), &ns);
+    let spec: BrokerGroupSpec = serde_yaml::from_str(&format!(
+        "clusterName: {CLUSTER}\nmode: Raft\nreplicas: 3\nimage: ferrum/broker:it\nstorage: {{ size: 1Gi }}\nnameServer: {{ image: ferrum/namesrv:it }}\n"
+    ))
+    .expect("spec");
+    groups
+        .create(&PostParams::default(), &BrokerGroup::new(GROUP, spec))
+        .await
+        .expect("group rg");
+
+    // What the pods would run with: followers' ids, the master Service as leader address.
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let data = eventually(step, "the group's ConfigMap", || async {
+        cms.get_opt("rg-config").await.ok().flatten()?.data
+    })
+    .await;
+    for i in 0..3 {
+        let conf = &data[&format!("rg-{i}.conf")];
+        for line in [
+            format!("dLegerLeaderBrokerIP=rg-master.{ns}.svc"),
+            format!("brokerIP1=rg-{i}.rg-headless.{ns}.svc"),
+            format!("brokerId={}", i + 1),
+            "brokerRole=SLAVE".to_owned(),
+            format!("dLegerSelfId=n{i}"),
+        ] {
+            assert!(
+                conf.lines().any(|l| l == line),
+                "rg-{i}.conf lacks {line}:\n{conf}"
+            );
+        }
+    }
+    let svcs: Api<Service> = Api::namespaced(client.clone(), &ns);
+    let master_svc = eventually(step, "the master Service", || async {
+        svcs.get_opt("rg-master").await.ok().flatten()
+    })
+    .await;
+    assert_eq!(
+        master_svc
+            .spec
+            .and_then(|s| s.selector)
+            .and_then(|s| s.get("ferrum.dev/role").cloned())
+            .as_deref(),
+        Some("master")
+    );
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    // Exactly `want` carries the role label, and status names it master and leader.
+    let labelled = |want: i32| {
+        let pods = pods.clone();
+        let groups = groups.clone();
+        async move {
+            let list = pods
+                .list(&kube::api::ListParams::default().labels("app.kubernetes.io/instance=rg"))
+                .await
+                .ok()?;
+            let mut with_label: Vec<String> = list
+                .items
+                .iter()
+                .filter(|p| p.labels().get("ferrum.dev/role").map(String::as_str) == Some("master"))
+                .map(|p| p.name_any())
+                .collect();
+            with_label.sort();
+            let st = groups.get(GROUP).await.ok()?.status?;
+            let pod = format!("{GROUP}-{want}");
+            (list.items.len() == 3
+                && with_label == vec![pod.clone()]
+                && st.master.as_deref() == Some(pod.as_str())
+                && st.replicas.get(usize::try_from(want).ok()?)?.role == ReplicaRole::Leader
+                && st.replicas.get(usize::try_from(want).ok()?)?.registered)
+                .then_some(st)
+        }
+    };
+    let st = eventually(step, "the leader's pod labelled and reported", || {
+        labelled(leader)
+    })
+    .await;
+    let followers = st
+        .replicas
+        .iter()
+        .filter(|r| r.role == ReplicaRole::Follower && r.registered)
+        .count();
+    assert_eq!(followers, 2, "{st:?}");
+
+    // SIGKILL of the leader; its pod turns NotReady as a kubelet would report.
+    let old = usize::try_from(leader).expect("ordinal");
+    drop(replicas[old].take());
+    let killed = std::time::Instant::now();
+    let not_ready = serde_json::json!({
+        "status": { "conditions": [{ "type": "Ready", "status": "False", "reason": "ContainersNotReady" }] }
+    });
+    pods.patch_status(
+        &format!("{GROUP}-{leader}"),
+        &PatchParams::default(),
+        &Patch::Merge(&not_ready),
+    )
+    .await
+    .expect("pod status patch");
+    let new_leader = eventually(step, "a new Raft leader registered", || async {
+        leader_of(admin.clone()).await.filter(|l| *l != leader)
+    })
+    .await;
+    eventually(step, "the label moved to the new leader", || {
+        labelled(new_leader)
+    })
+    .await;
+    println!(
+        "raft leader label: kill of rg-{leader} -> label and status.master on rg-{new_leader} in {} ms",
+        killed.elapsed().as_millis()
+    );
+
+    controller.abort();
+    drop(replicas);
+    let (ok, out) = c.kubectl(&["delete", "namespace", &ns, "--wait=false"], None);
+    assert!(ok, "cleanup: {out}");
+}
