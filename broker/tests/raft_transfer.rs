@@ -8,6 +8,8 @@
 //!   follower is refused naming the leader, an unknown target is refused; every acknowledged
 //!   message is read back. Prints each transfer's time (request → SUCCESS, and request → the
 //!   NameServer lists the new master) and their median / max.
+//! - `five_replicas_hand_over_leadership`: four transfers in a group of five under load, every
+//!   acknowledged message read back; prints each transfer's time.
 //! - `a_replica_whose_disk_was_lost_catches_up_from_the_leader`: a follower is killed; a transfer
 //!   to it fails and the leader keeps leading in its term; once it is behind, a transfer to it
 //!   is refused at its bound while sends made meanwhile are acknowledged; with that replica down leadership
@@ -64,7 +66,7 @@ fn start_replica(store: &Path, namesrv: &str, peers: &str, i: usize) -> Proc {
     )
 }
 
-/// A NameServer and three replicas `n0..n2`, each on its own store directory.
+/// A NameServer and its replicas `n0, n1, …`, each on its own store directory.
 struct Group {
     namesrv: Proc,
     peers: String,
@@ -75,9 +77,14 @@ struct Group {
 
 impl Group {
     fn start() -> Group {
+        Group::start_n(3)
+    }
+
+    /// A NameServer and `n` replicas `n0..n{n-1}`.
+    fn start_n(n: usize) -> Group {
         let namesrv = start_namesrv();
         // Bound together, then released for the brokers, so the three ports differ.
-        let listeners: Vec<std::net::TcpListener> = (0..3)
+        let listeners: Vec<std::net::TcpListener> = (0..n)
             .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
             .collect();
         let peers = listeners
@@ -87,7 +94,7 @@ impl Group {
             .collect::<Vec<_>>()
             .join(";");
         drop(listeners);
-        let dirs: Vec<tempfile::TempDir> = (0..3)
+        let dirs: Vec<tempfile::TempDir> = (0..n)
             .map(|_| tempfile::tempdir().expect("tempdir"))
             .collect();
         let replicas = dirs
@@ -517,6 +524,65 @@ async fn transfers(rounds: usize) {
     for (q, o, b) in &read {
         assert!(at.insert((*q, *o), b).is_none(), "one message per offset");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_replicas_hand_over_leadership() {
+    tokio::time::timeout(Duration::from_secs(180), five_replicas())
+        .await
+        .expect("scenario finishes in time");
+}
+
+/// With five replicas the target needs two votes besides its own, so at least one follower
+/// whose lease ran out when the old leader was elected recently.
+async fn five_replicas() {
+    let group = Group::start_n(5);
+    let mut leader = group.wait_for_roles().await;
+    for i in 0..5 {
+        group
+            .admin
+            .create_topic(&group.addr(i), &TopicConfig::new(TOPIC, QUEUES))
+            .await
+            .expect("topic created");
+    }
+    let sender = Sender::start(&group.namesrv.addr);
+    sender.wait_for_more(0).await;
+    for round in 0..4 {
+        group.wait_caught_up(leader).await;
+        let target = (round % 2 == 0).then(|| format!("n{}", (leader + 2) % 5));
+        let before = sender.count();
+        let started = Instant::now();
+        let result = group
+            .admin
+            .transfer_leader(&group.addr(leader), target.as_deref())
+            .await
+            .expect("the transfer succeeds");
+        let took = started.elapsed();
+        if let Some(t) = &target {
+            assert_eq!(&result.leader_id, t);
+        }
+        let new_leader: usize = result.leader_id[1..].parse().expect("nN");
+        assert_ne!(new_leader, leader);
+        let ok = eventually(STEP, || async { group.roles().await == Some(new_leader) }).await;
+        assert!(ok, "new master registered: {:?}", group.members().await);
+        println!(
+            "raft transfer of five replicas {round}: n{leader} -> {} term {}: answered {} ms",
+            result.leader_id,
+            result.term,
+            took.as_millis()
+        );
+        sender.wait_for_more(before).await;
+        leader = new_leader;
+    }
+    let acked = sender.finish().await;
+    group.wait_caught_up(leader).await;
+    let got: BTreeSet<String> = read_all_from(&group.addr(leader))
+        .await
+        .into_iter()
+        .map(|(_, _, b)| b)
+        .collect();
+    let missing = acked.iter().filter(|(_, b)| !got.contains(b)).count();
+    assert_eq!(missing, 0, "every acknowledged message is readable");
 }
 
 /// The CommitLog files of a store directory by name, with their bytes.
