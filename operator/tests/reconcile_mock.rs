@@ -342,3 +342,58 @@ async fn an_unreachable_nameserver_is_a_degraded_status() {
         .expect("Ready");
     assert_eq!(ready["status"], "False");
 }
+
+#[tokio::test]
+async fn a_raft_group_without_a_leader_labels_no_pod_and_comes_back_soon() {
+    use ferrum_operator::controller::RAFT_ELECTION_RECHECK;
+    use kube::runtime::controller::Action;
+
+    let bg = group(serde_json::json!({ "mode": "Raft", "replicas": 3 }));
+    let (client, calls, server) = mock_server(bg.clone());
+    // No broker answers: no replica can claim leadership.
+    let ctx = Context::new(client)
+        .with_namesrv_overrides(NamesrvOverrides::parse(&["c1=127.0.0.1:1"]).expect("override"));
+    let bg: BrokerGroup = serde_json::from_value(bg).expect("group");
+    let action = tokio::time::timeout(
+        Duration::from_secs(30),
+        reconcile(Arc::new(bg), Arc::new(ctx)),
+    )
+    .await
+    .expect("reconcile in time")
+    .expect("reconcile succeeds");
+    server.abort();
+    let calls = calls.lock().expect("calls").clone();
+    assert_eq!(action, Action::requeue(RAFT_ELECTION_RECHECK));
+
+    // The pods are read first (their own DNS names are where a leader is looked for), then
+    // the objects are applied as in master-slave mode, and no pod is labelled.
+    let pod_lists: Vec<usize> = calls
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.method == "GET" && c.path.ends_with("/pods"))
+        .map(|(i, _)| i)
+        .collect();
+    let config_map = calls
+        .iter()
+        .position(|c| c.path == core("configmaps", "orders-config"))
+        .expect("ConfigMap applied");
+    assert_eq!(pod_lists.len(), 2, "{calls:?}");
+    assert!(pod_lists[0] < config_map, "{calls:?}");
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.method == "PATCH" && c.path.contains("/pods/")),
+        "no leader, no label: {calls:?}"
+    );
+    let status = calls
+        .iter()
+        .find(|c| c.path.ends_with("/orders/status"))
+        .expect("status patch");
+    assert!(status.body["status"]["master"].is_null(), "{status:?}");
+    let progressing = status.body["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Progressing"))
+        .cloned()
+        .expect("Progressing");
+    assert_eq!(progressing["status"], "True", "{progressing}");
+}
