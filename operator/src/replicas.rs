@@ -1,7 +1,8 @@
 //! Per-replica status of a BrokerGroup, read from the cluster's NameServers (which replicas are
-//! registered, under which brokerId) and from each broker (role, commit-log offset). The
-//! mapping from those answers to `status.replicas` is pure and unit-tested; an unreachable
-//! NameServer or broker becomes a note for the status, never an error.
+//! registered, under which brokerId) and from each broker (role, commit-log offset); in Raft
+//! mode also each replica's Raft status, from which the leader to label is chosen. The mapping
+//! from those answers to `status.replicas` and the leader choice are pure and unit-tested; an
+//! unreachable NameServer or broker becomes a note for the status, never an error.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
