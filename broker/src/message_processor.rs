@@ -475,11 +475,19 @@ impl BrokerCore {
         if suggest.retry_immediately {
             code = ResponseCode::PULL_RETRY_IMMEDIATELY;
         }
+        // A slave that may not serve reads sends the consumer back to the master without
+        // moving it on: clients take nextBeginOffset of a RETRY_IMMEDIATELY answer as their
+        // next offset, so the store's would skip every message this answer did not carry.
+        let next_begin_offset = if suggest.retry_immediately {
+            header.queue_offset
+        } else {
+            result.next_begin_offset
+        };
         let response = request
             .response_to(code, None)
             .with_header(&PullMessageResponseHeader {
                 suggest_which_broker_id: suggest.which_broker_id,
-                next_begin_offset: result.next_begin_offset,
+                next_begin_offset,
                 min_offset: result.min_offset,
                 max_offset: result.max_offset,
                 offset_delta: None,

@@ -5,6 +5,9 @@
 //! its endpoints while its registration lives on), then killed (the NameServer drops it when
 //! its connection closes). Each time a new group reads every acknowledged message.
 //!
+//! A slave whose reads are disabled (`slaveReadEnable=false`, RocketMQ's default) sends a
+//! consumer back to the master without moving its offset, so nothing is skipped.
+//!
 //! ferrumctl is the sibling binary of the test's target directory (built when missing).
 
 mod common;
@@ -17,7 +20,10 @@ use std::time::Duration;
 use ferrum_client::{Admin, Message, Producer, SendStatus};
 use ferrum_protocol::route::TopicConfig;
 
-use common::{Proc, eventually, sibling_binary, start_broker_with_sets, start_namesrv};
+use common::{
+    Conn, Proc, eventually, request, sibling_binary, start_broker_with_sets, start_namesrv,
+};
+use ferrum_protocol::{RequestCode, ResponseCode};
 
 const CLUSTER: &str = "SlaveReads";
 const NAME: &str = "sr-a";
@@ -25,6 +31,16 @@ const TOPIC: &str = "SlaveReadTopic";
 const MESSAGES: usize = 300;
 
 fn start_broker(store: &Path, namesrv: &str, role: &str, id: i64) -> Proc {
+    start_broker_reading(store, namesrv, role, id, true)
+}
+
+fn start_broker_reading(
+    store: &Path,
+    namesrv: &str,
+    role: &str,
+    id: i64,
+    slave_read: bool,
+) -> Proc {
     let sets = [
         "listenPort=0".to_owned(),
         "haListenPort=0".to_owned(),
@@ -38,7 +54,7 @@ fn start_broker(store: &Path, namesrv: &str, role: &str, id: i64) -> Proc {
         format!("brokerId={id}"),
         "registerNameServerPeriod=1000".to_owned(),
         "ferrumSlaveSyncInterval=300".to_owned(),
-        "slaveReadEnable=true".to_owned(),
+        format!("slaveReadEnable={slave_read}"),
     ];
     start_broker_with_sets(namesrv, &sets)
 }
@@ -158,4 +174,75 @@ async fn scenario() {
         MESSAGES,
         "a group started while the master is dead read every acknowledged message"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slave_that_may_not_serve_reads_never_moves_a_consumer_on() {
+    tokio::time::timeout(Duration::from_secs(120), read_disabled())
+        .await
+        .expect("scenario finishes in time");
+}
+
+async fn read_disabled() {
+    let namesrv = start_namesrv();
+    let master_dir = tempfile::tempdir().expect("tempdir");
+    let slave_dir = tempfile::tempdir().expect("tempdir");
+    let master = start_broker_reading(master_dir.path(), &namesrv.addr, "SYNC_MASTER", 0, false);
+    let slave = start_broker_reading(slave_dir.path(), &namesrv.addr, "SLAVE", 1, false);
+    let admin = Admin::new([namesrv.addr.as_str()]);
+    admin
+        .create_topic(&master.addr, &TopicConfig::new(TOPIC, 1))
+        .await
+        .expect("create the topic on the master");
+    let on_slave = eventually(Duration::from_secs(30), || async {
+        admin
+            .topic_configs(&slave.addr)
+            .await
+            .is_ok_and(|t| t.topic_config_table.contains_key(TOPIC))
+    })
+    .await;
+    assert!(on_slave, "the topic reached the slave");
+    let producer = Producer::new([namesrv.addr.as_str()], "sr-producer");
+    for i in 0..10 {
+        producer
+            .send(TOPIC, Message::new(format!("m-{i}").into_bytes()))
+            .await
+            .expect("send to the master (SYNC_MASTER: on the slave too)");
+    }
+    let mut conn = Conn::open(&slave.addr).await;
+    let answer = conn
+        .call(request(
+            RequestCode::PULL_MESSAGE,
+            &[
+                ("consumerGroup", "sr-disabled"),
+                ("topic", TOPIC),
+                ("queueId", "0"),
+                ("queueOffset", "2"),
+                ("maxMsgNums", "32"),
+                ("sysFlag", "4"),
+                ("commitOffset", "0"),
+                ("suspendTimeoutMillis", "0"),
+                ("subscription", "*"),
+                ("subVersion", "0"),
+                ("expressionType", "TAG"),
+            ],
+        ))
+        .await;
+    assert_eq!(answer.code, ResponseCode::PULL_RETRY_IMMEDIATELY.code());
+    assert!(
+        answer.body.is_empty(),
+        "no messages from a read-disabled slave"
+    );
+    let field = |k: &str| answer.ext_fields.get(k).map(String::as_str);
+    assert_eq!(
+        field("suggestWhichBrokerId"),
+        Some("0"),
+        "sent to the master"
+    );
+    assert_eq!(
+        field("nextBeginOffset"),
+        Some("2"),
+        "the consumer stays where it asked"
+    );
+    assert_eq!(field("maxOffset"), Some("10"));
 }
