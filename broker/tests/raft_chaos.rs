@@ -881,3 +881,18 @@ async fn randomized_fault_schedules_lose_nothing_and_never_diverge() {
         "seed {seed}: nothing was acknowledged"
     );
 }
+
+#[test]
+fn msg_ids_name_their_commit_log_offset_and_targets_resolve() {
+    // store host 127.0.0.1:10911, CommitLog offset 0x1234.
+    assert_eq!(
+        commit_log_offset("7F00000100002A9F0000000000001234"),
+        Some(0x1234)
+    );
+    assert_eq!(commit_log_offset("1234"), None);
+    assert_eq!(commit_log_offset("7F00000100002A9FZZZZZZZZZZZZZZZZ"), None);
+    assert_eq!(resolve(Target::Leader, 1, 3), 1);
+    assert_eq!(resolve(Target::Follower(0), 1, 3), 0);
+    assert_eq!(resolve(Target::Follower(1), 1, 3), 2);
+    assert_eq!(resolve(Target::Follower(5), 0, 5), 2);
+}
