@@ -116,7 +116,13 @@ pub fn master_service_for(bg: &BrokerGroup, id: &GroupIdentity) -> Service {
         metadata: meta(bg, id, master_service(&id.name)),
         spec: Some(ServiceSpec {
             selector: Some(selector),
-            ports: Some(vec![port("broker", BROKER_PORT), port("ha", HA_PORT)]),
+            // RocketMQ clients with vipChannelEnabled (the 4.x default) send to the VIP port,
+            // listenPort - 2, of the master address this Service stands for.
+            ports: Some(vec![
+                port("broker", BROKER_PORT),
+                port("vip", BROKER_PORT - 2),
+                port("ha", HA_PORT),
+            ]),
             ..Default::default()
         }),
         ..Default::default()
@@ -477,6 +483,8 @@ mod tests {
             m.selector.as_ref().map(|s| s[ROLE_LABEL].clone()),
             Some("master".into())
         );
+        let master_ports: Vec<i32> = m.ports.iter().flatten().map(|p| p.port).collect();
+        assert_eq!(master_ports, vec![BROKER_PORT, BROKER_PORT - 2, HA_PORT]);
         let pdb = o.pdb.spec.as_ref().expect("spec");
         assert_eq!(pdb.max_unavailable, Some(IntOrString::Int(1)));
         assert_eq!(
