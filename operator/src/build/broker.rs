@@ -116,8 +116,8 @@ pub fn master_service_for(bg: &BrokerGroup, id: &GroupIdentity) -> Service {
         metadata: meta(bg, id, master_service(&id.name)),
         spec: Some(ServiceSpec {
             selector: Some(selector),
-            // RocketMQ clients with vipChannelEnabled (the 4.x default) send to the VIP port,
-            // listenPort - 2, of the master address this Service stands for.
+            // RocketMQ clients with vipChannelEnabled (on by default in older 4.x releases)
+            // send to the VIP port, listenPort - 2, of the master address this Service is.
             ports: Some(vec![
                 port("broker", BROKER_PORT),
                 port("vip", BROKER_PORT - 2),
