@@ -658,6 +658,7 @@ async fn replace_replica() {
     // acknowledged, and the transfer is refused when its bound passes.
     let leader_addr = group.addr(leader);
     let lost_id = format!("n{lost}");
+    send_n(&leader_addr, 5, "behind", &mut acked).await;
     let (behind, ()) = tokio::join!(
         transfer_raw(&leader_addr, Some(&lost_id)),
         send_n(&leader_addr, 20, "during-refused-transfer", &mut acked)
