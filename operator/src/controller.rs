@@ -178,6 +178,8 @@ async fn reconcile_once(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<(Acti
     let mut promotion_problem = None;
     // Raft: the replica chosen as leader this pass (see replicas::choose_leader).
     let mut raft_leader = None;
+    // Raft: whether any replica answered or any pod is Ready, i.e. an election can be seen.
+    let mut raft_alive = false;
     let mut roll = crate::roll::RollOutcome {
         status: bg.status.as_ref().and_then(|s| s.roll.clone()),
         new_master: None,
@@ -214,6 +216,7 @@ async fn reconcile_once(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<(Acti
         };
         let mut observed = observe(master).await;
         raft_leader = observed.leader;
+        raft_alive = !observed.raft.is_empty() || !raft_fallback.is_empty();
         if bg.spec.mode == BrokerMode::MasterSlave
             && let Some(target) = bg.spec.promote.filter(|p| *p != master)
         {
@@ -414,7 +417,12 @@ async fn reconcile_once(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<(Acti
 
     if electing {
         tracing::info!(group = %id.name, namespace = ns, "no Raft leader observed yet");
-        return Ok((Action::requeue(RAFT_ELECTION_RECHECK), true));
+        let wait = if raft_alive {
+            RAFT_ELECTION_RECHECK
+        } else {
+            RAFT_STARTING_RECHECK
+        };
+        return Ok((Action::requeue(wait), true));
     }
     if problems.is_empty() {
         tracing::info!(group = %id.name, namespace = ns, ready, "reconciled");
@@ -431,6 +439,10 @@ async fn reconcile_once(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<(Acti
 /// about a second, and clients reach the new leader through the master Service only once the
 /// label is on it.
 pub const RAFT_ELECTION_RECHECK: Duration = Duration::from_millis(700);
+
+/// The same while no replica answers and no pod is Ready (a group still starting): nothing
+/// can be elected yet, and a pod turning Ready starts a pass through the pod watch anyway.
+pub const RAFT_STARTING_RECHECK: Duration = Duration::from_secs(5);
 
 /// Whether this pass found a valid, unpaused Raft group without a leader to label.
 fn raft_electing(bg: &BrokerGroup, paused: bool, problems: &[String], leader: Option<i32>) -> bool {

@@ -345,7 +345,7 @@ async fn an_unreachable_nameserver_is_a_degraded_status() {
 
 #[tokio::test]
 async fn a_raft_group_without_a_leader_labels_no_pod_and_comes_back_soon() {
-    use ferrum_operator::controller::RAFT_ELECTION_RECHECK;
+    use ferrum_operator::controller::RAFT_STARTING_RECHECK;
     use kube::runtime::controller::Action;
 
     let bg = group(serde_json::json!({ "mode": "Raft", "replicas": 3 }));
@@ -363,7 +363,8 @@ async fn a_raft_group_without_a_leader_labels_no_pod_and_comes_back_soon() {
     .expect("reconcile succeeds");
     server.abort();
     let calls = calls.lock().expect("calls").clone();
-    assert_eq!(action, Action::requeue(RAFT_ELECTION_RECHECK));
+    // Nothing answers and no pod is Ready: a group still starting is not polled every 700 ms.
+    assert_eq!(action, Action::requeue(RAFT_STARTING_RECHECK));
 
     // The pods are read first (their own DNS names are where a leader is looked for), then
     // the objects are applied as in master-slave mode, and no pod is labelled.
