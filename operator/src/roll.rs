@@ -38,8 +38,6 @@ pub const REVISION_LABEL: &str = "controller-revision-hash";
 
 const BACKOFF_BASE_SECS: i64 = 10;
 const BACKOFF_MAX_SECS: i64 = 600;
-/// How long one pass waits for a transfer or promotion before calling it failed.
-const TRANSFER_TIMEOUT: Duration = Duration::from_secs(15);
 const PROMOTE_ATTEMPTS: u32 = 10;
 
 /// What is known about one replica of the group in this pass.
@@ -677,7 +675,7 @@ pub async fn drive(rc: RollContext<'_>) -> Result<RollOutcome, kube::Error> {
             let (from_pod, to_pod) = (pod_name(&group, from), pod_name(&group, to));
             status.pod = Some(from_pod.clone());
             let addr = rc.addrs.get(&from).cloned().unwrap_or_default();
-            match transfer_leader(&addr, to).await {
+            match transfer_leader(rc.admin, &addr, to).await {
                 Ok(()) => {
                     status.reason = format!(
                         "leadership handed from {from_pod} to {to_pod} before restarting {from_pod}"
@@ -878,20 +876,19 @@ enum TransferError {
 }
 
 /// FERRUM_RAFT_TRANSFER_LEADER to the leader at `addr`, naming replica `to` by its
-/// dLegerSelfId (`n<ordinal>`, as the operator renders it).
-async fn transfer_leader(addr: &str, to: i32) -> Result<(), TransferError> {
-    use ferrum_protocol::{RemotingCommand, RequestCode, ResponseCode};
+/// dLegerSelfId (`n<ordinal>`, as the operator renders it); answered once `to` leads.
+async fn transfer_leader(
+    admin: &ferrum_client::Admin,
+    addr: &str,
+    to: i32,
+) -> Result<(), TransferError> {
+    use ferrum_protocol::ResponseCode;
     if addr.is_empty() {
         return Err(TransferError::Failed(
             "the leader's address is not known".to_owned(),
         ));
     }
-    let conn = ferrum_client::Connection::connect(addr)
-        .await
-        .map_err(|e| TransferError::Failed(e.to_string()))?;
-    let mut cmd = RemotingCommand::bare_request(RequestCode::FERRUM_RAFT_TRANSFER_LEADER);
-    cmd.ext_fields.insert("targetId".into(), format!("n{to}"));
-    match conn.invoke_ok(cmd, TRANSFER_TIMEOUT).await {
+    match admin.transfer_leader(addr, Some(&format!("n{to}"))).await {
         Ok(_) => Ok(()),
         Err(e)
             if e.response_code() == Some(i32::from(ResponseCode::REQUEST_CODE_NOT_SUPPORTED)) =>
