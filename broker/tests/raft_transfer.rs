@@ -40,6 +40,11 @@ const TOPIC: &str = "RaftTransferTopic";
 const QUEUES: i32 = 2;
 const STEP: Duration = Duration::from_secs(30);
 
+/// The tests of this file run one at a time: each starts three to five brokers, and on a
+/// two-core machine running them side by side starves heartbeats into ordinary elections,
+/// which the term checks here would take for a fault of the transfer.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn start_replica(store: &Path, namesrv: &str, peers: &str, i: usize) -> Proc {
     start_broker_with_sets(
         namesrv,
@@ -357,6 +362,7 @@ fn median_max(v: &[Duration]) -> (u128, u128) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transfer_under_load_loses_nothing() {
+    let _serial = SERIAL.lock().await;
     let rounds: usize = std::env::var("FERRUM_RAFT_TRANSFERS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -528,6 +534,7 @@ async fn transfers(rounds: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_replicas_hand_over_leadership() {
+    let _serial = SERIAL.lock().await;
     tokio::time::timeout(Duration::from_secs(180), five_replicas())
         .await
         .expect("scenario finishes in time");
@@ -613,6 +620,7 @@ async fn send_n(to: &str, n: usize, tag: &str, acked: &mut Vec<String>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_whose_disk_was_lost_catches_up_from_the_leader() {
+    let _serial = SERIAL.lock().await;
     tokio::time::timeout(Duration::from_secs(240), replace_replica())
         .await
         .expect("scenario finishes in time");
@@ -663,8 +671,8 @@ async fn replace_replica() {
         transfer_raw(&leader_addr, Some(&lost_id)),
         send_n(&leader_addr, 20, "during-refused-transfer", &mut acked)
     );
-    assert_eq!(behind.code, ResponseCode::SYSTEM_BUSY.code());
     let remark = behind.remark.unwrap_or_default();
+    assert_eq!(behind.code, ResponseCode::SYSTEM_BUSY.code(), "{remark}");
     assert!(
         remark.contains(&format!("n{lost} did not catch up")),
         "{remark}"

@@ -59,8 +59,9 @@ use super::network::{NetworkSwitch, timeout_now};
 pub const TRANSFER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a send waits at the closed gate before it is answered SYSTEM_BUSY.
 pub const WRITE_HOLD: Duration = Duration::from_secs(2);
-/// How long the gate stays closed for the target to receive the last entries; before closing
-/// it the target has already reached the last log index of the moment.
+/// How long proposals in flight may take to finish once the gate closes, and how long the gate
+/// then stays closed for the target to receive the last entries (it has already reached the
+/// last log index of the moment before the gate closes).
 pub const GATED_CATCH_UP: Duration = Duration::from_secs(2);
 /// The header naming the target (a dLegerSelfId); absent = the most up-to-date follower.
 pub const TARGET_ID: &str = "targetId";
@@ -306,9 +307,11 @@ pub async fn transfer(
         .map_err(|_| behind(last))?;
 
     tracing::info!(target = %target.id, "Raft leader transfer: closing the write gate");
-    let gate = tokio::time::timeout(remaining(), state.gate.write())
+    // Waiting for the gate already holds new sends back, so this wait is short too.
+    let closing = remaining().min(GATED_CATCH_UP);
+    let gate = tokio::time::timeout(closing, state.gate.write())
         .await
-        .map_err(|_| TransferError::WritesInFlight(bound))?;
+        .map_err(|_| TransferError::WritesInFlight(closing))?;
     let metrics = raft.metrics().borrow().clone();
     if metrics.state != ServerState::Leader {
         return Err(not_leader(&metrics));
