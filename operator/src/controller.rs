@@ -426,8 +426,14 @@ async fn reconcile_once(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<(Acti
     }
     if problems.is_empty() {
         tracing::info!(group = %id.name, namespace = ns, ready, "reconciled");
-        // A roll waits on pods and brokers the controller does not watch: look again soon.
-        let period = if roll.status.is_some() { 5 } else { 60 };
+        // A roll waits on pods and brokers the controller does not watch, and a Raft
+        // leadership can move with no pod changing (a partition, a transfer by hand): the
+        // master Service must follow it, so look again soon.
+        let period = if roll.status.is_some() || bg.spec.mode == BrokerMode::Raft {
+            5
+        } else {
+            60
+        };
         Ok((Action::requeue(Duration::from_secs(period)), true))
     } else {
         tracing::warn!(group = %id.name, namespace = ns, ?problems, "invalid spec");
