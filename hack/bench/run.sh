@@ -18,7 +18,20 @@
 #                            SYNC master with a slave, lag, promote -> first send)
 #                            `raft`: only hack/bench/raft.sh (Ferrum 3-replica Raft group vs
 #                            ASYNC master + slave: msgs/s, p99, write amplification)
+#                            `java`: only Apache's benchmark Producer (rocketmq-example from
+#                            Maven Central) against the peers in JAVA_BENCH_PEERS
 #   BENCH_RATE [5000]        offered msgs/s of the fixed-rate (open-loop) produce phase
+#   JAVA_BENCH_SECONDS [30]  how long Apache's benchmark Producer runs per peer (it reports every
+#                            10 s; the first report is its warm-up and is not counted)
+#   JAVA_BENCH_PEERS ["ferrum apache"]  the peers Apache's benchmark Producer runs against
+#   ROCKETMQ_EXAMPLE_VERSION [5.5.0]  rocketmq-example from Maven Central (holds the Producer)
+#   BENCH_PERF [0]           1: `perf record -g` of ferrum-broker during its produce phase,
+#                            top symbols in target/bench/runs/ferrum.perf.txt
+#   BENCH_LOOP_GIB [auto]    the stores go on a fresh ext4 filesystem in a sparse file of this
+#                            many GiB, mounted on a loop device (needs root), removed at exit;
+#                            `auto`: 16 when the data directory's filesystem is >= 70 % used
+#                            (statvfs, reserved blocks counted as used: rocketmq-rust's disk check
+#                            refuses writes at 90 % by that measure), else 0 = no loop filesystem
 #                            with a pretend broker (namesrv/examples/register_broker) registering
 #                            the bench topic; rocketmq-rust then needs only its NameServer built
 #   BENCH_DATA [target/bench]  where the stores go (a fresh subdirectory, removed at exit;
@@ -39,17 +52,22 @@ BENCH_PEERS=${BENCH_PEERS:-ferrum apache rocketmq-rust}
 BENCH_PHASES=${BENCH_PHASES:-all}
 BENCH_RATE=${BENCH_RATE:-5000}
 case $BENCH_PHASES in
-all | route | rate) ;;
+all | route | rate | java) ;;
 # Ferrum alone, master + slave: its own script (hack/bench/replication.sh).
 replication) exec bash hack/bench/replication.sh ;;
 # Ferrum alone, Raft group vs master + slave: hack/bench/raft.sh.
 raft) exec bash hack/bench/raft.sh ;;
-*) echo "bench: BENCH_PHASES must be 'all', 'route', 'rate', 'replication' or 'raft', got '$BENCH_PHASES'" >&2; exit 2 ;;
+*) echo "bench: BENCH_PHASES must be 'all', 'route', 'rate', 'java', 'replication' or 'raft', got '$BENCH_PHASES'" >&2; exit 2 ;;
 esac
 BENCH_DATA_PARENT=${BENCH_DATA:-$ROOT/target/bench}
 ROCKETMQ_VERSION=${ROCKETMQ_VERSION:-5.3.3}
 RR_VERSION=${RR_VERSION:-1.0.0}
 RR_BUILD_TIMEOUT=${RR_BUILD_TIMEOUT:-2400}
+JAVA_BENCH_SECONDS=${JAVA_BENCH_SECONDS:-30}
+JAVA_BENCH_PEERS=${JAVA_BENCH_PEERS:-ferrum apache}
+ROCKETMQ_EXAMPLE_VERSION=${ROCKETMQ_EXAMPLE_VERSION:-5.5.0}
+BENCH_LOOP_GIB=${BENCH_LOOP_GIB:-auto}
+BENCH_PERF=${BENCH_PERF:-0}
 M2=${FERRUM_M2:-$HOME/.cache/ferrum/m2}
 RR_ROOT=$HOME/.cache/ferrum/rocketmq-rust-$RR_VERSION
 CARGO=${CARGO:-cargo}
@@ -60,7 +78,7 @@ BENCH_CLUSTER=BenchCluster
 BENCH_TOPIC=BenchTopic
 export BENCH_CLUSTER BIN
 
-for n in BENCH_SECONDS BENCH_CONCURRENCY BENCH_SIZE BENCH_QUEUES ROUTE_SECONDS BENCH_WARMUP BENCH_RATE; do
+for n in BENCH_SECONDS BENCH_CONCURRENCY BENCH_SIZE BENCH_QUEUES ROUTE_SECONDS BENCH_WARMUP BENCH_RATE JAVA_BENCH_SECONDS; do
     [[ ${!n} =~ ^[1-9][0-9]*$ ]] || { echo "bench: $n must be a positive integer, got '${!n}'" >&2; exit 2; }
 done
 
@@ -80,15 +98,57 @@ stop_pid() {
     kill -9 "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
 }
+BENCH_DATA=
+LOOP_MNT=
+LOOP_IMG=
 cleanup() {
     local pid
     for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
-    rm -rf "$BENCH_DATA"
+    [ -n "$BENCH_DATA" ] && rm -rf "$BENCH_DATA"
+    if [ -n "$LOOP_MNT" ]; then
+        umount "$LOOP_MNT" 2>/dev/null || umount -l "$LOOP_MNT" 2>/dev/null || true
+        rmdir "$LOOP_MNT" 2>/dev/null || true
+    fi
+    [ -n "$LOOP_IMG" ] && rm -f "$LOOP_IMG"
+    return 0
 }
-mkdir -p "$BENCH_DATA_PARENT"
-BENCH_DATA=$(mktemp -d "$BENCH_DATA_PARENT/data.XXXXXX")
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+mkdir -p "$BENCH_DATA_PARENT"
+
+# Used percent of the filesystem holding $1, counted like statvfs-based disk checks do (blocks
+# reserved for root count as used), and as df shows it (they count as neither).
+used_pct_reserved() { python3 -c 'import os, sys; s = os.statvfs(sys.argv[1]); print(round(100 * (s.f_blocks - s.f_bavail) / s.f_blocks))' "$1"; }
+used_pct_df() { python3 -c 'import os, sys; s = os.statvfs(sys.argv[1]); u = s.f_blocks - s.f_bfree; print(round(100 * u / (u + s.f_bavail)))' "$1"; }
+
+# Every broker refuses writes on a nearly full disk (Apache, Ferrum and rocketmq-rust at 90 %,
+# each by its own count of reserved blocks), so on a crowded filesystem the stores get a fresh
+# one of their own: all peers on the same one, so the comparison stays fair.
+DATA_FS_NOTE="$BENCH_DATA_PARENT: $(used_pct_reserved "$BENCH_DATA_PARENT") % used counting reserved blocks, $(used_pct_df "$BENCH_DATA_PARENT") % as df shows it"
+loop_gib=$BENCH_LOOP_GIB
+if [ "$loop_gib" = auto ]; then
+    loop_gib=0
+    [ "$(used_pct_reserved "$BENCH_DATA_PARENT")" -ge 70 ] && loop_gib=16
+fi
+[[ $loop_gib =~ ^[0-9]+$ ]] || { echo "bench: BENCH_LOOP_GIB must be 'auto' or a number of GiB, got '$BENCH_LOOP_GIB'" >&2; exit 2; }
+if [ "$loop_gib" -gt 0 ]; then
+    if [ "$(id -u)" -ne 0 ] || ! command -v losetup >/dev/null || ! command -v mkfs.ext4 >/dev/null; then
+        DATA_FS_NOTE="$DATA_FS_NOTE; a ${loop_gib} GiB loop filesystem was wanted but needs root, losetup and mkfs.ext4 (set BENCH_LOOP_GIB=0 to silence)"
+    else
+        LOOP_MNT=$BENCH_DATA_PARENT/loop
+        LOOP_IMG=$BENCH_DATA_PARENT/loop.img
+        # A mount left by a killed run is taken down first.
+        mountpoint -q "$LOOP_MNT" 2>/dev/null && umount "$LOOP_MNT"
+        rm -f "$LOOP_IMG"
+        mkdir -p "$LOOP_MNT"
+        truncate -s "${loop_gib}G" "$LOOP_IMG"
+        mkfs.ext4 -q -F -m 0 "$LOOP_IMG"
+        mount -o loop "$LOOP_IMG" "$LOOP_MNT"
+        BENCH_DATA_PARENT=$LOOP_MNT
+        DATA_FS_NOTE="$DATA_FS_NOTE; the stores use a fresh ${loop_gib} GiB ext4 loop filesystem (sparse file there), $(used_pct_reserved "$LOOP_MNT") % used"
+    fi
+fi
+BENCH_DATA=$(mktemp -d "$BENCH_DATA_PARENT/data.XXXXXX")
 
 # A free port in the kernel's ephemeral range, on 127.0.0.1.
 free_port() {
@@ -135,12 +195,37 @@ peak_rss_kb() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status" 2>/dev/null || ec
 # buffers) is what the process holds apart from the page cache.
 anon_rss_kb() { awk '/^RssAnon:/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 
+# rss_sampler PID FILE: once a second while PID lives, one line
+#   <seconds> <phase> <RssAnon kB> <RssFile kB> <RssShmem kB> <VmHWM kB>
+# RssFile holds the pages of mapped files (the commit log and consume queues: page cache the
+# kernel can drop and re-read, shared with every other reader of those files, plus the program's
+# own text); RssAnon is the memory the process holds for itself (heap, stacks, buffers).
+rss_sampler() {
+    local pid=$1 file=$2 start=$SECONDS phase
+    while kill -0 "$pid" 2>/dev/null; do
+        phase=$(cat "$WORK/phase" 2>/dev/null || echo idle)
+        awk -v t=$((SECONDS - start)) -v p="$phase" \
+            '/^RssAnon:/ { a = $2 } /^RssFile:/ { f = $2 } /^RssShmem:/ { s = $2 } /^VmHWM:/ { h = $2 }
+             END { if (a != "") print t, p, a, f, s, h }' "/proc/$pid/status" >>"$file" 2>/dev/null || true
+        sleep 1
+    done
+}
+set_phase() { printf '%s\n' "$1" >"$WORK/phase"; }
+
+# Keeps the first send errors of a load phase (the exact remark the broker answered) for the
+# results, so a peer that fails is reported with its reason, not only with a count.
+keep_errors() {
+    local name=$1 phase=$2 err=$3
+    grep -v -E '^\[ *[0-9]+s\] ' "$err" 2>/dev/null | grep -m 3 -E 'error|failed' | sed "s/^/$phase: /" >>"$OUT/runs/$name.errors.txt" || true
+}
+
 source hack/bench/ferrum.sh
 source hack/bench/apache.sh
 
 step "machine"
 note "$(nproc) cores, $(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo); load: $(uptime | sed 's/.*load average/load average/')"
 note "produce ${BENCH_SECONDS}s x ${BENCH_CONCURRENCY} sync producers, ${BENCH_SIZE} B bodies, ${BENCH_QUEUES} queues; route ${ROUTE_SECONDS}s"
+note "data: $DATA_FS_NOTE"
 
 step "building release binaries (ferrum-namesrv, ferrum-broker, ferrumctl, route_bench)"
 "$CARGO" build --release -q -p ferrum-namesrv -p ferrum-broker -p ferrum-client --bins
@@ -159,6 +244,33 @@ rm -f "$BENCH_DATA/ddtest"
 note "disk ($BENCH_DATA, 1 GiB, conv=fdatasync): $DISK"
 printf '%s\n' "$MEMCPY" >"$OUT/runs/memcpy.txt"
 printf '%s\n' "$DISK" >"$OUT/runs/disk.txt"
+printf '%s\n' "$DATA_FS_NOTE" >"$OUT/runs/data-fs.txt"
+
+# Apache's own benchmark Producer (org.apache.rocketmq.example.benchmark.Producer) from
+# rocketmq-example on Maven Central, resolved apart from the broker's jars (hack/bench/example-pom.xml).
+EXAMPLE_CP=
+java_bench_wanted() {
+    case $BENCH_PHASES in all | java) ;; *) return 1 ;; esac
+    local p
+    for p in $JAVA_BENCH_PEERS; do
+        case " $BENCH_PEERS " in *" $p "*) return 0 ;; esac
+    done
+    return 1
+}
+if java_bench_wanted; then
+    step "Apache's benchmark Producer: resolving rocketmq-example $ROCKETMQ_EXAMPLE_VERSION from Maven Central"
+    if ! command -v java >/dev/null; then
+        echo "java is not installed: no Apache benchmark Producer phase" | tee "$OUT/runs/java-producer.skipped"
+    elif timeout 900 mvn -q -B -f hack/bench/example-pom.xml -Dmaven.repo.local="$M2" \
+        -Drocketmq.example.version="$ROCKETMQ_EXAMPLE_VERSION" dependency:build-classpath \
+        -Dmdep.outputFile="$OUT/runs/example-classpath.txt" >"$OUT/runs/mvn-example.log" 2>&1; then
+        EXAMPLE_CP=$(cat "$OUT/runs/example-classpath.txt")
+        note "classpath: $(tr ':' '\n' <"$OUT/runs/example-classpath.txt" | wc -l) jars"
+    else
+        echo "Maven could not resolve rocketmq-example $ROCKETMQ_EXAMPLE_VERSION (see $OUT/runs/mvn-example.log)" |
+            tee "$OUT/runs/java-producer.skipped"
+    fi
+fi
 
 # rocketmq-rust from the crate registry; prints why when it cannot be had.
 rocketmq_rust_install() {
@@ -206,11 +318,17 @@ brokerRole=ASYNC_MASTER
 flushDiskType=ASYNC_FLUSH
 autoCreateTopicEnable=true
 CONF
+    # The conversion report says how each Java key was read; every key must be taken as is.
     ROCKETMQ_HOME="$WORK/home" NAMESRV_ADDR="$NAMESRV" RUST_LOG=${RUST_LOG:-warn} \
-        "$RR_ROOT/bin/rocketmq-broker-rust" -c "$WORK/broker.conf" >"$WORK/broker.out" 2>&1 &
+        "$RR_ROOT/bin/rocketmq-broker-rust" -c "$WORK/broker.conf" \
+        --conversion-report "$WORK/broker-conf-report.json" >"$WORK/broker.out" 2>&1 &
     BROKER_PID=$!
     track_pid "$BROKER_PID"
     wait_for_port "$broker_port" 90 "$BROKER_PID" "$WORK/broker.out" || return 1
+    if [ -s "$WORK/broker-conf-report.json" ]; then
+        note "broker.conf as rocketmq-rust read it: $(jq -r '[.entries[] | "\(.originalKey) \(.status)/\(.valueState)"] | join(", ")' \
+            "$WORK/broker-conf-report.json" 2>/dev/null)"
+    fi
 }
 
 # wait_for_port PORT SECONDS PID LOG
@@ -289,13 +407,19 @@ run_peer() {
         return 0
     fi
 
-    [ "$BENCH_PHASES" = rate ] || route_phase "$name"
+    case $BENCH_PHASES in rate | java) ;; *) route_phase "$name" ;; esac
     if [ "$BENCH_PHASES" = route ]; then
         stop_peer
         return 0
     fi
 
+    set_phase idle
+    rss_sampler "$BROKER_PID" "$OUT/runs/$name.rss.txt" &
+    SAMPLER_PID=$!
+    track_pid "$SAMPLER_PID"
+
     step "$name: warm-up produce, ${BENCH_WARMUP}s (not counted)"
+    set_phase warmup
     if timeout $((BENCH_WARMUP + 120)) "$BIN/ferrumctl" -n "$NAMESRV" --json bench produce "$BENCH_TOPIC" \
         -c "$BENCH_CONCURRENCY" -s "$BENCH_SIZE" -d "$BENCH_WARMUP" --group "bench-$name-producer" \
         >"$WORK/warmup.json" 2>"$WORK/warmup.err"; then
@@ -304,13 +428,52 @@ run_peer() {
         echo "$name: warm-up failed:"
         tail -5 "$WORK/warmup.err"
     fi
+    keep_errors "$name" warmup "$WORK/warmup.err"
 
-    [ "$BENCH_PHASES" = rate ] || saturation_phases "$name" "$warm"
-    rate_phase "$name"
+    case $BENCH_PHASES in
+    java) ;;
+    rate) rate_phase "$name" ;;
+    *)
+        saturation_phases "$name" "$warm"
+        rate_phase "$name"
+        ;;
+    esac
+    case $BENCH_PHASES in all | java) java_producer_phase "$name" ;; esac
+
+    # A few idle samples after the load: what the broker keeps once the load is gone.
+    set_phase after
+    sleep 4
     peak_rss_kb "$BROKER_PID" >"$OUT/runs/$name.broker_rss_kb"
     anon_rss_kb "$BROKER_PID" >"$OUT/runs/$name.broker_anon_kb"
-    note "broker peak RSS: $(cat "$OUT/runs/$name.broker_rss_kb") kB (anonymous at the end: $(cat "$OUT/runs/$name.broker_anon_kb") kB)"
+    note "broker peak RSS (VmHWM): $(cat "$OUT/runs/$name.broker_rss_kb") kB; anonymous now: $(cat "$OUT/runs/$name.broker_anon_kb") kB"
+    note "RSS samples (s phase RssAnon RssFile RssShmem VmHWM, kB): $OUT/runs/$name.rss.txt"
+    awk '{ if ($3 > a) a = $3; if ($4 > f) f = $4 } END { printf "    peak RssAnon %d kB, peak RssFile %d kB over %d samples\n", a, f, NR }' \
+        "$OUT/runs/$name.rss.txt" 2>/dev/null || true
+    set_phase stopping
     stop_peer
+}
+
+# Apache's own benchmark Producer: BENCH_CONCURRENCY sending threads, synchronous sends of
+# BENCH_SIZE-byte bodies, ROCKETMQ binary headers (it sets that itself); it runs until stopped and
+# prints "Send TPS / Max RT / Average RT" over the last 10 s every 10 s.
+java_producer_phase() {
+    local name=$1
+    case " $JAVA_BENCH_PEERS " in *" $name "*) ;; *) return 0 ;; esac
+    [ -n "$EXAMPLE_CP" ] || return 0
+    step "$name: Apache's benchmark Producer (rocketmq-example $ROCKETMQ_EXAMPLE_VERSION), ${JAVA_BENCH_SECONDS}s, -w $BENCH_CONCURRENCY -s $BENCH_SIZE"
+    set_phase java
+    mkdir -p "$WORK/java-producer-home"
+    # It never ends by itself; timeout's TERM is the normal end (status 124).
+    timeout "$((JAVA_BENCH_SECONDS + 4))" java -Xms512m -Xmx512m -XX:+UseG1GC \
+        -Duser.home="$WORK/java-producer-home" -cp "$EXAMPLE_CP" \
+        org.apache.rocketmq.example.benchmark.Producer -n "$NAMESRV" -t "$BENCH_TOPIC" \
+        -s "$BENCH_SIZE" -w "$BENCH_CONCURRENCY" >"$OUT/runs/$name.java-producer.txt" 2>&1 || true
+    if grep -q 'Send TPS' "$OUT/runs/$name.java-producer.txt"; then
+        grep 'Send TPS' "$OUT/runs/$name.java-producer.txt" | sed 's/^/    /'
+    else
+        echo "$name: Apache's benchmark Producer printed no report; last lines:"
+        tail -5 "$OUT/runs/$name.java-producer.txt" | sed 's/^/      /'
+    fi
 }
 
 route_phase() {
@@ -326,19 +489,38 @@ route_phase() {
 saturation_phases() {
     local name=$1 warm=$2 produced
     step "$name: produce, ${BENCH_SECONDS}s"
+    set_phase produce
+    local perf_pid=
+    if [ "$BENCH_PERF" = 1 ] && [ "$name" = ferrum ] && command -v perf >/dev/null; then
+        perf record -q -g -F 499 -o "$WORK/perf.data" -p "$BROKER_PID" -- sleep "$BENCH_SECONDS" \
+            >"$WORK/perf-record.out" 2>&1 &
+        perf_pid=$!
+        track_pid "$perf_pid"
+    fi
     timeout $((BENCH_SECONDS + 120)) "$BIN/ferrumctl" -n "$NAMESRV" --json bench produce "$BENCH_TOPIC" \
         -c "$BENCH_CONCURRENCY" -s "$BENCH_SIZE" -d "$BENCH_SECONDS" --group "bench-$name-producer" \
         >"$OUT/runs/$name.produce.json" 2>"$WORK/produce.err" ||
         { echo "$name: produce failed:"; tail -5 "$WORK/produce.err"; }
+    keep_errors "$name" produce "$WORK/produce.err"
+    if [ -n "$perf_pid" ]; then
+        wait "$perf_pid" 2>/dev/null || true
+        perf report -q -i "$WORK/perf.data" --stdio --no-children --sort symbol 2>/dev/null |
+            grep -E '^ +[0-9.]+%' | sed -E 's/ +-? +-? *$//' | cut -c1-160 | head -40 >"$OUT/runs/$name.perf.txt" || true
+        note "perf: top symbols of ferrum-broker while producing (self time):"
+        head -12 "$OUT/runs/$name.perf.txt" | sed 's/^/    /'
+        rm -f "$WORK/perf.data"
+    fi
     summary "$OUT/runs/$name.produce.json"
     produced=$(jq -r '.messages // 0' "$OUT/runs/$name.produce.json" 2>/dev/null || echo 0)
 
     step "$name: consume the $((warm + produced)) messages from the start (at most ${BENCH_SECONDS}s)"
     if [ "${produced:-0}" -gt 0 ]; then
+        set_phase consume
         timeout $((BENCH_SECONDS + 120)) "$BIN/ferrumctl" -n "$NAMESRV" --json bench consume "$BENCH_TOPIC" \
             -g "bench-$name-consumer" -d "$BENCH_SECONDS" --count "$((warm + produced))" \
             >"$OUT/runs/$name.consume.json" 2>"$WORK/consume.err" ||
             { echo "$name: consume failed:"; tail -5 "$WORK/consume.err"; }
+        keep_errors "$name" consume "$WORK/consume.err"
         summary "$OUT/runs/$name.consume.json"
     fi
 }
@@ -348,18 +530,21 @@ saturation_phases() {
 rate_phase() {
     local name=$1
     step "$name: produce at a fixed offered rate of ${BENCH_RATE} msgs/s, ${BENCH_SECONDS}s"
+    set_phase rate
     timeout $((BENCH_SECONDS + 120)) "$BIN/ferrumctl" -n "$NAMESRV" --json bench produce "$BENCH_TOPIC" \
         --rate "$BENCH_RATE" -c "$BENCH_CONCURRENCY" -s "$BENCH_SIZE" -d "$BENCH_SECONDS" \
         --group "bench-$name-producer" \
         >"$OUT/runs/$name.rate.json" 2>"$WORK/rate.err" ||
         { echo "$name: fixed-rate produce failed:"; tail -5 "$WORK/rate.err"; }
+    keep_errors "$name" rate "$WORK/rate.err"
     summary "$OUT/runs/$name.rate.json"
 }
 
 stop_peer() {
     [ -n "${BROKER_PID:-}" ] && stop_pid "$BROKER_PID"
     [ -n "${NAMESRV_PID:-}" ] && stop_pid "$NAMESRV_PID"
-    BROKER_PID= NAMESRV_PID=
+    [ -n "${SAMPLER_PID:-}" ] && stop_pid "$SAMPLER_PID"
+    BROKER_PID= NAMESRV_PID= SAMPLER_PID=
     rm -rf "$DATA"
 }
 
@@ -438,7 +623,55 @@ def dd_rate(line):
     scale = {"kB": 1e-3, "MB": 1.0, "GB": 1e3}[m.group(3)]
     return round(float(m.group(2)) * scale, 1)
 
-result = {"peers": {}, "limits": {
+def rss_samples(name):
+    # Lines: seconds phase RssAnon RssFile RssShmem VmHWM (kB).
+    rows = []
+    for line in (read(name) or "").splitlines():
+        f = line.split()
+        if len(f) == 6 and all(x.isdigit() for x in f[2:]):
+            rows.append((f[1], *map(int, f[2:])))
+    if not rows:
+        return None
+    load = [r for r in rows if r[0] not in ("idle", "after")] or rows
+    after = [r for r in rows if r[0] == "after"] or rows[-1:]
+    mib = lambda kb: round(kb / 1024, 1)
+    return {
+        "samples": len(rows),
+        "anon_peak_mib": mib(max(r[1] for r in load)),
+        "file_peak_mib": mib(max(r[2] for r in load)),
+        "anon_after_mib": mib(after[-1][1]),
+        "file_after_mib": mib(after[-1][2]),
+        "anon_peak_by_phase_mib": {
+            p: mib(max(r[1] for r in rows if r[0] == p)) for p in dict.fromkeys(r[0] for r in rows)
+        },
+    }
+
+def java_producer(name):
+    text = read(name)
+    if not text:
+        return None
+    reports = [
+        (int(m.group(1)), int(m.group(2)), float(m.group(3)), int(m.group(4)), int(m.group(5)))
+        for m in re.finditer(
+            r"Send TPS: (\d+)\W+Max RT\(ms\): (\d+)\W+Average RT\(ms\):\s*([0-9.]+)\W+"
+            r"Send Failed: (\d+)\W+Response Failed: (\d+)", text)
+    ]
+    if not reports:
+        return {"reports": 0, "error": text.strip().splitlines()[-1][:300] if text.strip() else "no output"}
+    # The first report covers the client's own warm-up (JIT, connections): not counted.
+    steady = reports[1:] or reports
+    return {
+        "reports": len(reports),
+        "counted": len(steady),
+        "send_tps": round(sum(r[0] for r in steady) / len(steady), 1),
+        "avg_rt_ms": round(sum(r[2] for r in steady) / len(steady), 3),
+        # Max RT is the largest since the Producer started, warm-up included.
+        "max_rt_ms": reports[-1][1],
+        "send_failed": reports[-1][3],
+        "response_failed": reports[-1][4],
+    }
+
+result = {"peers": {}, "data_filesystem": read("data-fs.txt"), "limits": {
     "memcpy_mb_per_sec": dd_rate(read("memcpy.txt")),
     "disk_fdatasync_mb_per_sec": dd_rate(read("disk.txt")),
 }, "load_average": os.getloadavg()}
@@ -458,6 +691,9 @@ for peer in peers:
         "broker_peak_rss_mib": round(int(rss) / 1024, 1) if rss and rss.isdigit() else None,
         "broker_anon_rss_mib": round(int(anon) / 1024, 1) if anon and anon.isdigit() else None,
         "namesrv_peak_rss_mib": round(int(ns_rss) / 1024, 1) if ns_rss and ns_rss.isdigit() else None,
+        "broker_rss": rss_samples(peer + ".rss.txt"),
+        "java_producer": java_producer(peer + ".java-producer.txt"),
+        "errors": read(peer + ".errors.txt"),
     }
 
 rows = [
@@ -477,8 +713,15 @@ rows = [
     ("consume pull p50 ms", ("consume", "p50_ms")),
     ("consume pull p99 ms", ("consume", "p99_ms")),
     ("consume pull p999 ms", ("consume", "p999_ms")),
-    ("broker peak RSS MiB", ("broker_peak_rss_mib",)),
-    ("broker anon RSS MiB", ("broker_anon_rss_mib",)),
+    ("Java Producer send TPS", ("java_producer", "send_tps")),
+    ("Java Producer avg RT ms", ("java_producer", "avg_rt_ms")),
+    ("Java Producer max RT ms", ("java_producer", "max_rt_ms")),
+    ("Java Producer failed", ("java_producer", "send_failed")),
+    ("broker RssAnon peak MiB", ("broker_rss", "anon_peak_mib")),
+    ("broker RssFile peak MiB", ("broker_rss", "file_peak_mib")),
+    ("broker RssAnon after MiB", ("broker_rss", "anon_after_mib")),
+    ("broker RssFile after MiB", ("broker_rss", "file_after_mib")),
+    ("broker VmHWM MiB", ("broker_peak_rss_mib",)),
     ("route queries/s", ("route_queries_per_sec",)),
     ("namesrv peak RSS MiB", ("namesrv_peak_rss_mib",)),
 ]
@@ -517,9 +760,19 @@ for p in others:
 result["offered_rate"] = int(offered) if offered else None
 lim = result["limits"]
 print(f"physical limits: memcpy {lim['memcpy_mb_per_sec']} MB/s, disk fdatasync {lim['disk_fdatasync_mb_per_sec']} MB/s")
+print(f"data: {result['data_filesystem']}")
+print("RSS goal (<= 1/10 of Apache's) is read on RssAnon peak: the memory a broker holds for itself. "
+      "RssFile is mapped store pages (page cache, shared, droppable) plus program text; VmHWM counts both.")
 for peer in peers:
     if result["peers"][peer]["skipped"]:
         print(f"{peer}: {result['peers'][peer]['skipped']}")
+    if result["peers"][peer]["errors"]:
+        print(f"{peer}: send/pull errors (first of each phase):")
+        for line in result["peers"][peer]["errors"].splitlines():
+            print(f"    {line}")
+    jp = result["peers"][peer]["java_producer"]
+    if jp and jp.get("error"):
+        print(f"{peer}: Apache's benchmark Producer: {jp['error']}")
 with open(out, "w") as f:
     json.dump(result, f, indent=2)
     f.write("\n")
