@@ -11,12 +11,17 @@
 #      (ferrumctl `cluster list` from the tools image in a Job), BrokerGroup Ready with
 #      master and replicas, Topic Ready; prints apply → all Ready and registered
 #   3. ferrumctl (tools image, Jobs) produces 10,000 messages and consumes every one of them
-#      (distinct message ids counted, queue max offsets summed)
+#      (distinct message ids counted, queue max offsets summed); Apache's RocketMQ Java client
+#      (java-client image, a Job, default settings, the NameServer Services) produces 1,000
+#      and its push consumer reads every acknowledged one back
 #   4. failover: a NoSchedule taint (tolerated by the client Jobs) keeps the deleted master
-#      pod Pending; `kubectl patch brokergroup --type merge -p '{"spec":{"promote":1}}'` →
-#      the slave is master, producers resume; taint removed → the old master rejoins as
-#      slave; every acknowledged message (SYNC_MASTER) reads back. Reading from the slave
-#      while the master is down is not asserted yet (see docs/e2e.md).
+#      pod Pending; a consumer group started only then reads all 10,000 + 1,000 from the
+#      slave; `kubectl patch brokergroup --type merge -p '{"spec":{"promote":1}}'` → the
+#      slave is master, producers resume; taint removed → the old master rejoins as slave;
+#      every acknowledged message (SYNC_MASTER) reads back
+#   6. (FERRUM_E2E_RAFT=1, hack/e2e/raft-cluster.sh, before the teardown) a Raft BrokerGroup
+#      of 3: leader killed 10 times under Apache's Java producer; group and client failover
+#      measured, every acknowledged message read back
 #   5. teardown: Topic and BrokerGroup deleted → their objects garbage-collected, helm
 #      uninstall → operator gone, node-down.sh → no mounts, iptables rules or bridge left
 #
@@ -24,6 +29,8 @@
 #   FERRUM_E2E_IMAGES=reuse   take the newest image archive even if the sources changed
 #   FERRUM_E2E_IMAGES=build   always run hack/images/build.sh
 #   FERRUM_E2E_MESSAGES=N     messages of step 3 (default 10000)
+#   FERRUM_E2E_JAVA_MESSAGES=N  messages of the Java client in step 3 (default 1000)
+#   FERRUM_E2E_RAFT=1         run step 6 (about 10 more minutes); FERRUM_E2E_RAFT_KILLS=N kills
 #   FERRUM_E2E_KEEP=1         leave the cluster running at the end (and on failure)
 #   FERRUM_K8S_DIR            state dir of control plane + node (default: its own, so a
 #                             node-test's dir is left alone; only one node can run at a time)
@@ -41,6 +48,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 MESSAGES="${FERRUM_E2E_MESSAGES:-10000}"
+JAVA_MESSAGES="${FERRUM_E2E_JAVA_MESSAGES:-1000}"
 OP_NS=ferrum-system
 # The chart names its objects after the release (`ferrum`), which contains the chart name.
 OP_DEPLOY=ferrum
@@ -92,11 +100,36 @@ cleanup() {
 trap cleanup EXIT
 
 # Runs ferrumctl from the tools image as a Job in $NS and prints its stdout; the Job's
-# name is $1, the rest are ferrumctl's arguments. Fails with the logs on error.
+# name is $1, its time limit $2, the rest are ferrumctl's arguments. Fails with the logs on
+# error.
 tool_job() {
-  local name=$1 timeout=$2
+  image_job "$TOOLS_IMAGE" "$@"
+}
+
+# Runs Apache's Java client (ClusterClient in the java-client image) as a Job: name, time
+# limit, then its arguments (mode NAMESRV TOPIC COUNT|SECONDS).
+java_job() {
+  image_job "$JAVA_IMAGE" "$@"
+}
+
+# image_job IMAGE NAME TIMEOUT ARGS...: the Job behind tool_job and java_job.
+image_job() {
+  local image=$1 name=$2 timeout=$3
+  shift 3
+  job_start "$image" "$name" "$@"
+  job_wait "$name" "$timeout"
+}
+
+# job_start IMAGE NAME ARGS...: starts the Job. With JOB_HOSTPATH set, that host directory
+# is mounted at the same path in the Job's pod (the node is this host).
+job_start() {
+  local image=$1 name=$2
   shift 2
-  local args="" a
+  local args="" a mounts="" volumes=""
+  if [ -n "${JOB_HOSTPATH:-}" ]; then
+    mounts="volumeMounts: [ { name: host, mountPath: \"$JOB_HOSTPATH\" } ]"
+    volumes="volumes: [ { name: host, hostPath: { path: \"$JOB_HOSTPATH\", type: Directory } } ]"
+  fi
   for a in "$@"; do args+="$(printf '%s' "$a" | python3 -c 'import json,sys; print(json.dumps(sys.stdin.read()))'), "; done
   "${K[@]}" -n "$NS" delete job "$name" --ignore-not-found --wait=true >/dev/null
   "${K[@]}" -n "$NS" apply -f - >/dev/null <<YAML
@@ -111,12 +144,20 @@ spec:
       # Step 4 taints the node so that the deleted master pod stays down; clients still run.
       tolerations: [ { key: $DOWN_TAINT, operator: Exists, effect: NoSchedule } ]
       containers:
-      - name: ferrumctl
-        image: $TOOLS_IMAGE
+      - name: client
+        image: $image
         imagePullPolicy: Never
         env: [ { name: FERRUM_NAMESRV, value: "$NAMESRV_ADDR" }, { name: RUST_LOG, value: warn } ]
         args: [ ${args%, } ]
+        $mounts
+      $volumes
 YAML
+}
+
+# job_wait NAME TIMEOUT: waits for the Job to succeed and prints its output; fails with the
+# last lines of its output otherwise.
+job_wait() {
+  local name=$1 timeout=$2
   local end=$(( $(date +%s) + timeout )) st=""
   while [ "$(date +%s)" -lt "$end" ]; do
     st="$("${K[@]}" -n "$NS" get job "$name" -o jsonpath='{.status.succeeded}/{.status.failed}' 2>/dev/null || true)"
@@ -189,18 +230,29 @@ for t in broker namesrv operator tools; do
 done
 pass "1a. images ferrum/*:$TAG in $(basename "$archive") ($(du -h "$archive" | cut -f1))"
 
+java_archive="$(bash "$repo/hack/images/java-client.sh" | tail -1)"
+[ -f "$java_archive" ] || fail "hack/images/java-client.sh made no archive"
+JAVA_TAG="$(basename "$java_archive" .tar)"
+JAVA_TAG="${JAVA_TAG#ferrum-java-client-}"
+JAVA_IMAGE="ferrum/java-client:$JAVA_TAG"
+podman image inspect --format "{{.Size}}" "docker.io/$JAVA_IMAGE" 2>/dev/null \
+  | awk -v n="$JAVA_IMAGE" '{ printf "cluster: image %-32s %6.1f MB\n", n, $1 / 1e6 }' || true
+pass "1a. image $JAVA_IMAGE (Apache's Java client on a jlink runtime)"
+
 "$k8s/build.sh" node
 FERRUM_K8S_ADVERTISE_ADDRESS="${FERRUM_NODE_IP:-$("$k8s/node-ip.sh")}" "$k8s/up.sh" >/dev/null
 "$k8s/node-up.sh"
 pass "1b. control plane + node up"
 
-"$k8s/node-load.sh" "$archive" >/dev/null
+"$k8s/node-load.sh" "$archive" "$java_archive" >/dev/null
 # Listed first: `ctr | grep -q` under pipefail fails whenever grep stops reading early.
 imported="$(ctr --address "$CONTAINERD_SOCK" -n k8s.io images ls -q)"
 for t in broker namesrv operator tools; do
   grep -qx "docker.io/ferrum/$t:$TAG" <<<"$imported" \
     || fail "docker.io/ferrum/$t:$TAG is not in the node's containerd after import"
 done
+grep -qx "docker.io/$JAVA_IMAGE" <<<"$imported" \
+  || fail "docker.io/$JAVA_IMAGE is not in the node's containerd after import"
 pass "1c. archive imported into the node's containerd"
 
 HELM="$(bash "$repo/hack/chart/helm.sh")"
@@ -268,6 +320,9 @@ spec:
     limits: { memory: 1Gi }
   brokerConfig:
     mappedFileSizeCommitLog: "67108864"
+    # RocketMQ's default is false: a slave then sends every consumer back to its master, so
+    # nobody reads while the master is down (step 4b).
+    slaveReadEnable: "true"
   nameServer:
     replicas: 2
     image: $NAMESRV_IMAGE
@@ -366,6 +421,17 @@ print(len(ids))' "$TOPIC")"
 [ "$distinct" = "$MESSAGES" ] || fail "consumed $distinct distinct messages, expected $MESSAGES"
 pass "3b. ferrumctl consume --from-beginning: $distinct distinct messages of $TOPIC read back"
 
+# Apache's Java client, default settings, through the NameServer Services: it finds the
+# brokers by the route alone.
+java_out="$(java_job java-produce-consume 600 produce-consume "$NAMESRV_ADDR" "$TOPIC" "$JAVA_MESSAGES")" \
+  || fail "Apache's Java client Job failed"
+printf '%s\n' "$java_out" | grep -E '^(produced|summary) ' | sed 's/^/cluster: java-client: /'
+grep -qx "produced sent=$JAVA_MESSAGES acked=$JAVA_MESSAGES failed=0" <<<"$java_out" \
+  || fail "the Java producer did not get $JAVA_MESSAGES acknowledgements: $(tail -5 <<<"$java_out")"
+grep -qx "summary acked=$JAVA_MESSAGES consumed=$JAVA_MESSAGES lost=0" <<<"$java_out" \
+  || fail "the Java push consumer did not read back all $JAVA_MESSAGES: $(tail -5 <<<"$java_out")"
+pass "3c. Apache's Java client (DefaultMQProducer + DefaultMQPushConsumer, defaults): $JAVA_MESSAGES acknowledged, all read back"
+
 # --- 4. failover: master pod deleted, promotion by kubectl patch ------------------------------------
 # consume_distinct JOB COUNT: a fresh group reads COUNT messages from the beginning; prints
 # how many distinct message ids of $TOPIC it got.
@@ -392,9 +458,19 @@ pending() { [ "$("${K[@]}" -n "$NS" get pod "$GROUP-0" -o jsonpath='{.status.pha
 wait_for 30 pending || fail "master pod $GROUP-0 is not Pending while the node is tainted"
 sleep 5
 pending || fail "master pod $GROUP-0 left Pending while the node is tainted"
-# Not asserted yet: a consumer reading from the slave while the master is down. In the first
-# runs `ferrumctl consume` against the slave printed nothing for over 2 minutes.
 pass "4a. master pod $GROUP-0 deleted and kept Pending"
+
+# What the NameServers route now (the master is gone once its connection closed), then a
+# group that starts only now reads every acknowledged message from the slave.
+for i in 0 1; do
+  list="$(NAMESRV_ADDR="$CLUSTER-namesrv-$i.$NS.svc:9876" tool_job "down-list-$i" 120 cluster list)" \
+    || fail "ferrumctl cluster list against namesrv-$i failed while the master is down"
+  say "namesrv-$i while the master is down: $(grep -E "^$CLUSTER " <<<"$list" | tr -s ' ' | tr '\n' ';')"
+done
+before=$(( MESSAGES + JAVA_MESSAGES ))
+got="$(consume_distinct while-master-down "$before")" || fail "consuming from the slave while the master is down failed"
+[ "$got" = "$before" ] || fail "while the master is down a new group read $got of $before acknowledged messages"
+pass "4b. master down: a new group read all $before acknowledged messages from the slave"
 
 "${K[@]}" -n "$NS" patch brokergroup "$GROUP" --type merge -p '{"spec":{"promote":1}}' >/dev/null \
   || fail "kubectl patch promote refused"
@@ -412,7 +488,7 @@ new_master() {
   [ "$("${K[@]}" -n "$NS" get brokergroup "$GROUP" -o jsonpath='{.status.master}')" = "$GROUP-1" ]
 }
 wait_for 120 new_master || fail "status.master is not $GROUP-1 after the promotion"
-pass "4b. kubectl patch promote 1 with the master down: status.master $GROUP-1"
+pass "4c. kubectl patch promote 1 with the master down: status.master $GROUP-1"
 
 more=$(( MESSAGES / 10 ))
 prod="$(tool_job produce-after 300 bench produce "$TOPIC" -c 8 -s 128 -d 300 --count "$more" --json)" \
@@ -422,17 +498,22 @@ import json, sys
 r = json.load(sys.stdin)
 print(r["messages"], r["errors"], int(r["msgs_per_sec"]))')
 [ "$sent" = "$more" ] && [ "$errors" = 0 ] || fail "after the promotion produced $sent of $more with $errors errors"
-pass "4c. producers resume on the new master: $sent acknowledged, 0 errors"
+pass "4d. producers resume on the new master: $sent acknowledged, 0 errors"
 
 "${K[@]}" taint node "$NODE_NAME" "$DOWN_TAINT=true:NoSchedule-" >/dev/null || fail "cannot remove the taint"
 wait_for 240 promoted || fail "the old master did not rejoin as slave of $GROUP-1 (BrokerGroup not Ready with Master $GROUP-1, Slave $GROUP-0)"
 say "BrokerGroup status: $("${K[@]}" -n "$NS" get brokergroup "$GROUP" -o jsonpath='{.status.replicas}')"
-pass "4d. taint removed: $GROUP-0 back as slave of $GROUP-1, both Ready and registered"
+pass "4e. taint removed: $GROUP-0 back as slave of $GROUP-1, both Ready and registered"
 
-total=$(( MESSAGES + more ))
+total=$(( MESSAGES + JAVA_MESSAGES + more ))
 got="$(consume_distinct after-promotion "$total")" || fail "consume after the promotion failed"
 [ "$got" = "$total" ] || fail "after the promotion a new group read $got of $total acknowledged messages"
-pass "4e. all $total acknowledged messages read back by a new group"
+pass "4f. all $total acknowledged messages read back by a new group"
+
+# --- 6. a Raft BrokerGroup: leader kills, failover measured (FERRUM_E2E_RAFT=1) -------------------
+if [ "${FERRUM_E2E_RAFT:-0}" = 1 ]; then
+  . "$here/raft-cluster.sh"
+fi
 
 # --- 5. teardown ----------------------------------------------------------------------------------
 "${K[@]}" -n "$NS" delete jobs --all --wait=true --timeout=60s >/dev/null

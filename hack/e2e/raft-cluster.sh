@@ -1,0 +1,230 @@
+# Step 6 of hack/e2e/cluster.sh (sourced by it with FERRUM_E2E_RAFT=1, before the teardown;
+# it uses that script's kubectl, Job helpers and state): a Raft BrokerGroup of 3 in a cluster
+# of its own, its leader pod killed FERRUM_E2E_RAFT_KILLS times (default 10) while Apache's
+# Java producer, default settings, sends through the NameServers to the group's master
+# Service every 20 ms.
+#
+#   6a. 3 local PVs, BrokerGroup payments-r (mode Raft, replicas 3, 2 NameServers) and Topic
+#       PaymentEvents (4 queues) → pods Ready, BrokerGroup Ready with a master, every
+#       NameServer lists brokerId 0 (the leader, under the master Service) and 2 followers
+#   6b. each round: group steady (3 pods Ready, the master label on the pod whose Raft status
+#       says Leader, every NameServer lists 3 brokerIds), then
+#       `kubectl delete pod <leader> --grace-period=0 --force`; measured per round:
+#       (a) group failover: kill → every NameServer lists brokerId 0 again and one of the two
+#           former followers' ids is gone (the new leader re-registers as 0 and unregisters
+#           its follower id), polled every 100 ms from the host through the Services'
+#           cluster IPs with ferrumctl;
+#       (b) client failover: kill → completion of the first SEND_OK of a send the Java
+#           producer started after the kill (its send log has wall-clock times; the node is
+#           this host, so the clocks are one)
+#   6c. the producer stops (a file in a hostPath volume), its push consumer (new group) must
+#       read back every acknowledged message; median, max and every value of (a) and (b)
+#       are printed, never asserted
+#   6d. Topic and BrokerGroup deleted
+# shellcheck shell=bash
+
+RAFT_KILLS="${FERRUM_E2E_RAFT_KILLS:-10}"
+RGROUP=payments-r
+RCLUSTER=payments
+RTOPIC=PaymentEvents
+
+# ferrumctl on the host polls the NameServers' cluster IPs and the pods' Raft status.
+HOST_CTL="${CARGO_TARGET_DIR:-$repo/target}/debug/ferrumctl"
+if [ ! -x "$HOST_CTL" ]; then
+  say "building ferrumctl for the host"
+  cargo build -q -p ferrum-client --bin ferrumctl --manifest-path "$repo/Cargo.toml" \
+    || fail "cargo build ferrumctl failed"
+fi
+
+pvs=""
+for i in 0 1 2; do
+  mkdir -p "$PV_ROOT/raft-$i"
+  chmod 0777 "$PV_ROOT/raft-$i"
+  pvs+="---
+apiVersion: v1
+kind: PersistentVolume
+metadata: { name: ferrum-e2e-raft-$i, labels: { ferrum.dev/e2e: \"true\" } }
+spec:
+  capacity: { storage: 2Gi }
+  accessModes: [ReadWriteOnce]
+  persistentVolumeReclaimPolicy: Retain
+  storageClassName: $SC
+  local: { path: \"$PV_ROOT/raft-$i\" }
+  nodeAffinity:
+    required:
+      nodeSelectorTerms:
+      - matchExpressions: [ { key: kubernetes.io/hostname, operator: In, values: [\"$NODE_NAME\"] } ]
+"
+done
+"${K[@]}" apply -f - >/dev/null <<<"$pvs" || fail "Raft PVs not created"
+
+t_rapply=$(date +%s%N)
+"${K[@]}" -n "$NS" apply -f - >/dev/null <<YAML
+apiVersion: ferrum.dev/v1alpha1
+kind: BrokerGroup
+metadata: { name: $RGROUP }
+spec:
+  clusterName: $RCLUSTER
+  mode: Raft
+  replicas: 3
+  image: $BROKER_IMAGE
+  imagePullPolicy: Never
+  flushDiskType: ASYNC_FLUSH
+  storage: { size: 2Gi, storageClassName: $SC }
+  resources:
+    requests: { cpu: 50m, memory: 128Mi }
+    limits: { memory: 1Gi }
+  brokerConfig:
+    mappedFileSizeCommitLog: "67108864"
+  nameServer:
+    replicas: 2
+    image: $NAMESRV_IMAGE
+---
+apiVersion: ferrum.dev/v1alpha1
+kind: Topic
+metadata: { name: payment-events }
+spec:
+  clusterName: $RCLUSTER
+  topicName: $RTOPIC
+  readQueueNums: 4
+  writeQueueNums: 4
+  perm: 6
+YAML
+
+# Cluster IPs of the group's NameServer Services, reachable from the host through kube-proxy.
+wait_for 60 "${K[@]}" -n "$NS" get service "$RCLUSTER-namesrv-1" || fail "no NameServer Services for $RCLUSTER"
+RNAMESRV_IPS=()
+for i in 0 1; do
+  RNAMESRV_IPS+=("$("${K[@]}" -n "$NS" get service "$RCLUSTER-namesrv-$i" -o jsonpath='{.spec.clusterIP}'):9876")
+done
+
+# raft_ids ADDR: the brokerIds of $RGROUP one NameServer lists, sorted, space-separated.
+raft_ids() {
+  "$HOST_CTL" -n "$1" --timeout-ms 1000 --json cluster list 2>/dev/null | python3 -c '
+import json, sys
+doc = json.load(sys.stdin)
+addrs = doc.get("brokerAddrTable", {}).get(sys.argv[1], {}).get("brokerAddrs", {})
+print(" ".join(sorted(addrs)))' "$RGROUP"
+}
+
+# raft_leader: the pod carrying the master label whose own Raft status says Leader.
+raft_leader() {
+  local pod ip role
+  pod="$("${K[@]}" -n "$NS" get pods -l "ferrum.dev/role=master,app.kubernetes.io/instance=$RGROUP" \
+    -o jsonpath='{.items[*].metadata.name}' 2>/dev/null)" || return 1
+  [ -n "$pod" ] && [ "$(wc -w <<<"$pod")" = 1 ] || return 1
+  ip="$("${K[@]}" -n "$NS" get pod "$pod" -o jsonpath='{.status.podIP}')" || return 1
+  role="$("$HOST_CTL" --timeout-ms 1000 --json raft status -b "$ip:10911" 2>/dev/null \
+    | python3 -c 'import json, sys; print(json.load(sys.stdin).get("role", ""))')" || return 1
+  [ "$role" = Leader ] || return 1
+  echo "$pod"
+}
+
+raft_steady() {
+  local p ready addr
+  for p in 0 1 2; do
+    ready="$("${K[@]}" -n "$NS" get pod "$RGROUP-$p" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)"
+    [ "$ready" = True ] || return 1
+  done
+  raft_leader >/dev/null || return 1
+  for addr in "${RNAMESRV_IPS[@]}"; do
+    [ "$(raft_ids "$addr" | wc -w)" = 3 ] || return 1
+    [[ " $(raft_ids "$addr") " == *" 0 "* ]] || return 1
+  done
+}
+
+rbg_ready() {
+  [ "$("${K[@]}" -n "$NS" get brokergroup "$RGROUP" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" = True ] \
+    && [ -n "$("${K[@]}" -n "$NS" get brokergroup "$RGROUP" -o jsonpath='{.status.master}')" ]
+}
+wait_for 300 raft_steady || fail "Raft group $RGROUP not steady (3 pods Ready, a labelled leader, 3 brokerIds on every NameServer)"
+wait_for 120 rbg_ready || fail "BrokerGroup $RGROUP not Ready"
+t_rready=$(secs "$t_rapply")
+rtopic_ready() {
+  [ "$("${K[@]}" -n "$NS" get topic payment-events -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')" = True ]
+}
+wait_for 120 rtopic_ready || fail "Topic payment-events not Ready"
+say "Raft leader $(raft_leader); NameServers list brokerIds: $(raft_ids "${RNAMESRV_IPS[0]}") / $(raft_ids "${RNAMESRV_IPS[1]}")"
+pass "6a. Raft BrokerGroup $RGROUP Ready, leader registered as brokerId 0 with both NameServers: apply → Ready $t_rready s"
+
+# The Java producer runs through every round and stops when this file appears.
+stop_dir="$(mktemp -d "$N/raft-stop.XXXXXX")"
+chmod 0755 "$stop_dir"
+RNAMESRV_ADDR="$RCLUSTER-namesrv-0.$NS.svc:9876;$RCLUSTER-namesrv-1.$NS.svc:9876"
+JOB_HOSTPATH="$stop_dir" job_start "$JAVA_IMAGE" java-raft-failover \
+  failover "$RNAMESRV_ADDR" "$RTOPIC" 3600 "$stop_dir/stop"
+java_running() {
+  "${K[@]}" -n "$NS" logs job/java-raft-failover 2>/dev/null | grep -q '^send .* SEND_OK$'
+}
+wait_for 180 java_running || fail "the Java producer sends nothing to $RTOPIC: $("${K[@]}" -n "$NS" logs job/java-raft-failover --tail=20 2>&1)"
+
+kills=()
+group_ms=()
+for round in $(seq 1 "$RAFT_KILLS"); do
+  wait_for 300 raft_steady || fail "round $round: Raft group not steady again"
+  leader="$(raft_leader)" || fail "round $round: no leader"
+  before="$(raft_ids "${RNAMESRV_IPS[0]}")"
+  followers="$(tr ' ' '\n' <<<"$before" | grep -vx 0 | tr '\n' ' ')"
+  sleep 3
+  k_ms=$(date +%s%3N)
+  "${K[@]}" -n "$NS" delete pod "$leader" --grace-period=0 --force >/dev/null 2>&1 \
+    || fail "round $round: cannot delete $leader"
+  # (a): every NameServer lists 0 again and exactly one former follower id is left.
+  done_ms=""
+  end=$(( k_ms + 60000 ))
+  while [ "$(date +%s%3N)" -lt "$end" ]; do
+    all=1
+    for addr in "${RNAMESRV_IPS[@]}"; do
+      ids=" $(raft_ids "$addr") "
+      left=0
+      for f in $followers; do [[ "$ids" == *" $f "* ]] && left=$((left + 1)); done
+      if [[ "$ids" != *" 0 "* ]] || [ "$left" != 1 ]; then all=0; break; fi
+    done
+    if [ "$all" = 1 ]; then done_ms=$(date +%s%3N); break; fi
+    sleep 0.1
+  done
+  [ -n "$done_ms" ] || fail "round $round: no new leader registered as brokerId 0 with every NameServer within 60 s of killing $leader"
+  kills+=("$k_ms")
+  group_ms+=($(( done_ms - k_ms )))
+  say "round $round: killed leader $leader (followers were ids $followers); new leader registered with every NameServer after $(( done_ms - k_ms )) ms"
+done
+wait_for 300 raft_steady || fail "Raft group not steady after the last round"
+sleep 5
+touch "$stop_dir/stop"
+java_log="$(job_wait java-raft-failover 400)" || fail "the Java producer/consumer Job failed"
+rm -rf "$stop_dir"
+printf '%s\n' "$java_log" | grep -E '^(produced|summary) ' | sed 's/^/cluster: java-client: /'
+grep -qE '^summary acked=[1-9][0-9]* consumed=[0-9]+ lost=0$' <<<"$java_log" \
+  || fail "acknowledged messages missing after the leader kills: $(grep -E '^(produced|summary) ' <<<"$java_log")"
+pass "6b. $RAFT_KILLS leader kills: every message Apache's Java producer had acknowledged read back"
+
+figures="$(printf '%s\n' "$java_log" | python3 -c '
+import statistics, sys
+kills = [int(k) for k in sys.argv[1].split()]
+group = [int(g) for g in sys.argv[2].split()]
+sends = []
+for line in sys.stdin:
+    p = line.split()
+    if len(p) == 4 and p[0] == "send":
+        sends.append((int(p[1]), int(p[2]), p[3] == "SEND_OK"))
+client = []
+for k in kills:
+    ok = [end for start, end, good in sends if start >= k and good]
+    if not ok:
+        sys.exit("no successful send after the kill at %d" % k)
+    client.append(ok[0] - k)
+failed = sum(1 for s in sends if not s[2])
+def line(name, xs):
+    return "%s: median %d ms, max %d ms, min %d ms; all: %s" % (
+        name, statistics.median(xs), max(xs), min(xs), " ".join(str(x) for x in xs))
+print(line("(a) group failover, kill -> new leader brokerId 0 on every NameServer", group))
+print(line("(b) Java producer, default settings, kill -> first SEND_OK of a send started after it", client))
+print("sends: %d, failed: %d" % (len(sends), failed))' "${kills[*]}" "${group_ms[*]}")" \
+  || fail "cannot line the Java sends up with the kills: $figures"
+printf '%s\n' "$figures" | sed 's/^/cluster: raft: /'
+pass "6c. failover figures over $RAFT_KILLS kills (reported, not asserted)"
+
+"${K[@]}" -n "$NS" delete job java-raft-failover --ignore-not-found --wait=true >/dev/null
+"${K[@]}" -n "$NS" delete topic payment-events --wait=true --timeout=60s >/dev/null || fail "Topic payment-events not deleted"
+"${K[@]}" -n "$NS" delete brokergroup "$RGROUP" --wait=true --timeout=120s >/dev/null || fail "BrokerGroup $RGROUP not deleted"
+pass "6d. Raft Topic and BrokerGroup deleted"
