@@ -28,6 +28,7 @@
 # Environment:
 #   FERRUM_E2E_IMAGES=reuse   take the newest image archive even if the sources changed
 #   FERRUM_E2E_IMAGES=build   always run hack/images/build.sh
+#   FERRUM_E2E_ARCHIVE=PATH   use this image archive (made by hack/images/build.sh)
 #   FERRUM_E2E_MESSAGES=N     messages of step 3 (default 10000)
 #   FERRUM_E2E_JAVA_MESSAGES=N  messages of the Java client in step 3 (default 1000)
 #   FERRUM_E2E_RAFT=1         run step 6 (about 10 more minutes); FERRUM_E2E_RAFT_KILLS=N kills
@@ -200,8 +201,9 @@ wait_for() {
 # --- 1. images, cluster, chart ------------------------------------------------------------------
 cargo_version="$(sed -n '/^\[workspace.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' "$repo/Cargo.toml")"
 image_sources=(Cargo.toml Cargo.lock protocol store broker namesrv client operator Dockerfile .dockerignore)
-archive="$(ls -t "$CACHE"/images/ferrum-images-*.tar 2>/dev/null | head -1 || true)"
+archive="${FERRUM_E2E_ARCHIVE:-$(ls -t "$CACHE"/images/ferrum-images-*.tar 2>/dev/null | head -1 || true)}"
 mode="${FERRUM_E2E_IMAGES:-auto}"
+[ -z "${FERRUM_E2E_ARCHIVE:-}" ] || mode=reuse
 if [ "$mode" = auto ] && [ -n "$archive" ]; then
   arev="$(basename "$archive" .tar)"
   arev="${arev##*-}"
