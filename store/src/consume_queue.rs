@@ -41,6 +41,11 @@ impl CqUnit {
         })
     }
 
+    /// A unit standing for a record this replica never held (see [`ConsumeQueue::start_at`]).
+    pub fn is_filler(&self) -> bool {
+        self.phy_offset == 0 && self.size == i32::MAX
+    }
+
     /// A written unit always has a positive size; zeroes mark the end of the queue.
     pub fn is_valid(&self) -> bool {
         self.phy_offset >= 0 && self.size > 0
@@ -144,23 +149,7 @@ impl ConsumeQueue {
         }
         if logic > max {
             if max == self.files.min_offset() / CQ_UNIT_SIZE as i64 {
-                // Units before the first real one are filled so the file scans as written on
-                // the next load; they point at offset 0, below any retained CommitLog of a
-                // store that starts mid-stream, so reads skip them.
-                self.files.reset_to(logic * CQ_UNIT_SIZE as i64)?;
-                if let Some(f) = self.files.first() {
-                    let filler = CqUnit {
-                        phy_offset: 0,
-                        size: i32::MAX,
-                        tags_code: 0,
-                    }
-                    .encode();
-                    for slot in 0..f.wrote_position() / CQ_UNIT_SIZE {
-                        f.write_at(slot * CQ_UNIT_SIZE, &filler);
-                    }
-                    f.flush_all()?;
-                }
-                self.min_logic_offset.store(logic, Ordering::Release);
+                self.start_at(logic)?;
             } else {
                 tracing::warn!(
                     topic = %self.topic, queue_id = self.queue_id, expected = max, got = logic,
@@ -178,13 +167,55 @@ impl ConsumeQueue {
         Ok(())
     }
 
+    /// Empties the queue so that its next unit is logical offset `logic` (a replica that starts
+    /// mid-stream, or one reset to a Raft snapshot). Units before `logic` in its file are filled
+    /// so the file scans as written on the next load; they point at offset 0, below any
+    /// retained CommitLog of a store that starts mid-stream, so reads skip them.
+    pub fn start_at(&self, logic: i64) -> Result<(), StoreError> {
+        self.files.reset_to(logic.max(0) * CQ_UNIT_SIZE as i64)?;
+        if let Some(f) = self.files.first() {
+            let filler = CqUnit {
+                phy_offset: 0,
+                size: i32::MAX,
+                tags_code: 0,
+            }
+            .encode();
+            for slot in 0..f.wrote_position() / CQ_UNIT_SIZE {
+                f.write_at(slot * CQ_UNIT_SIZE, &filler);
+            }
+            f.flush_all()?;
+        }
+        self.min_logic_offset.store(logic.max(0), Ordering::Release);
+        Ok(())
+    }
+
+    /// The logical offset of the first unit whose record starts at or after CommitLog offset
+    /// `phy`, or the max offset when every unit lies below it: where this queue stands at `phy`.
+    pub fn offset_at_phy(&self, phy: i64) -> i64 {
+        let (mut lo, mut hi) = (
+            self.files.min_offset() / CQ_UNIT_SIZE as i64,
+            self.max_offset(),
+        );
+        // Filler units (offset 0) and units of deleted records sort below any retained `phy`.
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.get(mid) {
+                Some(u) if !u.is_filler() && u.phy_offset >= phy => hi = mid,
+                _ => lo = mid + 1,
+            }
+        }
+        lo
+    }
+
     /// Drops units pointing at or past `max_phy` (after a commit-log truncation).
     pub fn truncate_dirty(&self, max_phy: i64) -> Result<(), StoreError> {
         let mut logic = self.max_offset();
         let min = self.files.min_offset() / CQ_UNIT_SIZE as i64;
         while logic > min {
             match self.get(logic - 1) {
-                Some(u) if u.phy_offset + i64::from(u.size) > max_phy => logic -= 1,
+                Some(u) if !u.is_filler() && u.phy_offset + i64::from(u.size) > max_phy => {
+                    logic -= 1
+                }
                 _ => break,
             }
         }

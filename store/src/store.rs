@@ -501,6 +501,32 @@ impl MessageStore {
         self.inner.truncate_to(offset)
     }
 
+    /// Where every consume queue stands at CommitLog offset `phy` (a file start at or above the
+    /// min offset): `(topic, queue id, logical offset of the first record at or after phy)`.
+    /// A replica reset to `phy` with [`Self::reset_to`] starts its queues there, so the same
+    /// message keeps the same queue offset on every replica.
+    pub fn queue_offsets_at(&self, phy: i64) -> Vec<(String, i32, i64)> {
+        let _state = lock(&self.inner.write);
+        let mut out: Vec<(String, i32, i64)> = self
+            .inner
+            .all_cqs()
+            .iter()
+            .map(|cq| (cq.topic().to_owned(), cq.queue_id(), cq.offset_at_phy(phy)))
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Throws the whole store away and starts it again empty at CommitLog offset `offset`
+    /// (aligned to the CommitLog file size, as after retention deleted every file before it):
+    /// every CommitLog file, consume queue and index file goes; the queues in `queues` start at
+    /// their given logical offsets, so records appended from `offset` on (which carry their
+    /// queue offsets) land where they are on the replica they came from. For a replica that
+    /// installs a Raft snapshot.
+    pub fn reset_to(&self, offset: i64, queues: &[(String, i32, i64)]) -> Result<(), StoreError> {
+        self.inner.reset_to(offset, queues)
+    }
+
     /// Heap bytes held by the key index: a fixed amount per index file, nothing per message.
     #[doc(hidden)]
     /// Drops every consume queue of `topic` (DELETE_TOPIC_IN_BROKER): their files are removed
@@ -1139,6 +1165,55 @@ impl Inner {
         Ok(())
     }
 
+    fn reset_to(&self, offset: i64, queues: &[(String, i32, i64)]) -> Result<(), StoreError> {
+        let file_size = self.config.mapped_file_size_commit_log as i64;
+        if offset < 0 || offset % file_size != 0 {
+            return Err(StoreError::Config(format!(
+                "a store can only start at a CommitLog file boundary (multiple of {file_size}), not at {offset}"
+            )));
+        }
+        let mut state = lock(&self.write);
+        self.commit_log.reset_to(offset)?;
+        let old: Vec<Arc<ConsumeQueue>> = {
+            let mut map = self
+                .consume_queues
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
+            map.drain().map(|(_, cq)| cq).collect()
+        };
+        for cq in &old {
+            // Unmaps and deletes its files before the directory goes.
+            cq.start_at(0)?;
+        }
+        drop(old);
+        match std::fs::remove_dir_all(&self.cq_root) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StoreError::io(&self.cq_root, e)),
+        }
+        state.topic_queue_table.clear();
+        for (topic, queue_id, logic) in queues {
+            if topic.is_empty() || topic == "." || topic == ".." || topic.contains(['/', '\\']) {
+                return Err(StoreError::Config(format!(
+                    "topic name {topic:?} cannot name a consume-queue directory"
+                )));
+            }
+            let cq = self.find_or_create_cq(topic, *queue_id)?;
+            cq.start_at(*logic)?;
+            state
+                .topic_queue_table
+                .insert((topic.clone(), *queue_id), *logic);
+        }
+        if let Some(index) = lock(&self.index).as_mut() {
+            index.reset()?;
+        }
+        self.dispatched.store(offset, Ordering::Release);
+        self.flushed.store(offset, Ordering::Release);
+        drop(state);
+        // A crash from here re-dispatches from `offset`, never from the old checkpoint.
+        self.checkpoint()
+    }
+
     fn get_message(
         &self,
         topic: &str,
@@ -1543,6 +1618,98 @@ mod tests {
         assert_eq!(store.get_max_offset_in_queue("Gone", 1), 0);
         assert_eq!(store.get_max_offset_in_queue("Kept", 0), 12);
         store.shutdown().expect("shutdown");
+    }
+
+    /// A replica reset to a file boundary of another store and fed that store's bytes from
+    /// there holds the same records at the same CommitLog and queue offsets, also for a queue
+    /// with no record after the boundary, and keeps them across a crash.
+    #[test]
+    fn reset_to_a_file_boundary_keeps_queue_offsets() {
+        let src_dir = tempfile::tempdir().expect("tempdir");
+        let dst_dir = tempfile::tempdir().expect("tempdir");
+        let config = |dir: &Path| {
+            let mut c = MessageStoreConfig::new(dir);
+            c.mapped_file_size_commit_log = 4096;
+            c.consume_queue_units_per_file = 8;
+            c
+        };
+        let src = MessageStore::open(config(src_dir.path())).expect("open");
+        for i in 0..40 {
+            put_one(
+                &src,
+                "T",
+                i % 3,
+                &format!("body-{i:03}-{}", "x".repeat(200)),
+            );
+        }
+        put_one(&src, "Early", 0, "only before the boundary");
+        let boundary = (src.max_phy_offset() / 4096 + 1) * 4096;
+        for i in 40..80 {
+            put_one(
+                &src,
+                "T",
+                i % 3,
+                &format!("body-{i:03}-{}", "x".repeat(200)),
+            );
+        }
+        assert!(src.min_phy_offset() == 0 && src.max_phy_offset() > boundary + 4096);
+        let queues = src.queue_offsets_at(boundary);
+        let early = queues.iter().find(|(t, _, _)| t == "Early").map(|q| q.2);
+        assert_eq!(
+            early,
+            Some(1),
+            "a queue with nothing after the boundary is at its end"
+        );
+
+        let dst = MessageStore::open(config(dst_dir.path())).expect("open");
+        put_one(&dst, "Stale", 0, "thrown away by the reset");
+        assert!(dst.reset_to(boundary + 1, &queues).is_err(), "unaligned");
+        dst.reset_to(boundary, &queues).expect("reset");
+        assert_eq!(dst.get_max_offset_in_queue("Stale", 0), 0);
+        assert_eq!(
+            (dst.min_phy_offset(), dst.max_phy_offset()),
+            (boundary, boundary)
+        );
+        let mut at = boundary;
+        while let Some(chunk) = src.read_raw(at, 1000) {
+            dst.append_raw_at(at, &chunk).expect("append");
+            at += chunk.len() as i64;
+        }
+        let check = |dst: &MessageStore| {
+            for q in 0..3 {
+                let (min, max) = (
+                    dst.get_min_offset_in_queue("T", q),
+                    dst.get_max_offset_in_queue("T", q),
+                );
+                assert_eq!(max, src.get_max_offset_in_queue("T", q));
+                assert!(min > 0 && min < max, "queue {q} starts mid-stream at {min}");
+                for logic in min..max {
+                    assert_eq!(
+                        dst.get_commit_log_offset_in_queue("T", q, logic),
+                        src.get_commit_log_offset_in_queue("T", q, logic),
+                        "queue {q} offset {logic}"
+                    );
+                }
+                let got = dst.get_message("g", "T", q, min, 64, 1 << 20, &MessageFilter::default());
+                let want =
+                    src.get_message("g", "T", q, min, 64, 1 << 20, &MessageFilter::default());
+                assert_eq!(got.messages, want.messages);
+                let early = dst.get_message("g", "T", q, 0, 1, 1 << 20, &MessageFilter::default());
+                assert_eq!(early.status, GetMessageStatus::OffsetTooSmall);
+            }
+            assert_eq!(dst.get_max_offset_in_queue("Early", 0), 1);
+        };
+        check(&dst);
+        // The next message of a queue idle since before the boundary keeps numbering.
+        dst.halt();
+        drop(dst);
+        let dst = MessageStore::open(config(dst_dir.path())).expect("reopen");
+        check(&dst);
+        assert_eq!(dst.min_phy_offset(), boundary);
+        put_one(&dst, "Early", 0, "after");
+        assert_eq!(dst.get_max_offset_in_queue("Early", 0), 2);
+        dst.shutdown().expect("shutdown");
+        src.shutdown().expect("shutdown");
     }
 
     #[test]
