@@ -112,7 +112,8 @@ impl RaftBroker {
             self_node,
             follower_id,
         ));
-        let retention_task = super::retention::spawn(core.store.clone(), retention_log);
+        let retention_task =
+            super::retention::spawn_with_purge(core.store.clone(), retention_log, raft.clone());
         Ok(Arc::new(RaftBroker {
             config,
             raft,

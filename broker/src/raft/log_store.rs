@@ -22,6 +22,7 @@ use openraft::{
 };
 use serde::{Deserialize, Serialize};
 
+use super::snapshot::{self, QueueStart, SNAPSHOT_FILE, SnapshotHeader, Span};
 use super::{RaftRequest, RaftResponse, TypeConfig};
 
 type NodeId = u64;
@@ -125,6 +126,9 @@ pub struct RaftStateMachineStore {
 #[derive(Debug)]
 struct SmInner {
     store: MessageStore,
+    /// The log beside it: a snapshot's point is a log entry, and installing one resets the log.
+    log: Arc<Mutex<LogInner>>,
+    dir: PathBuf,
     last_applied: Option<LogId<NodeId>>,
     membership: StoredMembership<NodeId, Node>,
     /// End of the last applied record: the committed CommitLog offset.
@@ -132,11 +136,6 @@ struct SmInner {
     snapshot: Option<(SnapshotMeta<NodeId, Node>, Vec<u8>)>,
     snapshot_seq: u64,
     refusals: Refusals,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct SnapshotData {
-    applied_end: i64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -218,6 +217,22 @@ pub fn open_storage(
         .map_or(store.max_phy_offset(), |s| s.offset)
         .min(store.max_phy_offset());
     store.set_committed_offset(Some(committed_floor));
+    // The latest snapshot says what was applied and the membership even when the log entries
+    // holding them are purged.
+    let snapshot = match std::fs::read(dir.join(SNAPSHOT_FILE)) {
+        Ok(data) => {
+            let (header, _) = snapshot::decode(&data)
+                .map_err(|e| SErr::from(StorageIOError::read_snapshot(None, AnyError::new(&e))))?;
+            Some((header.meta, data))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            return Err(SErr::from(StorageIOError::read_snapshot(
+                None,
+                AnyError::new(&e),
+            )));
+        }
+    };
     let refusals = Refusals::default();
     let log = RaftLogStore {
         inner: Arc::new(Mutex::new(LogInner {
@@ -233,10 +248,15 @@ pub fn open_storage(
     let sm = RaftStateMachineStore {
         inner: Arc::new(Mutex::new(SmInner {
             store,
-            last_applied: None,
-            membership: StoredMembership::default(),
+            log: Arc::clone(&log.inner),
+            dir: dir.to_path_buf(),
+            last_applied: snapshot.as_ref().and_then(|(m, _)| m.last_log_id),
+            membership: snapshot
+                .as_ref()
+                .map(|(m, _)| m.last_membership.clone())
+                .unwrap_or_default(),
             applied_end: committed_floor,
-            snapshot: None,
+            snapshot,
             snapshot_seq: 0,
             refusals,
         })),
@@ -313,6 +333,18 @@ impl LogInner {
         let mut out = Vec::new();
         for slot in self.slots.iter().skip(from) {
             if !range.contains(&slot.log_id.index) {
+                break;
+            }
+            // Bytes retention deleted before the log was purged: openraft takes a short answer
+            // as "nothing yet" and stops the node on an error, so the readable prefix goes back
+            // and the retention task purges the rest (a snapshot then replaces those entries).
+            if slot.kind == KIND_NORMAL && slot.offset < self.store.min_phy_offset() {
+                tracing::warn!(
+                    index = slot.log_id.index,
+                    offset = slot.offset,
+                    min_phy_offset = self.store.min_phy_offset(),
+                    "Raft log entry whose CommitLog bytes were deleted; waiting for the purge"
+                );
                 break;
             }
             out.push(self.entry(slot)?);
@@ -444,6 +476,17 @@ impl RaftLogStore {
     }
 }
 
+impl RaftLogStore {
+    /// The id of the last entry that starts below CommitLog offset `first_retained` (whose
+    /// bytes retention deleted or is about to delete) and no later than `applied`: what the
+    /// log must purge, behind a snapshot, before the bytes go.
+    pub fn gone_upto(&self, first_retained: i64, applied: Option<u64>) -> Option<LogId<NodeId>> {
+        let inner = lock(&self.inner);
+        let spans = inner.spans();
+        snapshot::last_gone(&spans, first_retained, applied).map(|at| inner.slots[at].log_id)
+    }
+}
+
 impl RaftLogReader<TypeConfig> for RaftLogStore {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
         &mut self,
@@ -527,27 +570,160 @@ impl RaftLogStorage<TypeConfig> for RaftLogStore {
     }
 }
 
+impl LogInner {
+    fn spans(&self) -> Vec<Span> {
+        self.slots
+            .iter()
+            .map(|s| Span {
+                index: s.log_id.index,
+                offset: s.offset,
+                len: s.len,
+            })
+            .collect()
+    }
+
+    /// Forgets every entry and starts the sidecar empty, with the log purged up to `upto`
+    /// (installing a snapshot the local log does not contain).
+    fn reset(&mut self, upto: LogId<NodeId>) -> std::io::Result<()> {
+        if self.hard.last_purged.is_none_or(|p| p.index < upto.index) {
+            self.hard.last_purged = Some(upto);
+            self.save_hard()?;
+        }
+        self.file.set_len(0)?;
+        self.file_len = 0;
+        self.slots.clear();
+        lock(&self.refusals).clear();
+        Ok(())
+    }
+}
+
 impl SmInner {
+    /// The snapshot point: the last applied entry that starts below the first retained
+    /// CommitLog byte, or the purge point, or (nothing deleted) the last applied entry.
+    fn point(&self, log: &LogInner, first_retained: i64) -> (Option<LogId<NodeId>>, i64) {
+        let spans = log.spans();
+        let applied = self.last_applied.map(|l| l.index);
+        if let Some(at) = snapshot::last_gone(&spans, first_retained, applied) {
+            return (Some(log.slots[at].log_id), spans[at].end());
+        }
+        match log.hard.last_purged {
+            Some(p) if self.last_applied.is_some_and(|a| a.index > p.index) => (
+                Some(p),
+                log.slots
+                    .front()
+                    .map_or(log.store.max_phy_offset(), |s| s.offset),
+            ),
+            _ => (self.last_applied, self.applied_end),
+        }
+    }
+
     fn build(&mut self) -> Result<Snapshot<TypeConfig>, SErr> {
+        let werr = |e: AnyError| SErr::from(StorageIOError::write_snapshot(None, e));
+        let log_arc = Arc::clone(&self.log);
+        let log = lock(&log_arc);
+        // Retention may delete the first file while the bytes are read: take the next start.
+        let mut attempt = 0;
+        let (last_log_id, start, end, bytes) = loop {
+            let first_retained = self.store.min_phy_offset();
+            let (last_log_id, entry_end) = self.point(&log, first_retained);
+            let (start, end) = snapshot::carried_range(first_retained, entry_end);
+            let read = if end > start {
+                log.read_bytes(start, (end - start) as u64)
+            } else {
+                Ok(Vec::new())
+            };
+            match read {
+                Ok(bytes) => break (last_log_id, start, end, bytes),
+                Err(e) if attempt >= 2 => return Err(werr(e)),
+                Err(_) => attempt += 1,
+            }
+        };
+        drop(log);
         self.snapshot_seq += 1;
-        let snapshot_id = match self.last_applied {
+        let snapshot_id = match last_log_id {
             Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, self.snapshot_seq),
             None => format!("none-{}", self.snapshot_seq),
         };
         let meta = SnapshotMeta {
-            last_log_id: self.last_applied,
+            last_log_id,
             last_membership: self.membership.clone(),
             snapshot_id,
         };
-        let data = serde_json::to_vec(&SnapshotData {
-            applied_end: self.applied_end,
-        })
-        .map_err(|e| SErr::from(StorageIOError::write_snapshot(None, AnyError::new(&e))))?;
+        let header = SnapshotHeader {
+            meta: meta.clone(),
+            start,
+            end,
+            queues: self
+                .store
+                .queue_offsets_at(start)
+                .into_iter()
+                .map(|(topic, queue_id, offset)| QueueStart {
+                    topic,
+                    queue_id,
+                    offset,
+                })
+                .collect(),
+        };
+        let data = snapshot::encode(&header, &bytes).map_err(|e| werr(AnyError::new(&e)))?;
+        write_atomically(&self.dir.join(SNAPSHOT_FILE), &data)
+            .map_err(|e| werr(AnyError::new(&e)))?;
+        tracing::info!(?last_log_id, start, end, "built a Raft snapshot");
         self.snapshot = Some((meta.clone(), data.clone()));
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
         })
+    }
+
+    /// Makes this replica's store and log start at the snapshot: kept as they are when the log
+    /// already holds its last entry (with the same id and end), else reset to its start.
+    fn install(&mut self, header: &SnapshotHeader, bytes: &[u8]) -> Result<(), AnyError> {
+        let log_arc = Arc::clone(&self.log);
+        let mut log = lock(&log_arc);
+        let last = header.meta.last_log_id;
+        let holds_it = match last {
+            None => true,
+            Some(last) => {
+                let at = log.position(last.index);
+                log.slots
+                    .get(at)
+                    .is_some_and(|s| s.log_id == last && s.end() == header.end)
+                    || (log.hard.last_purged == Some(last)
+                        && log.store.max_phy_offset() >= header.end
+                        && log.store.min_phy_offset() <= header.start)
+            }
+        };
+        if !holds_it {
+            let last = last.ok_or_else(|| io_err("a snapshot without a last entry"))?;
+            tracing::warn!(
+                ?last,
+                start = header.start,
+                end = header.end,
+                "resetting this replica's CommitLog to a Raft snapshot"
+            );
+            // The log first: a crash in between leaves a purged log over an older store,
+            // whose bytes no slot accounts for and which the next snapshot replaces.
+            log.reset(last).map_err(|e| AnyError::new(&e))?;
+            let queues: Vec<(String, i32, i64)> = header
+                .queues
+                .iter()
+                .map(|q| (q.topic.clone(), q.queue_id, q.offset))
+                .collect();
+            self.store
+                .reset_to(header.start, &queues)
+                .map_err(|e| AnyError::new(&e))?;
+            if !bytes.is_empty() {
+                self.store
+                    .append_raw_at(header.start, bytes)
+                    .map_err(|e| AnyError::new(&e))?;
+            }
+        }
+        drop(log);
+        self.last_applied = last;
+        self.membership = header.meta.last_membership.clone();
+        self.applied_end = header.end;
+        self.store.set_committed_offset(Some(header.end));
+        Ok(())
     }
 }
 
@@ -624,23 +800,17 @@ impl RaftStateMachine<TypeConfig> for RaftStateMachineStore {
         let werr =
             |e: AnyError| SErr::from(StorageIOError::write_snapshot(Some(meta.signature()), e));
         let data = snapshot.into_inner();
-        let parsed: SnapshotData =
-            serde_json::from_slice(&data).map_err(|e| werr(AnyError::new(&e)))?;
-        let mut inner = lock(&self.inner);
-        // A snapshot carries only the applied position; the bytes below it must already be in
-        // this replica's CommitLog (re-seeding a replica that lost its disk copies CommitLog
-        // files first).
-        if inner.store.max_phy_offset() < parsed.applied_end {
+        let (header, bytes) = snapshot::decode(&data).map_err(|e| werr(AnyError::new(&e)))?;
+        if header.meta.last_log_id != meta.last_log_id {
             return Err(werr(io_err(format!(
-                "snapshot covers CommitLog bytes up to {}, this replica holds {}",
-                parsed.applied_end,
-                inner.store.max_phy_offset()
+                "snapshot data is for {:?}, its meta names {:?}",
+                header.meta.last_log_id, meta.last_log_id
             ))));
         }
-        inner.last_applied = meta.last_log_id;
-        inner.membership = meta.last_membership.clone();
-        inner.applied_end = parsed.applied_end;
-        inner.store.set_committed_offset(Some(parsed.applied_end));
+        let mut inner = lock(&self.inner);
+        inner.install(&header, bytes).map_err(werr)?;
+        write_atomically(&inner.dir.join(SNAPSHOT_FILE), &data)
+            .map_err(|e| werr(AnyError::new(&e)))?;
         inner.snapshot = Some((meta.clone(), data));
         Ok(())
     }

@@ -97,6 +97,7 @@ pub mod log_store;
 pub mod metrics;
 pub mod network;
 pub mod retention;
+pub mod snapshot;
 pub mod status;
 pub mod transfer;
 

@@ -22,9 +22,59 @@ use std::time::Duration;
 use ferrum_store::MessageStore;
 use tokio::task::JoinHandle;
 
-use super::RaftLogStore;
+use super::{RaftLogStore, RaftNode};
 
 const EVERY: Duration = Duration::from_secs(1);
+
+/// [`spawn`], and once CommitLog bytes the log refers to are gone (a forced clean deleted the
+/// oldest file), a snapshot at the last entry starting below the first retained byte and a
+/// purge of the log up to it: openraft then never reads those entries again and sends the
+/// snapshot (`super::snapshot`) to a replica that needs them, instead of failing on the read.
+pub fn spawn_with_purge(store: MessageStore, log: RaftLogStore, raft: RaftNode) -> JoinHandle<()> {
+    let floor = spawn(store.clone(), log.clone());
+    tokio::spawn(async move {
+        let _floor = AbortOnDrop(floor);
+        let mut tick = tokio::time::interval(EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let (applied, snapshot) = {
+                let m = raft.metrics().borrow().clone();
+                (m.last_applied.map(|l| l.index), m.snapshot.map(|l| l.index))
+            };
+            let Some(upto) = log.gone_upto(store.min_phy_offset(), applied) else {
+                continue;
+            };
+            let trigger = raft.trigger();
+            let result = if snapshot.is_none_or(|s| s < upto.index) {
+                tracing::info!(
+                    upto = upto.index,
+                    min_phy_offset = store.min_phy_offset(),
+                    "CommitLog bytes of Raft log entries were deleted; building a snapshot"
+                );
+                trigger.snapshot().await
+            } else {
+                tracing::info!(
+                    upto = upto.index,
+                    "purging the Raft log behind the snapshot"
+                );
+                trigger.purge_log(upto.index).await
+            };
+            if let Err(error) = result {
+                tracing::warn!(%error, "the Raft node stopped; no more purges");
+                return;
+            }
+        }
+    })
+}
+
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 /// Keeps the store's retention floor at the oldest unpurged entry of `log` until the returned
 /// task is aborted.
