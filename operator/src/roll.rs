@@ -18,7 +18,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, EvictParams, ListParams, Patch, PatchParams};
-use kube::runtime::events::EventType;
+use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 
 use crate::build::{self, MANAGER, pod_name};
@@ -527,6 +527,13 @@ pub async fn drive(rc: RollContext<'_>) -> Result<RollOutcome, kube::Error> {
             new_master: None,
         });
     };
+    // The object this pass got may predate the last pass's status write (a pod event can
+    // trigger the pass first): the roll's memory is read fresh.
+    let groups: Api<BrokerGroup> = Api::namespaced(rc.ctx.client.clone(), &ns);
+    let previous = match groups.get_opt(&group).await {
+        Ok(Some(fresh)) if fresh.uid() == bg.uid() => fresh.status.and_then(|s| s.roll),
+        _ => previous,
+    };
     let pods_api: Api<Pod> = Api::namespaced(rc.ctx.client.clone(), &ns);
     let selector = build::broker_selector(&group)
         .iter()
@@ -609,7 +616,6 @@ pub async fn drive(rc: RollContext<'_>) -> Result<RollOutcome, kube::Error> {
     // Back-off entries of pods that no longer need a restart are dropped.
     backoff.retain(|b| ordinal_of(&b.pod).is_some_and(|o| plan.pending.contains(&o)));
     let mut new_master = None;
-    let oref = bg.object_ref(&());
     let fail = |backoff: &mut Vec<PodBackoff>, ordinal: i32, error: String| {
         let pod = pod_name(&group, ordinal);
         let failures = backoff
@@ -645,14 +651,15 @@ pub async fn drive(rc: RollContext<'_>) -> Result<RollOutcome, kube::Error> {
                     status.restarted += 1;
                     status.reason = format!("restarted {pod}: {reason}");
                     status.waiting_for = Some("the pod to come back Ready".to_owned());
-                    rc.ctx
-                        .event(
-                            &oref,
-                            EventType::Normal,
-                            "Restarting",
-                            format!("restarting {pod}: {reason}"),
-                        )
-                        .await;
+                    pod_event(
+                        &rc,
+                        &pods,
+                        &pod,
+                        EventType::Normal,
+                        "Restarting",
+                        format!("restarting {pod}: {reason}"),
+                    )
+                    .await;
                     if let Some(m) = &rc.ctx.metrics {
                         m.pod_restarted(&ns, &group);
                     }
@@ -660,14 +667,15 @@ pub async fn drive(rc: RollContext<'_>) -> Result<RollOutcome, kube::Error> {
                 Err(why) => {
                     status.reason = format!("restart of {pod} failed: {why}");
                     fail(&mut backoff, ordinal, why.clone());
-                    rc.ctx
-                        .event(
-                            &oref,
-                            EventType::Warning,
-                            "RestartFailed",
-                            status.reason.clone(),
-                        )
-                        .await;
+                    pod_event(
+                        &rc,
+                        &pods,
+                        &pod,
+                        EventType::Warning,
+                        "RestartFailed",
+                        status.reason.clone(),
+                    )
+                    .await;
                 }
             }
         }
@@ -682,11 +690,7 @@ pub async fn drive(rc: RollContext<'_>) -> Result<RollOutcome, kube::Error> {
                     );
                     status.waiting_for =
                         Some("the NameServers to list the new leader as brokerId 0".to_owned());
-                    rc.ctx
-                        .event(
-                            &oref,
-                            EventType::Normal,
-                            "LeadershipTransferred",
+                    pod_event(&rc, &pods, &from_pod, EventType::Normal, "LeadershipTransferred",
                             format!("Raft leadership moved from {from_pod} to {to_pod} so {from_pod} can restart"),
                         )
                         .await;
@@ -701,11 +705,7 @@ pub async fn drive(rc: RollContext<'_>) -> Result<RollOutcome, kube::Error> {
                             "restarted leader {from_pod} without a transfer ({why}); the followers elect a new leader"
                         );
                         status.waiting_for = Some("the pod to come back Ready".to_owned());
-                        rc.ctx
-                            .event(
-                                &oref,
-                                EventType::Normal,
-                                "Restarting",
+                        pod_event(&rc, &pods, &from_pod, EventType::Normal, "Restarting",
                                 format!("restarting leader {from_pod}: its broker cannot hand leadership on ({why}); the followers elect a new leader"),
                             )
                             .await;
@@ -723,14 +723,15 @@ pub async fn drive(rc: RollContext<'_>) -> Result<RollOutcome, kube::Error> {
                         "leadership transfer from {from_pod} ({addr}) to {to_pod} failed: {why}"
                     );
                     fail(&mut backoff, from, why);
-                    rc.ctx
-                        .event(
-                            &oref,
-                            EventType::Warning,
-                            "TransferFailed",
-                            status.reason.clone(),
-                        )
-                        .await;
+                    pod_event(
+                        &rc,
+                        &pods,
+                        &from_pod,
+                        EventType::Warning,
+                        "TransferFailed",
+                        status.reason.clone(),
+                    )
+                    .await;
                 }
             }
         }
@@ -752,11 +753,7 @@ pub async fn drive(rc: RollContext<'_>) -> Result<RollOutcome, kube::Error> {
                     status.restarted += 1;
                     status.promoting = Some(target);
                     new_master = Some(target);
-                    rc.ctx
-                        .event(
-                            &oref,
-                            EventType::Normal,
-                            "Restarting",
+                    pod_event(&rc, &pods, &old, EventType::Normal, "Restarting",
                             format!(
                                 "restarting master {old} after promoting {new} (promoteBeforeRestart); {}",
                                 describe(&input.pods[usize::try_from(master).unwrap_or_default()])
@@ -773,14 +770,15 @@ pub async fn drive(rc: RollContext<'_>) -> Result<RollOutcome, kube::Error> {
                                 "{new} promoted to master in epoch {epoch}; {old} restarts as a slave"
                             );
                             status.waiting_for = Some(format!("{new} to report the master role"));
-                            rc.ctx
-                                .event(
-                                    &oref,
-                                    EventType::Normal,
-                                    "Promoted",
-                                    format!("{new} promoted in epoch {epoch} while {old} restarts"),
-                                )
-                                .await;
+                            pod_event(
+                                &rc,
+                                &pods,
+                                &new,
+                                EventType::Normal,
+                                "Promoted",
+                                format!("{new} promoted in epoch {epoch} while {old} restarts"),
+                            )
+                            .await;
                         }
                         Err(why) => {
                             status.reason =
@@ -792,14 +790,15 @@ pub async fn drive(rc: RollContext<'_>) -> Result<RollOutcome, kube::Error> {
                 Err(why) => {
                     status.reason = format!("restart of master {old} failed: {why}");
                     fail(&mut backoff, master, why);
-                    rc.ctx
-                        .event(
-                            &oref,
-                            EventType::Warning,
-                            "RestartFailed",
-                            status.reason.clone(),
-                        )
-                        .await;
+                    pod_event(
+                        &rc,
+                        &pods,
+                        &old,
+                        EventType::Warning,
+                        "RestartFailed",
+                        status.reason.clone(),
+                    )
+                    .await;
                 }
             }
         }
@@ -821,14 +820,15 @@ pub async fn drive(rc: RollContext<'_>) -> Result<RollOutcome, kube::Error> {
                 Ok(epoch) => {
                     status.reason = format!("{new} promoted to master in epoch {epoch}");
                     status.waiting_for = Some(format!("{new} to report the master role"));
-                    rc.ctx
-                        .event(
-                            &oref,
-                            EventType::Normal,
-                            "Promoted",
-                            format!("{new} promoted in epoch {epoch} during the roll"),
-                        )
-                        .await;
+                    pod_event(
+                        &rc,
+                        &pods,
+                        &new,
+                        EventType::Normal,
+                        "Promoted",
+                        format!("{new} promoted in epoch {epoch} during the roll"),
+                    )
+                    .await;
                 }
                 Err(why) => {
                     status.reason = format!("promotion of {new} not done yet: {why}");
@@ -848,6 +848,32 @@ pub async fn drive(rc: RollContext<'_>) -> Result<RollOutcome, kube::Error> {
         status: Some(status),
         new_master,
     })
+}
+
+/// An Event on the BrokerGroup about one of its pods: the pod is the related object, so
+/// each pod's restarts form their own Event (a recorder folds repeats of one key into a
+/// series and keeps the first note).
+async fn pod_event(
+    rc: &RollContext<'_>,
+    pods: &[Pod],
+    pod: &str,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let ev = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Roll".into(),
+        secondary: pods
+            .iter()
+            .find(|p| p.name_any() == pod)
+            .map(|p| p.object_ref(&())),
+    };
+    if let Err(e) = rc.ctx.recorder.publish(&ev, &rc.bg.object_ref(&())).await {
+        tracing::warn!(error = %e, reason, pod, "could not record event");
+    }
 }
 
 fn sync_master(bg: &BrokerGroup) -> bool {

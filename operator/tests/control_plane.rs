@@ -1178,6 +1178,7 @@ async fn image_change_rolls_one_pod_and_records_it() {
         .items
         .into_iter()
         .filter(|e| e.reason.as_deref() == Some("Restarting"))
+        .filter(|e| e.related.as_ref().and_then(|r| r.name.as_deref()) == Some("roll-0"))
         .filter_map(|e| e.note)
         .collect();
     assert_eq!(restarts.len(), 1, "{restarts:?}");

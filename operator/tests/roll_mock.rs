@@ -171,6 +171,11 @@ async fn an_outdated_group_gets_one_eviction_then_event_then_status() {
     .expect("Restarting event");
     let status = position(&calls, |c| c.path.ends_with("/status")).expect("status patch");
     assert!(sts < evict && evict < event && event < status, "{calls:?}");
+    assert_eq!(
+        calls[event].body["related"]["name"], "orders-0",
+        "the restarted pod is the Event's related object: {:?}",
+        calls[event].body
+    );
     assert!(
         calls[event].body["note"]
             .as_str()
