@@ -260,6 +260,8 @@ impl Registrar {
         let period = Duration::from_millis(self.core.config.register_name_server_period);
         let mut role = self.core.ha.subscribe();
         let mut registered_id = role.borrow_and_update().broker_id;
+        // The id every NameServer last accepted, so a role change is logged once it is announced.
+        let mut announced_id = None;
         loop {
             // A master partitioned while a slave was promoted steps down before it registers
             // as brokerId 0 again; the role change below then re-registers it as a slave.
@@ -267,7 +269,16 @@ impl Registrar {
             if self.core.raft.get().is_none() {
                 crate::ha::remote::demote_if_superseded(&self.core).await;
             }
-            self.register_all().await;
+            let id = self.core.ha.role().broker_id;
+            let accepted = self.register_all().await;
+            if accepted == self.links.len() && announced_id != Some(id) {
+                announced_id = Some(id);
+                tracing::info!(
+                    broker_id = id,
+                    namesrvs = accepted,
+                    "registered with every NameServer"
+                );
+            }
             tokio::select! {
                 _ = tokio::time::sleep(period) => {}
                 _ = self.core.topics.changed.notified() => {}

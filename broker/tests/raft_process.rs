@@ -5,14 +5,21 @@
 //! readable at the end.
 //!
 //! Prints the group failover time (kill → new master registered with the NameServer and the
-//! first send to it acknowledged) per kill and its median / max. `FERRUM_RAFT_KILLS=N` sets the
-//! number of kills (default 3).
+//! first send to it acknowledged) per kill and its median / max, with where the time went, read
+//! from the replicas' own log lines: the first election started, the winner leading, its first
+//! quorum acknowledgement, its role change, its registration answered by the NameServer, the
+//! NameServer listing it, the send acknowledged. Each kill hits a group whose replicas have all
+//! caught up (the one restarted after the previous kill included). `FERRUM_RAFT_KILLS=N` sets
+//! the number of kills (default 3).
 
 use std::collections::BTreeSet;
 mod common;
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ferrum_client::{
     Admin, ConnectOptions, ConnectionPool, Message, MessageQueue, Producer, PullConsumer,
@@ -21,7 +28,7 @@ use ferrum_client::{
 use ferrum_protocol::route::TopicConfig;
 use ferrum_protocol::{RemotingCommand, RequestCode, ResponseCode};
 
-use common::{Proc, start_broker_with_sets, start_namesrv};
+use common::{Proc, START_LINE_TIMEOUT, start_namesrv};
 
 const STEP: Duration = Duration::from_secs(10);
 const CLUSTER: &str = "RaftCluster";
@@ -29,10 +36,99 @@ const NAME: &str = "raft-a";
 const TOPIC: &str = "RaftTopic";
 const QUEUES: i32 = 2;
 
-/// Replica `n{i}` of the group, on its own store directory.
-fn start_replica(store: &Path, namesrv: &str, peers: &str, i: usize) -> Proc {
-    start_broker_with_sets(
+/// A step of an election as a replica logged it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Candidate,
+    Leader,
+    QuorumAck,
+    Master,
+    RegisteredAsMaster,
+}
+
+/// One logged step: which replica, when (microseconds of the UTC day) and what.
+#[derive(Debug, Clone, Copy)]
+struct Event {
+    replica: usize,
+    micros_of_day: i64,
+    step: Step,
+}
+
+type Events = Arc<Mutex<Vec<Event>>>;
+
+const DAY_MICROS: i64 = 86_400_000_000;
+
+/// The step a broker log line reports, if any, and its time of day. The lines are
+/// tracing-subscriber's: `2026-01-02T03:04:05.678901Z  INFO target: message fields`.
+fn parse_event(line: &str) -> Option<(i64, Step)> {
+    let line: String = strip_ansi(line);
+    let step = if line.contains("Raft server state") && line.contains("state=Candidate") {
+        Step::Candidate
+    } else if line.contains("Raft server state") && line.contains("state=Leader") {
+        Step::Leader
+    } else if line.contains("Raft leadership acknowledged by a quorum") {
+        Step::QuorumAck
+    } else if line.contains("Raft role change") && line.contains("broker_id=0") {
+        Step::Master
+    } else if line.contains("registered with every NameServer") && line.contains("broker_id=0") {
+        Step::RegisteredAsMaster
+    } else {
+        return None;
+    };
+    let time = line.split_whitespace().next()?.split('T').nth(1)?;
+    let time = time.strip_suffix('Z')?;
+    let mut parts = time.split(':');
+    let h: i64 = parts.next()?.parse().ok()?;
+    let m: i64 = parts.next()?.parse().ok()?;
+    let (sec, frac) = parts.next()?.split_once('.')?;
+    let sec: i64 = sec.parse().ok()?;
+    let micros: i64 = format!("{frac:0<6}").get(..6)?.parse().ok()?;
+    Some((((h * 60 + m) * 60 + sec) * 1_000_000 + micros, step))
+}
+
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI sequences end with a letter.
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn now_micros_of_day() -> i64 {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970");
+    (since.as_micros() % DAY_MICROS as u128) as i64
+}
+
+/// `at - since` in milliseconds on a clock of the day (an event just after midnight follows a
+/// kill just before it).
+fn millis_after(since: i64, at: i64) -> i64 {
+    let d = (at - since).rem_euclid(DAY_MICROS);
+    let d = if d > DAY_MICROS / 2 {
+        d - DAY_MICROS
+    } else {
+        d
+    };
+    d / 1000
+}
+
+/// Replica `n{i}` of the group, on its own store directory; its election steps go to `events`.
+fn start_replica(store: &Path, namesrv: &str, peers: &str, i: usize, events: &Events) -> Proc {
+    start_logged_broker(
         namesrv,
+        i,
+        events,
         &[
             "listenPort=0".to_owned(),
             "metricsPort=0".to_owned(),
@@ -49,6 +145,59 @@ fn start_replica(store: &Path, namesrv: &str, peers: &str, i: usize) -> Proc {
             format!("dLegerSelfId=n{i}"),
         ],
     )
+}
+
+/// A ferrum-broker configured by `sets`, whose log lines are read for election steps (and shown
+/// when `FERRUM_TEST_BROKER_LOG` is set).
+fn start_logged_broker(namesrv: &str, replica: usize, events: &Events, sets: &[String]) -> Proc {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrum-broker"));
+    cmd.args(["-n", namesrv]);
+    for set in sets {
+        cmd.args(["--set", set]);
+    }
+    let mut child = cmd
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn ferrum-broker");
+    let stderr = child.stderr.take().expect("stderr");
+    let show = std::env::var_os("FERRUM_TEST_BROKER_LOG").is_some();
+    let events = events.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if show {
+                eprintln!("n{replica}: {line}");
+            }
+            if let Some((micros_of_day, step)) = parse_event(&line) {
+                events.lock().expect("events").push(Event {
+                    replica,
+                    micros_of_day,
+                    step,
+                });
+            }
+        }
+    });
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Keeps draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let line = rx
+        .recv_timeout(START_LINE_TIMEOUT)
+        .expect("the broker printed its start line");
+    // "ferrum-broker <name> listening on A (VIP B), advertised as C"
+    let addr = line
+        .split("listening on ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .expect("address in the start line")
+        .to_owned();
+    Proc { child, addr }
 }
 
 /// Three free ports for the Raft listeners (bound, then released for the brokers).
@@ -139,20 +288,114 @@ async fn wait_for_roles(admin: &Admin, replicas: &[Option<Proc>]) -> usize {
     }
 }
 
-/// The index of a registered master other than `old_addr` that acknowledged `body`.
-async fn new_master_took(
-    admin: &Admin,
-    replicas: &[Option<Proc>],
-    old_addr: &str,
-    body: &str,
-) -> Option<usize> {
+/// The index of the registered master if it is a live replica other than `old_addr`.
+async fn new_master(admin: &Admin, replicas: &[Option<Proc>], old_addr: &str) -> Option<usize> {
     let m = members(admin).await;
     let master = m.get(&0).filter(|a| *a != old_addr)?;
-    let idx = replicas
+    replicas
         .iter()
-        .position(|r| r.as_ref().is_some_and(|p| &p.addr == master))?;
-    let answer = send_raw(master, 0, body).await?;
-    (answer.code == 0).then_some(idx)
+        .position(|r| r.as_ref().is_some_and(|p| &p.addr == master))
+}
+
+/// Waits until the leader at `leader_addr` reports every peer caught up and everything applied.
+async fn wait_caught_up(admin: &Admin, leader_addr: &str) {
+    let deadline = Instant::now() + STEP;
+    loop {
+        let status = admin
+            .raft_status(leader_addr)
+            .await
+            .expect("the leader reports its Raft status");
+        assert_eq!(status.role, "Leader");
+        assert_eq!(status.leader, Some(status.node_id));
+        assert!(status.term >= 1);
+        assert_eq!(status.peers.len(), 3);
+        if status.peers.iter().all(|p| p.lag == Some(0))
+            && status.applied_index == status.last_log_index
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "every peer catches up with the leader: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Where one failover's time went, in ms after the kill.
+#[derive(Debug, Default)]
+struct Phases {
+    first_election: Option<i64>,
+    elections: usize,
+    leader: Option<i64>,
+    quorum_ack: Option<i64>,
+    master: Option<i64>,
+    registered: Option<i64>,
+    listed: i64,
+    acked: i64,
+}
+
+impl std::fmt::Display for Phases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ms = |v: Option<i64>| v.map_or("?".to_owned(), |v| v.to_string());
+        write!(
+            f,
+            "election {} ms ({} started), leader {}, quorum ack {}, master role {}, \
+             registered {}, listed by the NameServer {}, send acknowledged {}",
+            ms(self.first_election),
+            self.elections,
+            ms(self.leader),
+            ms(self.quorum_ack),
+            ms(self.master),
+            ms(self.registered),
+            self.listed,
+            self.acked
+        )
+    }
+}
+
+/// The steps logged after `killed_at` (time of day): the first election any replica started,
+/// how many were started, and the new leader's own steps.
+async fn phases(events: &Events, killed_at: i64, new_leader: usize) -> Phases {
+    // The winner's registration line follows its NameServer's answer by a few microseconds;
+    // the log reader may not have passed it on yet.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let after: Vec<(i64, Event)> = events
+            .lock()
+            .expect("events")
+            .iter()
+            .map(|e| (millis_after(killed_at, e.micros_of_day), *e))
+            .filter(|(ms, _)| *ms >= 0)
+            .collect();
+        let first = |step: Step| {
+            after
+                .iter()
+                .filter(|(_, e)| e.step == step && e.replica == new_leader)
+                .map(|(ms, _)| *ms)
+                .min()
+        };
+        let found = Phases {
+            first_election: after
+                .iter()
+                .filter(|(_, e)| e.step == Step::Candidate)
+                .map(|(ms, _)| *ms)
+                .min(),
+            elections: after
+                .iter()
+                .filter(|(_, e)| e.step == Step::Candidate)
+                .count(),
+            leader: first(Step::Leader),
+            quorum_ack: first(Step::QuorumAck),
+            master: first(Step::Master),
+            registered: first(Step::RegisteredAsMaster),
+            ..Phases::default()
+        };
+        if found.registered.is_some() || Instant::now() >= deadline {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 fn median(v: &mut [Duration]) -> Duration {
@@ -185,10 +428,11 @@ async fn scenario(kills: usize) {
     let dirs: Vec<tempfile::TempDir> = (0..3)
         .map(|_| tempfile::tempdir().expect("tempdir"))
         .collect();
+    let events: Events = Arc::default();
     let mut replicas: Vec<Option<Proc>> = dirs
         .iter()
         .enumerate()
-        .map(|(i, d)| Some(start_replica(d.path(), &namesrv.addr, &peers, i)))
+        .map(|(i, d)| Some(start_replica(d.path(), &namesrv.addr, &peers, i, &events)))
         .collect();
     let admin = Admin::new([namesrv.addr.as_str()]);
     let mut leader = wait_for_roles(&admin, &replicas).await;
@@ -234,27 +478,7 @@ async fn scenario(kills: usize) {
 
     // The leader's Raft status (what `ferrumctl raft status` prints): every peer caught up.
     let leader_addr = replicas[leader].as_ref().expect("leader runs").addr.clone();
-    let deadline = Instant::now() + STEP;
-    loop {
-        let status = admin
-            .raft_status(&leader_addr)
-            .await
-            .expect("the leader reports its Raft status");
-        assert_eq!(status.role, "Leader");
-        assert_eq!(status.leader, Some(status.node_id));
-        assert!(status.term >= 1);
-        assert_eq!(status.peers.len(), 3);
-        if status.peers.iter().all(|p| p.lag == Some(0))
-            && status.applied_index == status.last_log_index
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "every peer catches up with the leader: {status:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_caught_up(&admin, &leader_addr).await;
     let follower_status = admin
         .raft_status(&replicas[follower].as_ref().expect("follower runs").addr)
         .await
@@ -274,46 +498,66 @@ async fn scenario(kills: usize) {
             acked.insert(body);
         }
 
-        if let Some(mut p) = replicas[old].take() {
-            p.kill();
-        }
+        let mut killed = replicas[old].take().expect("leader runs");
         let killed_at = Instant::now();
+        let killed_at_of_day = now_micros_of_day();
+        killed.kill();
         let deadline = killed_at + Duration::from_secs(30);
         let mut attempt = 0;
+        let mut listed = None;
         let new_leader = loop {
             attempt += 1;
-            let body = format!("failover-{round}-{attempt}");
-            if let Some(idx) = new_master_took(&admin, &replicas, &old_addr, &body).await {
-                acked.insert(body);
-                break Some(idx);
+            if let Some(idx) = new_master(&admin, &replicas, &old_addr).await {
+                listed.get_or_insert_with(|| killed_at.elapsed());
+                let body = format!("failover-{round}-{attempt}");
+                let addr = &replicas[idx].as_ref().expect("listed replica runs").addr;
+                if send_raw(addr, 0, &body).await.is_some_and(|a| a.code == 0) {
+                    acked.insert(body);
+                    break Some(idx);
+                }
             }
             if Instant::now() >= deadline {
                 break None;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
-        let elected = new_leader.is_some();
         let took = killed_at.elapsed();
-        assert!(
-            elected,
-            "a new master registered and took a send after kill {round}"
-        );
-        println!("raft failover {round}: {} ms", took.as_millis());
+        let Some(new_leader) = new_leader else {
+            panic!("a new master registered and took a send after kill {round}");
+        };
+        let mut steps = phases(&events, killed_at_of_day, new_leader).await;
+        steps.listed = listed.unwrap_or(took).as_millis() as i64;
+        steps.acked = took.as_millis() as i64;
+        println!("raft failover {round}: {} ms: {steps}", took.as_millis());
         failovers.push(took);
-        leader = new_leader.expect("a new leader");
+        leader = new_leader;
 
-        // The killed replica restarts from its own files and rejoins as a slave.
-        replicas[old] = Some(start_replica(dirs[old].path(), &namesrv.addr, &peers, old));
+        // The killed replica restarts from its own files and rejoins as a slave; the next kill
+        // waits until it has caught up, so every kill hits a healthy group.
+        replicas[old] = Some(start_replica(
+            dirs[old].path(),
+            &namesrv.addr,
+            &peers,
+            old,
+            &events,
+        ));
         let again = wait_for_roles(&admin, &replicas).await;
         assert_eq!(again, leader, "the restarted replica does not take over");
+        let leader_addr = replicas[leader].as_ref().expect("leader runs").addr.clone();
+        wait_caught_up(&admin, &leader_addr).await;
     }
     if !failovers.is_empty() {
         let max = failovers.iter().max().copied().unwrap_or_default();
         let med = median(&mut failovers);
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
         println!(
-            "raft failover over {kills} kills: median {} ms, max {} ms",
+            "raft failover over {kills} kills: median {} ms, max {} ms (load average {})",
             med.as_millis(),
-            max.as_millis()
+            max.as_millis(),
+            load.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
         );
     }
 

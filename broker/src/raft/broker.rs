@@ -276,16 +276,28 @@ async fn follow_leader(
     self_node: u64,
     follower_id: i64,
 ) {
+    // What was last logged, so each election step is one line with its wall-clock time.
+    let mut seen_state = None;
+    let mut seen_ack = false;
     loop {
         let leader = {
             let m = metrics.borrow_and_update();
+            if seen_state != Some((m.state, m.current_term)) {
+                seen_state = Some((m.state, m.current_term));
+                tracing::info!(state = ?m.state, term = m.current_term, "Raft server state");
+            }
+            let acked =
+                m.state == openraft::ServerState::Leader && m.millis_since_quorum_ack.is_some();
+            if acked && !seen_ack {
+                tracing::info!(
+                    term = m.current_term,
+                    "Raft leadership acknowledged by a quorum"
+                );
+            }
+            seen_ack = acked;
             // openraft restores a restarted leader from its vote before any peer has answered;
             // announcing that as master would overwrite the real leader's registration.
-            m.current_leader.filter(|l| {
-                *l != self_node
-                    || (m.state == openraft::ServerState::Leader
-                        && m.millis_since_quorum_ack.is_some())
-            })
+            m.current_leader.filter(|l| *l != self_node || acked)
         };
         let (role, id) = role_for(leader, self_node, follower_id);
         let now = core.ha.role();
