@@ -1,0 +1,330 @@
+//! A replica whose disk was lost comes back after the leader's retention deleted the CommitLog
+//! files holding the first Raft log entries. Three replicas in one process over real TCP on
+//! 127.0.0.1 with small CommitLog files; the leader's forced clean (disk use at
+//! `diskSpaceCleanForciblyRatio`) deletes its oldest files. The broker's retention task builds a
+//! snapshot and purges the log behind it, so the leader never reads the deleted entries (that
+//! read used to stop its Raft node); the wiped replica installs the snapshot, starts its
+//! CommitLog at the leader's first retained file and takes the entries after it from the log. It
+//! then holds byte-identical CommitLog bytes from there on, the same queue offsets for the same
+//! messages (also in a queue that got nothing after the deleted files), and can lead.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferrum_broker::config::BrokerConfig;
+use ferrum_broker::raft::retention;
+use ferrum_broker::raft::{
+    NetworkSwitch, ProposedMessage, RaftConfig, RaftNetworkFactoryImpl, RaftNode, RaftRequest,
+    RaftRpcServer, open_storage, openraft_config,
+};
+use ferrum_store::{MessageFilter, MessageStore, MessageStoreConfig};
+use openraft::{BasicNode, ServerState};
+use tokio::net::TcpListener;
+
+const FILE: i64 = 64 * 1024;
+const WAIT: Duration = Duration::from_secs(30);
+
+struct Replica {
+    id: u64,
+    raft: RaftNode,
+    store: MessageStore,
+    server: RaftRpcServer,
+    task: tokio::task::JoinHandle<()>,
+    dir: tempfile::TempDir,
+}
+
+fn raft_config(peers: &str, i: usize) -> RaftConfig {
+    let mut broker = BrokerConfig::default();
+    let self_id = format!("n{i}");
+    for (k, v) in [
+        ("enableDLegerCommitLog", "true"),
+        ("dLegerGroup", "broker-snapshot"),
+        ("dLegerPeers", peers),
+        ("ferrumRaftHeartbeatIntervalMs", "50"),
+        ("ferrumRaftElectionTimeoutMinMs", "300"),
+        ("ferrumRaftElectionTimeoutMaxMs", "600"),
+        ("dLegerSelfId", &self_id),
+    ] {
+        assert!(broker.set(k, v).expect("valid value"), "{k} known");
+    }
+    RaftConfig::from_broker_config(&broker)
+        .expect("valid Raft config")
+        .expect("Raft mode enabled")
+}
+
+async fn start_replica(
+    config: &RaftConfig,
+    listener: TcpListener,
+    dir: tempfile::TempDir,
+) -> Replica {
+    let mut store_config = MessageStoreConfig::new(dir.path().join("store"));
+    store_config.mapped_file_size_commit_log = FILE as usize;
+    store_config.consume_queue_units_per_file = 16;
+    store_config.file_reserved_time = Duration::ZERO;
+    store_config.clean_file_forcibly_enable = true;
+    // Retention runs when the test says so.
+    store_config.clean_resource_interval = Duration::from_secs(3600);
+    let store = MessageStore::open(store_config).expect("store opens");
+    // The machine's own disk usage must not trigger a clean.
+    store.set_disk_ratio_override(Some(0.10));
+    let (log, sm) = open_storage(&dir.path().join("raft"), store.clone()).expect("log opens");
+    let switch = NetworkSwitch::default();
+    let raft = RaftNode::new(
+        config.self_node_id(),
+        Arc::new(openraft_config(config).validate().expect("openraft config")),
+        RaftNetworkFactoryImpl::new(switch.clone()),
+        log.clone(),
+        sm,
+    )
+    .await
+    .expect("raft starts");
+    let server = RaftRpcServer::start(listener, raft.clone(), switch).expect("rpc server");
+    let task = retention::spawn_with_purge(store.clone(), log, raft.clone());
+    Replica {
+        id: config.self_node_id(),
+        raft,
+        store,
+        server,
+        task,
+        dir,
+    }
+}
+
+impl Replica {
+    async fn stop(self) -> tempfile::TempDir {
+        self.task.abort();
+        self.server.shutdown();
+        self.raft.shutdown().await.expect("raft stops");
+        self.store.shutdown().expect("store stops");
+        self.dir
+    }
+}
+
+async fn rebind(addr: SocketAddr) -> TcpListener {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match TcpListener::bind(addr).await {
+            Ok(l) => return l,
+            Err(e) => {
+                assert!(tokio::time::Instant::now() < deadline, "rebind {addr}: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn write(leader: &RaftNode, topic: &str, queues: i32, from: usize, n: usize) -> u64 {
+    let mut last = 0;
+    for i in from..from + n {
+        let r = leader
+            .client_write(RaftRequest::Message(ProposedMessage {
+                topic: topic.into(),
+                queue_id: i as i32 % queues,
+                born_timestamp: 1_700_000_000_000,
+                body: format!("m{i:04}-{}", "s".repeat(4000)).into_bytes(),
+                ..Default::default()
+            }))
+            .await
+            .expect("write committed by a majority");
+        assert_eq!(r.data.refused, None);
+        last = r.log_id.index;
+    }
+    last
+}
+
+fn bytes(store: &MessageStore, from: i64, end: i64) -> Vec<u8> {
+    let mut at = from;
+    let mut out = Vec::new();
+    while at < end {
+        let chunk = store
+            .read_raw(at, (end - at) as usize)
+            .expect("CommitLog bytes readable");
+        at += chunk.len() as i64;
+        out.extend_from_slice(&chunk);
+    }
+    out
+}
+
+fn running(replicas: &[&Replica]) {
+    for r in replicas {
+        let state = r.raft.metrics().borrow().state;
+        assert_ne!(state, ServerState::Shutdown, "replica {} stopped", r.id);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_wiped_replica_starts_from_a_snapshot_after_the_leader_deleted_old_files() {
+    let mut listeners = Vec::new();
+    for _ in 0..3 {
+        listeners.push(TcpListener::bind("127.0.0.1:0").await.expect("bind"));
+    }
+    let addrs: Vec<SocketAddr> = listeners
+        .iter()
+        .map(|l| l.local_addr().expect("addr"))
+        .collect();
+    let peers = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("n{i}-{a}"))
+        .collect::<Vec<_>>()
+        .join(";");
+    let mut replicas = Vec::new();
+    for (i, listener) in listeners.into_iter().enumerate() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        replicas.push(Some(
+            start_replica(&raft_config(&peers, i), listener, dir).await,
+        ));
+    }
+    let members: BTreeMap<u64, BasicNode> = raft_config(&peers, 0)
+        .members()
+        .into_iter()
+        .map(|(id, addr)| (id, BasicNode { addr }))
+        .collect();
+    let first = replicas[0].as_ref().expect("replica");
+    first
+        .raft
+        .initialize(members)
+        .await
+        .expect("membership initialized");
+    let leader_id = first
+        .raft
+        .wait(Some(WAIT))
+        .metrics(|m| m.current_leader.is_some(), "a leader")
+        .await
+        .expect("a leader is elected")
+        .current_leader
+        .expect("leader");
+    let leader_at = replicas
+        .iter()
+        .position(|r| r.as_ref().is_some_and(|r| r.id == leader_id))
+        .expect("leader replica");
+    let wiped_at = (leader_at + 1) % 3;
+    let other_at = (leader_at + 2) % 3;
+
+    // A queue that gets messages only before the files that will be deleted, then many.
+    let leader = replicas[leader_at].take().expect("leader");
+    write(&leader.raft, "TopicEarly", 1, 0, 3).await;
+    write(&leader.raft, "TopicSnapshot", 4, 0, 40).await;
+
+    // The follower loses its disk: stopped, its directory deleted.
+    let wiped = replicas[wiped_at].take().expect("follower");
+    let wiped_id = wiped.id;
+    drop(wiped.stop().await);
+
+    let last = write(&leader.raft, "TopicSnapshot", 4, 40, 60).await;
+    assert!(leader.store.max_phy_offset() > 5 * FILE, "several files");
+
+    // The leader's disk fills up: each forced clean deletes its oldest file.
+    leader.store.set_disk_ratio_override(Some(0.86));
+    for _ in 0..3 {
+        leader.store.clean_now().expect("retention pass");
+    }
+    leader.store.set_disk_ratio_override(Some(0.10));
+    let first_retained = leader.store.min_phy_offset();
+    assert_eq!(first_retained, 3 * FILE, "three files deleted");
+    // The broker's task snapshots and purges the log behind the deleted bytes.
+    leader
+        .raft
+        .wait(Some(WAIT))
+        .metrics(|m| m.purged.is_some() && m.snapshot.is_some(), "log purged")
+        .await
+        .expect("the leader purges its log");
+    let other = replicas[other_at].take().expect("other follower");
+    running(&[&leader, &other]);
+
+    // The replica comes back empty under its old id and port.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let back = start_replica(
+        &raft_config(&peers, wiped_at),
+        rebind(addrs[wiped_at]).await,
+        dir,
+    )
+    .await;
+    assert_eq!(back.id, wiped_id);
+    back.raft
+        .wait(Some(WAIT))
+        .applied_index_at_least(Some(last), "caught up")
+        .await
+        .expect("the wiped replica catches up through the snapshot");
+    let m = back.raft.metrics().borrow().clone();
+    assert!(m.snapshot.is_some(), "it installed a snapshot");
+    assert_eq!(
+        back.store.min_phy_offset(),
+        first_retained,
+        "starts at the leader's first file"
+    );
+    // The leader kept leading and takes sends.
+    assert_eq!(
+        leader.raft.metrics().borrow().current_leader,
+        Some(leader.id)
+    );
+    let last = write(&leader.raft, "TopicSnapshot", 4, 100, 10).await;
+    back.raft
+        .wait(Some(WAIT))
+        .applied_index_at_least(Some(last), "new entries")
+        .await
+        .expect("new entries reach it");
+    running(&[&leader, &other, &back]);
+
+    let end = leader.store.max_phy_offset();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while back.store.max_phy_offset() != end {
+        assert!(tokio::time::Instant::now() < deadline, "follower bytes");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        bytes(&back.store, first_retained, end),
+        bytes(&leader.store, first_retained, end),
+        "identical bytes at identical offsets from the first retained file on"
+    );
+    let all = MessageFilter::default();
+    for q in 0..4 {
+        let (min, max) = (
+            back.store.get_min_offset_in_queue("TopicSnapshot", q),
+            back.store.get_max_offset_in_queue("TopicSnapshot", q),
+        );
+        assert_eq!(
+            max,
+            leader.store.get_max_offset_in_queue("TopicSnapshot", q)
+        );
+        assert_eq!(
+            min,
+            leader.store.get_min_offset_in_queue("TopicSnapshot", q)
+        );
+        assert!(min > 0, "queue {q} starts where retention left it");
+        let got = back
+            .store
+            .get_message("g", "TopicSnapshot", q, min, 64, 1 << 24, &all);
+        let want = leader
+            .store
+            .get_message("g", "TopicSnapshot", q, min, 64, 1 << 24, &all);
+        assert_eq!(got.queue_offsets, want.queue_offsets, "queue {q}");
+        assert_eq!(got.messages, want.messages, "queue {q} byte-identical");
+        assert_eq!(got.messages.len() as i64, max - min);
+    }
+    assert_eq!(back.store.get_max_offset_in_queue("TopicEarly", 0), 3);
+
+    // It can lead: the next message of the early queue keeps its numbering.
+    back.raft.trigger().elect().await.expect("campaign");
+    back.raft
+        .wait(Some(WAIT))
+        .metrics(
+            |m| m.current_leader == Some(back.id) && m.state == ServerState::Leader,
+            "leads",
+        )
+        .await
+        .expect("the replica that was wiped becomes leader");
+    write(&back.raft, "TopicEarly", 1, 3, 1).await;
+    assert_eq!(back.store.get_max_offset_in_queue("TopicEarly", 0), 4);
+    let early = back
+        .store
+        .get_message("g", "TopicEarly", 0, 3, 1, 1 << 20, &all);
+    assert_eq!(early.queue_offsets, vec![3]);
+    running(&[&leader, &other, &back]);
+
+    for r in [leader, other, back] {
+        drop(r.stop().await);
+    }
+}
