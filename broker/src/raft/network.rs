@@ -248,7 +248,18 @@ impl RaftPeerClient {
     }
 }
 
+/// How long the leader waits before it dials an unreachable peer again. openraft's 500 ms
+/// default left a restarted replica without entries for up to half a second: if the leader died
+/// meanwhile, that replica campaigned first, lost on its shorter log and its term clashed with
+/// the real winner's, which cost the winner another election timeout. A refused dial is cheap,
+/// and one that hangs is bounded by the RPC timeout.
+const RECONNECT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
+
 impl RaftNetwork<TypeConfig> for RaftPeerClient {
+    fn backoff(&self) -> openraft::network::Backoff {
+        openraft::network::Backoff::new(std::iter::repeat(RECONNECT_BACKOFF))
+    }
+
     async fn append_entries(
         &mut self,
         rpc: AppendEntriesRequest<TypeConfig>,
