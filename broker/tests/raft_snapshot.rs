@@ -54,15 +54,31 @@ fn raft_config(peers: &str, i: usize) -> RaftConfig {
         .expect("Raft mode enabled")
 }
 
+/// How old CommitLog files go in a test.
+#[derive(Clone, Copy)]
+enum Retention {
+    /// Never expired: only the forced clean the test causes deletes.
+    Forced,
+    /// Every file but the last expired and every hour a deletion hour (`fileReservedTime`).
+    Time,
+}
+
 async fn start_replica(
     config: &RaftConfig,
     listener: TcpListener,
     dir: tempfile::TempDir,
+    retention_kind: Retention,
 ) -> Replica {
     let mut store_config = MessageStoreConfig::new(dir.path().join("store"));
     store_config.mapped_file_size_commit_log = FILE as usize;
     store_config.consume_queue_units_per_file = 16;
-    store_config.file_reserved_time = Duration::ZERO;
+    match retention_kind {
+        Retention::Forced => store_config.file_reserved_time = Duration::from_secs(72 * 3600),
+        Retention::Time => {
+            store_config.file_reserved_time = Duration::ZERO;
+            store_config.delete_when = (0..24).map(|h| h.to_string()).collect::<Vec<_>>().join(";");
+        }
+    }
     store_config.clean_file_forcibly_enable = true;
     // Retention runs when the test says so.
     store_config.clean_resource_interval = Duration::from_secs(3600);
@@ -155,7 +171,18 @@ fn running(replicas: &[&Replica]) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_wiped_replica_starts_from_a_snapshot_after_the_leader_deleted_old_files() {
+async fn a_wiped_replica_starts_from_a_snapshot_after_a_forced_clean_on_the_leader() {
+    lost_disk(Retention::Forced).await;
+}
+
+/// `fileReservedTime` in Raft mode: the log is purged behind a snapshot so expired files go
+/// (before snapshots the retention floor kept every file).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_wiped_replica_starts_from_a_snapshot_after_time_based_retention() {
+    lost_disk(Retention::Time).await;
+}
+
+async fn lost_disk(kind: Retention) {
     let mut listeners = Vec::new();
     for _ in 0..3 {
         listeners.push(TcpListener::bind("127.0.0.1:0").await.expect("bind"));
@@ -174,7 +201,7 @@ async fn a_wiped_replica_starts_from_a_snapshot_after_the_leader_deleted_old_fil
     for (i, listener) in listeners.into_iter().enumerate() {
         let dir = tempfile::tempdir().expect("tempdir");
         replicas.push(Some(
-            start_replica(&raft_config(&peers, i), listener, dir).await,
+            start_replica(&raft_config(&peers, i), listener, dir, kind).await,
         ));
     }
     let members: BTreeMap<u64, BasicNode> = raft_config(&peers, 0)
@@ -216,14 +243,35 @@ async fn a_wiped_replica_starts_from_a_snapshot_after_the_leader_deleted_old_fil
     let last = write(&leader.raft, "TopicSnapshot", 4, 40, 60).await;
     assert!(leader.store.max_phy_offset() > 5 * FILE, "several files");
 
-    // The leader's disk fills up: each forced clean deletes its oldest file.
-    leader.store.set_disk_ratio_override(Some(0.86));
-    for _ in 0..3 {
-        leader.store.clean_now().expect("retention pass");
-    }
-    leader.store.set_disk_ratio_override(Some(0.10));
-    let first_retained = leader.store.min_phy_offset();
-    assert_eq!(first_retained, 3 * FILE, "three files deleted");
+    let first_retained = match kind {
+        Retention::Forced => {
+            // The leader's disk fills up: each forced clean deletes its oldest file.
+            leader.store.set_disk_ratio_override(Some(0.86));
+            for _ in 0..3 {
+                leader.store.clean_now().expect("retention pass");
+            }
+            leader.store.set_disk_ratio_override(Some(0.10));
+            assert_eq!(
+                leader.store.min_phy_offset(),
+                3 * FILE,
+                "three files deleted"
+            );
+            leader.store.min_phy_offset()
+        }
+        Retention::Time => {
+            // The task purges the entries in expired files; then the floor lets them go.
+            let deadline = tokio::time::Instant::now() + WAIT;
+            while leader.store.min_phy_offset() < 3 * FILE {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "expired files deleted"
+                );
+                leader.store.clean_now().expect("retention pass");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            leader.store.min_phy_offset()
+        }
+    };
     // The broker's task snapshots and purges the log behind the deleted bytes.
     leader
         .raft
@@ -240,6 +288,7 @@ async fn a_wiped_replica_starts_from_a_snapshot_after_the_leader_deleted_old_fil
         &raft_config(&peers, wiped_at),
         rebind(addrs[wiped_at]).await,
         dir,
+        kind,
     )
     .await;
     assert_eq!(back.id, wiped_id);

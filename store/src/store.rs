@@ -472,6 +472,38 @@ impl MessageStore {
             .store(offset.unwrap_or(i64::MAX), Ordering::Release);
     }
 
+    /// The CommitLog offset up to which leading files are due for time-based retention now
+    /// (older than `fileReservedTime`, in a `deleteWhen` hour or under `diskMaxUsedSpaceRatio`
+    /// pressure), whatever the retention floor; the min offset when none is. Raft mode purges
+    /// its log up to there so the floor lets those files go.
+    pub fn expired_files_end(&self) -> i64 {
+        let c = &self.inner.config;
+        let pct = self.inner.disk_ratio().unwrap_or(0.0) * 100.0;
+        let hour = ((now_ms() / 3_600_000) % 24) as u32;
+        let delete_time = c
+            .delete_when
+            .split(';')
+            .any(|h| h.trim().parse::<u32>().ok() == Some(hour));
+        let mut end = self.min_phy_offset();
+        if !(delete_time || pct >= f64::from(c.disk_max_used_space_ratio)) {
+            return end;
+        }
+        let now = SystemTime::now();
+        let files = self.inner.commit_log.files();
+        // The last file is never deleted.
+        for f in files.iter().take(files.len().saturating_sub(1)) {
+            let expired = f
+                .modified()
+                .and_then(|m| now.duration_since(m).ok())
+                .is_some_and(|age| age >= c.file_reserved_time);
+            if !expired {
+                break;
+            }
+            end = f.file_from_offset() + f.file_size() as i64;
+        }
+        end
+    }
+
     /// The floor set by [`Self::set_retention_floor`], if any.
     pub fn retention_floor(&self) -> Option<i64> {
         let floor = self.inner.retention_floor.load(Ordering::Acquire);

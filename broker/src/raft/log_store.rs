@@ -106,6 +106,9 @@ struct LogInner {
     slots: VecDeque<Slot>,
     hard: HardState,
     refusals: Refusals,
+    /// Where the next snapshot starts at the earliest: the end of the CommitLog files retention
+    /// is about to delete (a file start), so a snapshot never carries their bytes.
+    retain_from: i64,
 }
 
 /// Why the leader's store refused proposed messages, by log index, until applied.
@@ -243,6 +246,7 @@ pub fn open_storage(
             slots,
             hard,
             refusals: Arc::clone(&refusals),
+            retain_from: 0,
         })),
     };
     let sm = RaftStateMachineStore {
@@ -480,6 +484,13 @@ impl RaftLogStore {
     /// The id of the last entry that starts below CommitLog offset `first_retained` (whose
     /// bytes retention deleted or is about to delete) and no later than `applied`: what the
     /// log must purge, behind a snapshot, before the bytes go.
+    /// Makes the next snapshots start at `offset` (a CommitLog file start) or later: the
+    /// files below it are about to be deleted.
+    pub fn set_retain_from(&self, offset: i64) {
+        let mut inner = lock(&self.inner);
+        inner.retain_from = inner.retain_from.max(offset);
+    }
+
     pub fn gone_upto(&self, first_retained: i64, applied: Option<u64>) -> Option<LogId<NodeId>> {
         let inner = lock(&self.inner);
         let spans = inner.spans();
@@ -624,7 +635,7 @@ impl SmInner {
         // Retention may delete the first file while the bytes are read: take the next start.
         let mut attempt = 0;
         let (last_log_id, start, end, bytes) = loop {
-            let first_retained = self.store.min_phy_offset();
+            let first_retained = self.store.min_phy_offset().max(log.retain_from);
             let (last_log_id, entry_end) = self.point(&log, first_retained);
             let (start, end) = snapshot::carried_range(first_retained, entry_end);
             let read = if end > start {

@@ -42,15 +42,20 @@ pub fn spawn_with_purge(store: MessageStore, log: RaftLogStore, raft: RaftNode) 
                 let m = raft.metrics().borrow().clone();
                 (m.last_applied.map(|l| l.index), m.snapshot.map(|l| l.index))
             };
-            let Some(upto) = log.gone_upto(store.min_phy_offset(), applied) else {
+            // Files already deleted (a forced clean) or due for time-based retention: the log
+            // lets go of the entries in them, behind a snapshot that starts after them.
+            let retain_from = store.min_phy_offset().max(store.expired_files_end());
+            let Some(upto) = log.gone_upto(retain_from, applied) else {
                 continue;
             };
+            log.set_retain_from(retain_from);
             let trigger = raft.trigger();
             let result = if snapshot.is_none_or(|s| s < upto.index) {
                 tracing::info!(
                     upto = upto.index,
+                    retain_from,
                     min_phy_offset = store.min_phy_offset(),
-                    "CommitLog bytes of Raft log entries were deleted; building a snapshot"
+                    "CommitLog files holding Raft log entries are deleted or expired; building a snapshot"
                 );
                 trigger.snapshot().await
             } else {
