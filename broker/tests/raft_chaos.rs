@@ -206,12 +206,15 @@ impl Group {
 
     fn launch(&mut self, i: usize) {
         let r = &self.replicas[i];
-        let broker = env!("CARGO_BIN_EXE_ferrum-broker");
+        // Next to the test binary (cargo puts it there; hack/e2e/raft-chaos.sh runs copies of
+        // both, so a rebuild elsewhere during the drill cannot swap the broker under it).
+        let broker = common::sibling_binary("ferrum-broker", "ferrum-broker");
+        let broker = broker.as_os_str();
         let mut cmd = match self.fabric {
             Fabric::Loopback => Command::new(broker),
             Fabric::Netns => {
                 let mut c = Command::new("ip");
-                c.args(["netns", "exec", &Fabric::ns(i), broker]);
+                c.args(["netns", "exec", &Fabric::ns(i)]).arg(broker);
                 c
             }
         };

@@ -31,6 +31,7 @@ replicas=${FERRUM_RAFT_CHAOS_REPLICAS:-3}
 limit=${FERRUM_RAFT_CHAOS_TIMEOUT:-3600}
 forward_before=$(cat /proc/sys/net/ipv4/ip_forward)
 drill_pid=
+work=$(mktemp -d)
 
 # Idempotent: also clears what an interrupted earlier run left behind.
 teardown_net() {
@@ -51,15 +52,30 @@ cleanup() {
     fi
     teardown_net
     echo "$forward_before" >/proc/sys/net/ipv4/ip_forward
+    rm -rf "$work"
 }
 trap cleanup EXIT
 teardown_net
 
-echo "=== building the drill (release): ferrum-broker, ferrum-namesrv, tests/raft_chaos.rs"
-cargo build --release -p ferrum-broker -p ferrum-namesrv
-exe=$(cargo test --release -p ferrum-broker --test raft_chaos --no-run 2>&1 \
-    | sed -n 's/.*Executable tests\/raft_chaos.rs (\(.*\))/\1/p' | tail -n1)
-[[ -n $exe && -x $exe ]] || { echo "the raft_chaos test binary was not found" >&2; exit 1; }
+# The drill runs copies (test binary in deps/, ferrum-broker and ferrum-namesrv beside deps/,
+# where the test looks for them), so a rebuild in the tree cannot swap a binary mid-run.
+# FERRUM_RAFT_CHAOS_PREBUILT names such a directory made earlier (e.g. built outside a lock).
+bin=${FERRUM_RAFT_CHAOS_PREBUILT:-}
+if [[ -z $bin ]]; then
+    echo "=== building the drill (release): ferrum-broker, ferrum-namesrv, tests/raft_chaos.rs"
+    cargo build --release -p ferrum-broker -p ferrum-namesrv
+    built=$(cargo test --release -p ferrum-broker --test raft_chaos --no-run 2>&1 \
+        | sed -n 's/.*Executable tests\/raft_chaos.rs (\(.*\))/\1/p' | tail -n1)
+    [[ -n $built && -x $built ]] || { echo "the raft_chaos test binary was not found" >&2; exit 1; }
+    bin=$work/bin
+    mkdir -p "$bin/deps"
+    cp "$built" "$bin/deps/raft_chaos"
+    cp target/release/ferrum-broker target/release/ferrum-namesrv "$bin/"
+fi
+exe=$bin/deps/raft_chaos
+for f in "$exe" "$bin/ferrum-broker" "$bin/ferrum-namesrv"; do
+    [[ -x $f ]] || { echo "missing $f" >&2; exit 1; }
+done
 
 echo "=== network namespaces ferrum-raft0..$((replicas - 1))"
 for i in $(seq 0 $((replicas - 1))); do
