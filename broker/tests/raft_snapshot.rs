@@ -7,6 +7,13 @@
 //! CommitLog at the leader's first retained file and takes the entries after it from the log. It
 //! then holds byte-identical CommitLog bytes from there on, the same queue offsets for the same
 //! messages (also in a queue that got nothing after the deleted files), and can lead.
+//!
+//! `a_wiped_broker_catches_up_after_the_leader_deleted_expired_files` does the same with three
+//! real ferrum-broker processes and a ferrum-namesrv: `fileReservedTime=1` with every hour a
+//! deletion hour, and the leader's oldest CommitLog files made two hours old (their
+//! modification time), so its own retention deletes them.
+
+mod common;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -376,4 +383,304 @@ async fn lost_disk(kind: Retention) {
     for r in [leader, other, back] {
         drop(r.stop().await);
     }
+}
+
+const NAME: &str = "raft-snap";
+const TOPIC: &str = "RaftSnapshotTopic";
+const QUEUES: i32 = 2;
+const PROCESS_FILE: usize = 64 * 1024;
+
+fn start_broker(store: &std::path::Path, namesrv: &str, peers: &str, i: usize) -> common::Proc {
+    let hours = (0..24)
+        .map(|h| format!("{h:02}"))
+        .collect::<Vec<_>>()
+        .join(";");
+    common::start_broker_with_sets(
+        namesrv,
+        &[
+            "listenPort=0".to_owned(),
+            "metricsPort=0".to_owned(),
+            "bindAddress=127.0.0.1".to_owned(),
+            format!("storePathRootDir={}", store.display()),
+            format!("mappedFileSizeCommitLog={PROCESS_FILE}"),
+            "fileReservedTime=1".to_owned(),
+            format!("deleteWhen={hours}"),
+            format!("brokerName={NAME}"),
+            "brokerClusterName=RaftSnapshotCluster".to_owned(),
+            "registerNameServerPeriod=1000".to_owned(),
+            "ferrumSlaveSyncInterval=300".to_owned(),
+            "slaveReadEnable=true".to_owned(),
+            "enableDLegerCommitLog=true".to_owned(),
+            format!("dLegerGroup={NAME}"),
+            format!("dLegerPeers={peers}"),
+            format!("dLegerSelfId=n{i}"),
+        ],
+    )
+}
+
+async fn send_n(pool: &ferrum_client::ConnectionPool, to: &str, n: usize, tag: &str) {
+    let pad = "p".repeat(4096);
+    for i in 0..n {
+        let queue = ((i as i32) % QUEUES).to_string();
+        let request = common::request(
+            ferrum_protocol::RequestCode::SEND_MESSAGE_V2,
+            &[
+                ("a", "raft-snapshot-producer"),
+                ("b", TOPIC),
+                ("c", "TBW102"),
+                ("d", "4"),
+                ("e", &queue),
+                ("f", "0"),
+                ("g", "1700000000000"),
+                ("h", "0"),
+                ("i", ""),
+            ],
+        )
+        .with_body(format!("{tag}-{i}-{pad}").into_bytes());
+        let code = pool
+            .invoke(to, request, Duration::from_secs(5))
+            .await
+            .map(|a| a.code)
+            .ok();
+        assert_eq!(code, Some(0), "send {tag}-{i} acknowledged");
+    }
+}
+
+/// Every `(queue, queue offset, body)` of `TOPIC` the broker at `addr` serves, each queue read
+/// from its min offset (where an OFFSET_MOVED answer sends the reader).
+async fn read_all(pool: &ferrum_client::ConnectionPool, addr: &str) -> Vec<(i32, i64, String)> {
+    use ferrum_protocol::headers::PullMessageRequestHeader;
+    use ferrum_protocol::{RemotingCommand, RequestCode, ResponseCode};
+    let mut out = Vec::new();
+    for queue_id in 0..QUEUES {
+        let mut offset = 0;
+        for _ in 0..10_000 {
+            let header = PullMessageRequestHeader {
+                consumer_group: "raft-snapshot-readers".to_owned(),
+                topic: TOPIC.to_owned(),
+                queue_id,
+                queue_offset: offset,
+                max_msg_nums: 64,
+                sys_flag: 0x4,
+                subscription: Some("*".to_owned()),
+                expression_type: Some("TAG".to_owned()),
+                ..Default::default()
+            };
+            let cmd = RemotingCommand::request(RequestCode::PULL_MESSAGE, &header);
+            let Ok(answer) = pool.invoke(addr, cmd, Duration::from_secs(5)).await else {
+                break;
+            };
+            if answer.code != ResponseCode::SUCCESS.code() {
+                let next = answer
+                    .ext_fields
+                    .get("nextBeginOffset")
+                    .and_then(|v| v.parse::<i64>().ok());
+                match next {
+                    Some(n) if n > offset => {
+                        offset = n;
+                        continue;
+                    }
+                    _ => break,
+                }
+            }
+            let msgs = ferrum_protocol::message::decode_all(&answer.body, true)
+                .expect("pulled records decode");
+            let Some(last) = msgs.last() else { break };
+            offset = last.queue_offset + 1;
+            for m in &msgs {
+                out.push((
+                    queue_id,
+                    m.queue_offset,
+                    String::from_utf8_lossy(&m.body).into_owned(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+fn commit_log_files(root: &std::path::Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(root.join("commitlog"))
+        .expect("commitlog dir")
+        .map(|e| {
+            let e = e.expect("entry");
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).expect("read"),
+            )
+        })
+        .collect()
+}
+
+async fn registered(admin: &ferrum_client::Admin) -> std::collections::HashMap<i64, String> {
+    admin
+        .namesrv()
+        .cluster_info()
+        .await
+        .ok()
+        .and_then(|info| info.broker_addr_table.get(NAME).cloned())
+        .map(|b| b.broker_addrs.into_iter().collect())
+        .unwrap_or_default()
+}
+
+/// The index of the replica registered as master once every running one is registered.
+async fn master(admin: &ferrum_client::Admin, replicas: &[Option<common::Proc>]) -> usize {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let m = registered(admin).await;
+        let running = replicas.iter().flatten().count();
+        let found = m.get(&0).and_then(|master| {
+            replicas
+                .iter()
+                .position(|r| r.as_ref().is_some_and(|p| &p.addr == master))
+        });
+        if let Some(i) = found
+            && m.len() == running
+        {
+            return i;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a master and its slaves registered: {m:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_broker_catches_up_after_the_leader_deleted_expired_files() {
+    tokio::time::timeout(Duration::from_secs(240), wiped_broker())
+        .await
+        .expect("scenario finishes in time");
+}
+
+async fn wiped_broker() {
+    let namesrv = common::start_namesrv();
+    let listeners: Vec<std::net::TcpListener> = (0..3)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    let peers = listeners
+        .iter()
+        .enumerate()
+        .map(|(i, l)| format!("n{i}-127.0.0.1:{}", l.local_addr().expect("addr").port()))
+        .collect::<Vec<_>>()
+        .join(";");
+    drop(listeners);
+    let dirs: Vec<tempfile::TempDir> = (0..3)
+        .map(|_| tempfile::tempdir().expect("tempdir"))
+        .collect();
+    let mut replicas: Vec<Option<common::Proc>> = dirs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| Some(start_broker(d.path(), &namesrv.addr, &peers, i)))
+        .collect();
+    let admin = ferrum_client::Admin::new([namesrv.addr.as_str()]);
+    let pool = ferrum_client::ConnectionPool::new(ferrum_client::ConnectOptions::default());
+    let leader = master(&admin, &replicas).await;
+    let addr = |replicas: &[Option<common::Proc>], i: usize| {
+        replicas[i].as_ref().expect("runs").addr.clone()
+    };
+    for i in 0..3 {
+        admin
+            .create_topic(
+                &addr(&replicas, i),
+                &ferrum_protocol::route::TopicConfig::new(TOPIC, QUEUES),
+            )
+            .await
+            .expect("topic created");
+    }
+    let leader_addr = addr(&replicas, leader);
+    send_n(&pool, &leader_addr, 40, "before").await;
+
+    // A follower loses its disk.
+    let lost = (leader + 1) % 3;
+    replicas[lost].take().expect("follower").kill();
+    std::fs::remove_dir_all(dirs[lost].path()).expect("its store is deleted");
+    send_n(&pool, &leader_addr, 60, "while-down").await;
+
+    // The leader's oldest files are two hours old: its own retention is due to delete them.
+    let leader_store = dirs[leader].path().to_owned();
+    let files = commit_log_files(&leader_store);
+    assert!(files.len() >= 6, "the log spans {} files", files.len());
+    let aged: Vec<String> = files.keys().take(3).cloned().collect();
+    let two_hours_ago = std::time::SystemTime::now() - Duration::from_secs(2 * 3600);
+    for name in &aged {
+        std::fs::File::options()
+            .write(true)
+            .open(leader_store.join("commitlog").join(name))
+            .and_then(|f| f.set_modified(two_hours_ago))
+            .expect("file aged");
+    }
+    let first_kept = files.keys().nth(3).cloned().expect("a fourth file");
+    let ok = common::eventually(Duration::from_secs(60), || async {
+        commit_log_files(&leader_store).keys().next() == Some(&first_kept)
+    })
+    .await;
+    assert!(
+        ok,
+        "the leader deleted its expired files: {:?}",
+        commit_log_files(&leader_store).keys().collect::<Vec<_>>()
+    );
+    let status = admin.raft_status(&leader_addr).await.expect("status");
+    assert_eq!(status.role, "Leader", "the leader keeps leading");
+
+    // The replica comes back empty under its old id.
+    replicas[lost] = Some(start_broker(dirs[lost].path(), &namesrv.addr, &peers, lost));
+    assert_eq!(master(&admin, &replicas).await, leader, "the leader stays");
+    send_n(&pool, &leader_addr, 20, "after").await;
+    let ok = common::eventually(WAIT, || async {
+        admin.raft_status(&leader_addr).await.is_ok_and(|s| {
+            s.role == "Leader"
+                && s.peers.iter().all(|p| p.lag == Some(0))
+                && s.applied_index == s.last_log_index
+        })
+    })
+    .await;
+    assert!(
+        ok,
+        "every peer catches up: {:?}",
+        admin.raft_status(&leader_addr).await
+    );
+
+    let theirs = commit_log_files(&leader_store);
+    let ours = commit_log_files(dirs[lost].path());
+    assert_eq!(
+        theirs.keys().collect::<Vec<_>>(),
+        ours.keys().collect::<Vec<_>>(),
+        "the replaced replica starts at the leader's first retained file"
+    );
+    for (name, bytes) in &theirs {
+        assert!(
+            ours[name] == *bytes,
+            "CommitLog file {name} is byte-identical"
+        );
+    }
+    // It serves every message the leader still holds, at the same queue offsets.
+    let lost_addr = addr(&replicas, lost);
+    let want = read_all(&pool, &leader_addr).await;
+    assert!(
+        want.iter().any(|(_, _, b)| b.starts_with("while-down-"))
+            && !want.iter().any(|(_, _, b)| b.starts_with("before-0-")),
+        "the leader's reads start after the deleted files"
+    );
+    let ok = common::eventually(WAIT, || async { read_all(&pool, &lost_addr).await == want }).await;
+    assert!(
+        ok,
+        "the replaced replica serves the same messages at the same queue offsets"
+    );
+
+    // And it can lead.
+    let moved = admin
+        .transfer_leader(&leader_addr, Some(&format!("n{lost}")))
+        .await
+        .expect("transfer to the replaced replica");
+    assert_eq!(moved.leader_id, format!("n{lost}"));
+    assert_eq!(master(&admin, &replicas).await, lost);
+    send_n(&pool, &lost_addr, 10, "on-replaced").await;
+    let got = read_all(&pool, &lost_addr).await;
+    assert_eq!(got.len(), want.len() + 10);
+    assert!(
+        want.iter().all(|m| got.contains(m)),
+        "nothing older lost or renumbered"
+    );
 }
