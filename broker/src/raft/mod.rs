@@ -3,7 +3,8 @@
 //! This module owns the Raft-mode configuration ([`config`]), the Raft log kept in the
 //! CommitLog ([`log_store`]), the replicas' RPC transport ([`network`]) and the status report
 //! read from openraft's metrics ([`status`]), and the CommitLog retention floor that keeps
-//! what the Raft log refers to ([`retention`]), and leadership transfer ([`transfer`]). It must
+//! what the Raft log refers to ([`retention`]), snapshots that start a replica at the first
+//! retained CommitLog file ([`snapshot`]), and leadership transfer ([`transfer`]). It must
 //! not encode messages itself (ferrum-store does) nor touch the broker's send path or
 //! registration; the broker wires a [`RaftNode`] in, and the role it reports decides master or
 //! slave.
@@ -40,9 +41,15 @@
 //! - **Truncation** of a conflicting, uncommitted suffix (a deposed leader's tail) is
 //!   `MessageStore::truncate_to(offset of the first removed entry)`, which also drops the
 //!   consume-queue and index entries pointing there, plus cutting the sidecar.
-//! - **Purge** forgets slots below the purge point; the CommitLog bytes go with ordinary
-//!   retention. Snapshots are never taken automatically (`SnapshotPolicy::Never`), so a lagging
-//!   follower is always repaired from the log; a snapshot only carries the applied position.
+//! - **Purge and snapshots.** openraft's own snapshot policy is off (`SnapshotPolicy::Never`);
+//!   the broker's retention task builds a snapshot and purges the log when CommitLog files
+//!   holding entries are deleted (a forced clean) or due for time-based retention
+//!   (`fileReservedTime`), so entries are forgotten before their bytes go. The snapshot
+//!   ([`snapshot`]) is a starting point, not a copy of the state: the first retained file's
+//!   offset, the bytes of the last purged entry that lie in it, and every consume queue's logical
+//!   offset there. A follower that needs purged entries (a replaced disk, or one far behind)
+//!   gets it, resets its store to that offset and takes the following entries from the log.
+//!   Purge forgets slots below the purge point; the CommitLog files then go with retention.
 //! - **Commit.** Applying entries moves `MessageStore::set_committed_offset` to the end of the
 //!   last applied record, so consumers on any replica never see bytes a majority does not hold.
 //!   Consume-queue entries for uncommitted bytes may exist, but reads stop at the committed
@@ -56,23 +63,25 @@
 //!
 //! # Limits of this layer
 //!
-//! - Retention ([`retention`]): every replica keeps CommitLog files from its oldest Raft log
+//! - Retention ([`retention`]): every replica keeps CommitLog files from its oldest unpurged
 //!   entry on (the store's retention floor), because openraft reads entries far below the
-//!   slowest follower's match (log ids at start, backward probes after a term change) and a
-//!   read of deleted bytes stops the node. Nothing purges the log yet, so time-based retention
-//!   keeps every file in Raft mode; only a forced clean at `diskSpaceCleanForciblyRatio`
-//!   deletes (a full disk stops the whole group, so it wins), after which the replica needs
-//!   re-seeding from a peer's CommitLog files. A snapshot carries no bytes.
+//!   slowest follower's match (log ids at start, backward probes after a term change). Files
+//!   leave only after the log was purged behind a snapshot, except under a forced clean
+//!   (`diskSpaceCleanForciblyRatio`, a full disk wins), which deletes first; until the next
+//!   purge (at most a second later) a read of such entries returns the readable prefix, which
+//!   openraft takes as "nothing to send yet" instead of stopping the node.
+//! - A follower that installs a snapshot loses the messages below its start, as retention
+//!   removed them from the leader; consumers asking for older offsets get the queue's min offset.
+//!   The snapshot's membership is the last applied one; Ferrum groups never change membership
+//!   after the first entry, so it is also the membership at the snapshot's entry.
 //! - With `SYNC_FLUSH` the leader's append waits for the group commit on the Raft task and
 //!   followers do not flush before acknowledging.
 //! - openraft 0.9 has no leader transfer; [`transfer`] builds one from its runtime switches
 //!   (write gate, paused heartbeats and elections, a `TimeoutNow` RPC to the target).
-//! - A replica whose disk was lost rejoins empty under its old `dLegerSelfId` and is repaired
-//!   from the leader's log (openraft's `loosen-follower-log-revert` lets the leader accept a
-//!   follower log that got shorter). That needs the leader's CommitLog from offset 0, which
-//!   the retention floor keeps unless a forced clean deleted old files; then reading those
-//!   entries is a storage error, which openraft treats as fatal for the leader's node. The
-//!   procedure and this limit are in `docs/raft.md`.
+//! - A replica whose disk was lost rejoins empty under its old `dLegerSelfId` (openraft's
+//!   `loosen-follower-log-revert` lets the leader accept a follower log that got shorter); it is
+//!   repaired from the leader's log when the leader still holds it from offset 0, else from a
+//!   snapshot at the leader's first retained file. The procedure is in `docs/raft.md`.
 //! - The sidecar keeps one slot per entry in memory and on disk; purged slots are skipped, not
 //!   compacted.
 //!
@@ -204,8 +213,9 @@ impl ProposedMessage {
     }
 }
 
-/// openraft settings from the broker's Raft keys. Snapshots are never built on their own: the
-/// state machine is the CommitLog itself, so a lagging follower is always repaired from the log.
+/// openraft settings from the broker's Raft keys. Snapshots are never built on openraft's own
+/// schedule: the retention task builds them when CommitLog files holding entries go, and purges
+/// the log behind them; a follower behind the purge point gets the snapshot (`snapshot`).
 pub fn openraft_config(config: &RaftConfig) -> openraft::Config {
     openraft::Config {
         cluster_name: config.group.clone(),

@@ -1,19 +1,17 @@
 //! CommitLog retention in Raft mode: the store never deletes bytes the Raft log still refers
-//! to.
+//! to, and the log lets go of entries in files retention wants to delete.
 //!
 //! openraft reads entries well below the slowest follower's match: at start it loads the log
-//! ids of the whole unpurged log (reading entries from the oldest one on), and after a change
-//! of term a leader that no longer knows a follower's match probes backwards towards the purge
-//! point, reading the entries it would send. A read of deleted CommitLog bytes is a storage
-//! error, which stops the Raft node. So every replica, whatever its role, sets the store's
-//! retention floor to the offset of its oldest unpurged entry: expired files (`fileReservedTime`,
-//! `diskMaxUsedSpaceRatio` pressure) are kept from there on. Nothing purges the log yet (that
-//! needs snapshots carrying the applied position and membership across restarts), so in Raft
-//! mode time-based retention keeps every file. The bound is the disk: a forced clean
-//! (`cleanFileForciblyEnable`, disk at or above `diskSpaceCleanForciblyRatio`) deletes the
-//! oldest file anyway, because a full disk stops the whole group; the replica then cannot read
-//! those entries (a restart or a lagging follower's repair fails) and has to be re-seeded from a
-//! peer's CommitLog files.
+//! ids of the whole unpurged log, and after a change of term a leader that no longer knows a
+//! follower's match probes backwards towards the purge point, reading the entries it would
+//! send. So every replica, whatever its role, sets the store's retention floor to the offset of
+//! its oldest unpurged entry ([`spawn`]). The broker runs [`spawn_with_purge`], which also
+//! watches the files due for time-based retention (`fileReservedTime`, `deleteWhen`,
+//! `diskMaxUsedSpaceRatio`) and those a forced clean already deleted (`diskSpaceCleanForciblyRatio`:
+//! a full disk stops the whole group, so it deletes without waiting); when entries start in
+//! them, it builds a snapshot that starts after them and purges the log up to the last such
+//! entry. The floor then moves past those files and the store's clean-up deletes them. A
+//! follower that needed the purged entries gets the snapshot (`super::snapshot`).
 //!
 //! It must not delete anything itself: the store's clean-up thread does, under the floor.
 
