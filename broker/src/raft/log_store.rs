@@ -260,11 +260,28 @@ pub fn open_storage(
                 .map(|(m, _)| m.last_membership.clone())
                 .unwrap_or_default(),
             applied_end: committed_floor,
-            snapshot,
+            snapshot: snapshot.clone(),
             snapshot_seq: 0,
             refusals,
         })),
     };
+    // An install interrupted by a crash (the snapshot is written first) is finished now; a
+    // store and log that already agree with the snapshot are left alone.
+    if let Some((_, data)) = &snapshot {
+        let (header, bytes) = snapshot::decode(data)
+            .map_err(|e| SErr::from(StorageIOError::read_snapshot(None, AnyError::new(&e))))?;
+        let mut inner = lock(&sm.inner);
+        let (applied, applied_end) = (inner.last_applied, inner.applied_end);
+        inner
+            .install(&header, bytes)
+            .map_err(|e| SErr::from(StorageIOError::read_snapshot(None, e)))?;
+        // install() moved the applied position to the snapshot's; the log above it is applied
+        // again by openraft as the leader commits.
+        inner.last_applied = applied.max(header.meta.last_log_id);
+        inner.applied_end = applied_end.max(header.end);
+        let end = inner.applied_end;
+        inner.store.set_committed_offset(Some(end));
+    }
     Ok((log, sm))
 }
 
@@ -696,12 +713,19 @@ impl SmInner {
             None => true,
             Some(last) => {
                 let at = log.position(last.index);
-                log.slots
+                let in_log = log
+                    .slots
                     .get(at)
-                    .is_some_and(|s| s.log_id == last && s.end() == header.end)
-                    || (log.hard.last_purged == Some(last)
-                        && log.store.max_phy_offset() >= header.end
-                        && log.store.min_phy_offset() <= header.start)
+                    .is_some_and(|s| s.log_id == last && s.end() == header.end);
+                // Purged up to it, and the next entry (or the CommitLog end) is where it ends.
+                let next_at = log
+                    .slots
+                    .front()
+                    .map_or(log.store.max_phy_offset(), |s| s.offset);
+                let purged_to_it = log.hard.last_purged == Some(last)
+                    && next_at == header.end
+                    && log.store.min_phy_offset() <= header.start;
+                in_log || purged_to_it
             }
         };
         if !holds_it {
@@ -819,9 +843,10 @@ impl RaftStateMachine<TypeConfig> for RaftStateMachineStore {
             ))));
         }
         let mut inner = lock(&self.inner);
-        inner.install(&header, bytes).map_err(werr)?;
+        // The file first: a crash during the reset leaves the snapshot to finish it on open.
         write_atomically(&inner.dir.join(SNAPSHOT_FILE), &data)
             .map_err(|e| werr(AnyError::new(&e)))?;
+        inner.install(&header, bytes).map_err(werr)?;
         inner.snapshot = Some((meta.clone(), data));
         Ok(())
     }
@@ -985,6 +1010,121 @@ mod tests {
         let oldest = lock(&log.inner).slots[0].offset;
         assert_eq!(log.resume_offset(Some(3)), oldest);
         assert_eq!(log.resume_offset(None), oldest);
+    }
+
+    /// A snapshot at a retained start installs on a lagging follower (store reset, carried
+    /// bytes appended, the leader's later entries follow at the same offsets), and an install
+    /// cut short by a crash (log reset, store not) is finished when the follower reopens.
+    #[test]
+    fn a_snapshot_starts_a_follower_at_the_first_retained_file() {
+        let file = 16 * 1024;
+        let leader_dir = tempfile::tempdir().expect("tempdir");
+        let (leader, mut leader_sm) = open_storage(
+            &leader_dir.path().join("raft"),
+            open_store(leader_dir.path()),
+        )
+        .expect("open");
+        let entries = {
+            let mut l = lock(&leader.inner);
+            append(&mut l, (1..41).map(message).collect());
+            l.entries(1..41).expect("read back")
+        };
+        futures::executor::block_on(leader_sm.apply(entries.clone())).expect("applied");
+        // The files below the third are about to go.
+        leader.set_retain_from(2 * file);
+        let (upto, next) = {
+            let l = lock(&leader.inner);
+            let at = snapshot::last_gone(&l.spans(), 2 * file, Some(40)).expect("gone");
+            (l.slots[at].log_id, l.slots[at + 1].clone())
+        };
+        assert_eq!(leader.gone_upto(2 * file, Some(40)), Some(upto));
+        let snap = futures::executor::block_on(leader_sm.build_snapshot()).expect("built");
+        assert_eq!(snap.meta.last_log_id, Some(upto));
+        let data = snap.snapshot.into_inner();
+        let (header, carried) = snapshot::decode(&data).expect("decodes");
+        assert_eq!((header.start, header.end), (2 * file, next.offset));
+        assert_eq!(carried.len() as i64, next.offset - 2 * file);
+        assert!(header.queues.iter().all(|q| q.offset > 0));
+        let later = entries[upto.index as usize..].to_vec();
+        let leader_end = lock(&leader.inner).store.max_phy_offset();
+        let leader_bytes = lock(&leader.inner)
+            .read_bytes(2 * file, (leader_end - 2 * file) as u64)
+            .expect("leader bytes");
+
+        let check = |log: &RaftLogStore| {
+            let mut f = lock(&log.inner);
+            assert_eq!(f.store.min_phy_offset(), 2 * file);
+            assert_eq!(f.store.max_phy_offset(), next.offset);
+            append(&mut f, later.clone());
+            assert_eq!(f.store.max_phy_offset(), leader_end);
+            assert_eq!(
+                f.read_bytes(2 * file, (leader_end - 2 * file) as u64)
+                    .expect("follower bytes"),
+                leader_bytes
+            );
+            for q in 0..2 {
+                assert_eq!(
+                    f.store.get_min_offset_in_queue("TopicRaft", q),
+                    header
+                        .queues
+                        .iter()
+                        .find(|x| x.queue_id == q)
+                        .map(|x| x.offset)
+                        .expect("queue")
+                );
+                assert_eq!(
+                    f.store.get_max_offset_in_queue("TopicRaft", q),
+                    lock(&leader.inner)
+                        .store
+                        .get_max_offset_in_queue("TopicRaft", q)
+                );
+            }
+        };
+
+        // A follower that holds the first entries installs it.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (log, mut sm) =
+            open_storage(&dir.path().join("raft"), open_store(dir.path())).expect("open");
+        append(&mut lock(&log.inner), entries[..5].to_vec());
+        futures::executor::block_on(
+            sm.install_snapshot(&snap.meta, Box::new(Cursor::new(data.clone()))),
+        )
+        .expect("installed");
+        assert_eq!(
+            futures::executor::block_on(sm.applied_state())
+                .expect("state")
+                .0,
+            Some(upto)
+        );
+        check(&log);
+
+        // A crash after the log was reset but before the store was.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let raft_dir = dir.path().join("raft");
+        let store = open_store(dir.path());
+        let (log, _) = open_storage(&raft_dir, store.clone()).expect("open");
+        append(&mut lock(&log.inner), entries[..5].to_vec());
+        write_atomically(&raft_dir.join(SNAPSHOT_FILE), &data).expect("snapshot file");
+        lock(&log.inner).reset(upto).expect("log reset");
+        drop(log);
+        store.halt();
+        let (log, mut sm) = open_storage(&raft_dir, open_store(dir.path())).expect("reopen");
+        assert_eq!(
+            futures::executor::block_on(sm.applied_state())
+                .expect("state")
+                .0,
+            Some(upto)
+        );
+        check(&log);
+        // And a clean reopen leaves an installed snapshot's store alone.
+        let store = lock(&log.inner).store.clone();
+        drop((log, sm));
+        store.shutdown().expect("shutdown");
+        let (log, _) = open_storage(&raft_dir, open_store(dir.path())).expect("reopen");
+        let state = futures::executor::block_on(log.clone().get_log_state()).expect("state");
+        assert_eq!(state.last_purged_log_id, Some(upto));
+        assert_eq!(state.last_log_id, Some(log_id(1, 40)));
+        assert_eq!(lock(&log.inner).store.max_phy_offset(), leader_end);
     }
 
     #[test]
