@@ -93,8 +93,8 @@ done
 echo 1 >/proc/sys/net/ipv4/ip_forward
 # A host firewall's FORWARD policy must not decide this drill.
 iptables -I FORWARD -s 10.79.0.0/16 -d 10.79.0.0/16 -j ACCEPT
-ip netns exec ferrum-raft0 ping -c1 -W2 10.79.2.2 >/dev/null \
-    || { echo "FAIL: ferrum-raft0 cannot reach ferrum-raft1" >&2; exit 1; }
+ip netns exec ferrum-raft0 ip route get 10.79.2.2 >/dev/null \
+    || { echo "FAIL: ferrum-raft0 has no route to ferrum-raft1" >&2; exit 1; }
 
 echo "=== what this kernel offers for bad links"
 if err=$(ip netns exec ferrum-raft0 tc qdisc add dev frv0-ns root netem delay 1ms 2>&1); then
