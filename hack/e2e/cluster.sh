@@ -94,6 +94,7 @@ cleanup() {
   if [ "$torn_down" != 1 ]; then
     "$k8s/node-down.sh" >/dev/null 2>&1 || echo "cluster: node-down.sh failed" >&2
     "$k8s/down.sh" >/dev/null 2>&1 || echo "cluster: down.sh failed" >&2
+    umount -l "$PV_ROOT" 2>/dev/null || true
     rm -rf "$PV_ROOT"
   fi
   exit "$rc"
@@ -273,6 +274,11 @@ pass "1d. helm install ferrum: operator Deployment Ready from $op_image"
 "${K[@]}" create namespace "$NS" >/dev/null
 wait_for 30 "${K[@]}" -n "$NS" get serviceaccount default || fail "no default ServiceAccount in $NS"
 # One pre-made local PV per claim of the StatefulSet's template (data-<group>-<ordinal>).
+# The PVs live on a tmpfs of their own: brokers refuse writes while the disk under their
+# store is 90 % full (diskSpaceWarningLevelRatio), and the host's shared disk is often that
+# full counting space the filesystem holds back from us.
+mkdir -p "$PV_ROOT"
+mountpoint -q "$PV_ROOT" || mount -t tmpfs -o size=6g,mode=0755 ferrum-e2e-pv "$PV_ROOT"
 pvs=""
 for i in 0 1; do
   mkdir -p "$PV_ROOT/$i"
@@ -301,7 +307,7 @@ provisioner: kubernetes.io/no-provisioner
 volumeBindingMode: WaitForFirstConsumer
 $pvs
 YAML
-pass "2a. StorageClass $SC and 2 local PVs under the node dir"
+pass "2a. StorageClass $SC and 2 local PVs on a tmpfs under the node dir"
 
 t_apply=$(date +%s%N)
 "${K[@]}" -n "$NS" apply -f - >/dev/null <<YAML
@@ -535,6 +541,7 @@ wait_for 60 sh -c "! ${K[*]} -n $OP_NS get pods -o name | grep -q ." || fail "op
 "${K[@]}" delete namespace "$NS" "$OP_NS" --wait=true --timeout=120s >/dev/null || fail "namespaces not deleted"
 "${K[@]}" delete pv -l ferrum.dev/e2e=true --wait=true --timeout=60s >/dev/null || fail "PVs not deleted"
 "${K[@]}" delete storageclass "$SC" >/dev/null
+umount -l "$PV_ROOT" || fail "cannot unmount the PVs' tmpfs $PV_ROOT"
 pass "5b. helm uninstall ferrum: operator gone; namespaces, PVs, StorageClass deleted"
 
 torn_down=1
