@@ -156,9 +156,12 @@ fn start_logged_broker(namesrv: &str, replica: usize, events: &Events, sets: &[S
     for set in sets {
         cmd.args(["--set", set]);
     }
+    // The steps are logged at info; a filter of the caller's own is kept.
+    if std::env::var_os("RUST_LOG").is_none() {
+        cmd.env("RUST_LOG", "info");
+    }
     let mut child = cmd
         .env("NO_COLOR", "1")
-        .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -600,4 +603,22 @@ async fn scenario(kills: usize) {
         missing.is_empty(),
         "acknowledged but not readable: {missing:?}"
     );
+}
+
+#[test]
+fn broker_log_lines_give_steps_and_times() {
+    let line = "\u{1b}[2m2026-11-24T23:59:59.999500Z\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m \
+                ferrum_broker::raft::broker: Raft server state state=Candidate term=3";
+    let (at, step) = parse_event(line).expect("a step");
+    assert_eq!(step, Step::Candidate);
+    assert_eq!(at, DAY_MICROS - 500);
+    let line = "2026-11-25T00:00:00.1Z  INFO ferrum_broker::register: registered with every \
+                NameServer broker_id=0 namesrvs=1";
+    let (next, step) = parse_event(line).expect("a step");
+    assert_eq!(step, Step::RegisteredAsMaster);
+    assert_eq!(millis_after(at, next), 100);
+    assert!(
+        parse_event("2026-11-25T00:00:00.1Z  INFO x: Raft server state state=Follower").is_none()
+    );
+    assert!(parse_event("2026-11-25T00:00:00.1Z  INFO x: Raft role change broker_id=2").is_none());
 }
