@@ -625,6 +625,7 @@ async fn wiped_broker() {
     assert_eq!(status.role, "Leader", "the leader keeps leading");
 
     // The replica comes back empty under its old id.
+    let restarted = std::time::Instant::now();
     replicas[lost] = Some(start_broker(dirs[lost].path(), &namesrv.addr, &peers, lost));
     assert_eq!(master(&admin, &replicas).await, leader, "the leader stays");
     send_n(&pool, &leader_addr, 20, "after").await;
@@ -640,6 +641,11 @@ async fn wiped_broker() {
         ok,
         "every peer catches up: {:?}",
         admin.raft_status(&leader_addr).await
+    );
+    eprintln!(
+        "restart of the wiped broker -> the leader reports every peer at lag 0 (registration and 20 more sends included): {} ms; leader's CommitLog: {} files from {first_kept}",
+        restarted.elapsed().as_millis(),
+        commit_log_files(&leader_store).len(),
     );
 
     let theirs = commit_log_files(&leader_store);
