@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ferrum_protocol::message::{MessageExt, create_message_id};
 use ferrum_store::{
@@ -111,6 +112,7 @@ impl RaftBroker {
             raft.metrics(),
             self_node,
             follower_id,
+            LeaderClaim::of(&config),
         ));
         let retention_task =
             super::retention::spawn_with_purge(core.store.clone(), retention_log, raft.clone());
@@ -275,6 +277,7 @@ async fn follow_leader(
     mut metrics: watch::Receiver<openraft::RaftMetrics<u64, BasicNode>>,
     self_node: u64,
     follower_id: i64,
+    claim: LeaderClaim,
 ) {
     // What was last logged, so each election step is one line with its wall-clock time.
     let mut seen_state = None;
@@ -286,8 +289,7 @@ async fn follow_leader(
                 seen_state = Some((m.state, m.current_term));
                 tracing::info!(state = ?m.state, term = m.current_term, "Raft server state");
             }
-            let acked =
-                m.state == openraft::ServerState::Leader && m.millis_since_quorum_ack.is_some();
+            let acked = claim.holds(m.state, m.millis_since_quorum_ack);
             if acked && !seen_ack {
                 tracing::info!(
                     term = m.current_term,
@@ -295,8 +297,9 @@ async fn follow_leader(
                 );
             }
             seen_ack = acked;
-            // openraft restores a restarted leader from its vote before any peer has answered;
-            // announcing that as master would overwrite the real leader's registration.
+            // openraft restores a restarted leader from its vote before any peer has answered,
+            // and an isolated leader keeps its state until it hears a higher term; announcing
+            // either as master would overwrite the real leader's registration.
             m.current_leader.filter(|l| *l != self_node || acked)
         };
         let (role, id) = role_for(leader, self_node, follower_id);
@@ -305,15 +308,65 @@ async fn follow_leader(
             tracing::info!(?leader, ?role, broker_id = id, "Raft role change");
             core.ha.set_role(role, id);
         }
-        if metrics.changed().await.is_err() {
-            return;
+        // The quorum acknowledgement ages without any event when the leader is cut off, so
+        // the claim is looked at again every heartbeat interval too.
+        tokio::select! {
+            changed = metrics.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            _ = tokio::time::sleep(claim.recheck) => {}
         }
+    }
+}
+
+/// When this replica may call itself master: openraft says it leads and a quorum acknowledged
+/// it recently. Followers refuse votes for `election_timeout_max` after their last heartbeat
+/// and campaign at least `election_timeout_min` later, so no other leader can exist before an
+/// acknowledgement is that old; past it, a cut-off leader stops claiming brokerId 0 before a
+/// new leader could register.
+#[derive(Debug, Clone, Copy)]
+struct LeaderClaim {
+    stale_after_ms: u64,
+    recheck: Duration,
+}
+
+impl LeaderClaim {
+    fn of(config: &RaftConfig) -> Self {
+        let stale = config.election_timeout_max + config.election_timeout_min;
+        LeaderClaim {
+            stale_after_ms: u64::try_from(stale.as_millis()).unwrap_or(u64::MAX),
+            recheck: config.heartbeat_interval,
+        }
+    }
+
+    fn holds(&self, state: openraft::ServerState, millis_since_quorum_ack: Option<u64>) -> bool {
+        state == openraft::ServerState::Leader
+            && millis_since_quorum_ack.is_some_and(|ms| ms < self.stale_after_ms)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_leader_claims_master_only_with_a_recent_quorum_acknowledgement() {
+        let claim = LeaderClaim {
+            stale_after_ms: 900,
+            recheck: Duration::from_millis(100),
+        };
+        use openraft::ServerState::{Candidate, Follower, Leader};
+        assert!(claim.holds(Leader, Some(0)));
+        assert!(claim.holds(Leader, Some(899)));
+        // Restored from its vote, no peer has answered yet.
+        assert!(!claim.holds(Leader, None));
+        // Cut off: a new leader may be elected from now on.
+        assert!(!claim.holds(Leader, Some(900)));
+        assert!(!claim.holds(Follower, Some(0)));
+        assert!(!claim.holds(Candidate, Some(0)));
+    }
 
     #[test]
     fn leader_is_master_zero_followers_are_numbered_by_position() {
