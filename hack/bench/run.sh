@@ -743,7 +743,7 @@ for label, path in rows:
     if "ferrum" in peers:
         for p in others:
             a, b = value("ferrum", path), value(p, path)
-            r = round(a / b, 2) if a is not None and b else None
+            r = float(f"{a / b:.3g}") if a is not None and b else None
             ratios.setdefault("ferrum/" + p, {})[label] = r
             line.append("-" if r is None else f"{r:g}")
     table.append(line)
