@@ -530,9 +530,15 @@ pub async fn drive(rc: RollContext<'_>) -> Result<RollOutcome, kube::Error> {
     // The object this pass got may predate the last pass's status write (a pod event can
     // trigger the pass first): the roll's memory is read fresh.
     let groups: Api<BrokerGroup> = Api::namespaced(rc.ctx.client.clone(), &ns);
-    let previous = match groups.get_opt(&group).await {
-        Ok(Some(fresh)) if fresh.uid() == bg.uid() => fresh.status.and_then(|s| s.roll),
-        _ => previous,
+    // A list by name, not a get: the operator's RBAC lists and watches BrokerGroups only.
+    let fresh = groups
+        .list(&ListParams::default().fields(&format!("metadata.name={group}")))
+        .await
+        .ok()
+        .and_then(|l| l.items.into_iter().find(|g| g.uid() == bg.uid()));
+    let previous = match fresh {
+        Some(g) => g.status.and_then(|s| s.roll),
+        None => previous,
     };
     let pods_api: Api<Pod> = Api::namespaced(rc.ctx.client.clone(), &ns);
     let selector = build::broker_selector(&group)
