@@ -13,6 +13,9 @@
 #     root only, see docs/e2e.md).
 #  5. the cluster: images, chart, operator, BrokerGroup + Topic and 10,000 messages on a real
 #     single-node Kubernetes (hack/e2e/cluster.sh; root only, see docs/e2e.md).
+#  6. rolling upgrades: a Raft group of 3 and a master + 2 slaves group from image tag A to B
+#     under continuous produce and consume, with a checker (hack/e2e/upgrade.sh; root only,
+#     see docs/upgrades.md).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -35,6 +38,8 @@ bash hack/e2e/raft-chaos.sh
 echo "=== cluster end to end on a real node (helm chart, operator, BrokerGroup, 10,000 messages)"
 if [ "$(id -u)" = 0 ]; then
   bash hack/e2e/cluster.sh
+  echo "=== rolling upgrades on the node (Raft group and master + 2 slaves, tag A -> B under load)"
+  bash hack/e2e/upgrade.sh
 else
-  echo "cluster end to end skipped: needs root (containerd, iptables, mounts, podman)"
+  echo "cluster end to end and rolling upgrades skipped: need root (containerd, iptables, mounts, podman)"
 fi
