@@ -54,6 +54,11 @@ pub fn broker_conf(
     let ns = &id.namespace;
     let group = &id.name;
     let mut c: BTreeMap<String, String> = spec.broker_config.clone();
+    // Consumers carry on from a slave while the master is down, and a master may send a
+    // lagging consumer to a slave; RocketMQ's default (false) stalls them instead. A user's
+    // own value wins.
+    c.entry("slaveReadEnable".to_owned())
+        .or_insert_with(|| "true".to_owned());
     let mut set = |k: &str, v: String| {
         c.insert(k.to_owned(), v);
     };
@@ -195,6 +200,20 @@ mod tests {
         assert_eq!(s["brokerId"], "2");
         assert_eq!(s["brokerRole"], "SLAVE");
         assert_eq!(s["brokerIP1"], "orders-2.orders-headless.mq.svc");
+        assert_eq!(
+            s["slaveReadEnable"], "true",
+            "slaves serve reads by default"
+        );
+    }
+
+    #[test]
+    fn a_users_slave_read_setting_wins() {
+        let bg = fixtures::group(fixtures::MASTER_SLAVE);
+        let mut spec = bg.spec.clone();
+        spec.broker_config
+            .insert("slaveReadEnable".to_owned(), "false".to_owned());
+        let id = GroupIdentity::of(&bg).expect("identity");
+        assert_eq!(broker_conf(&spec, &id, 1, 0)["slaveReadEnable"], "false");
     }
 
     #[test]
