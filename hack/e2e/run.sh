@@ -37,7 +37,9 @@ bash hack/e2e/raft-chaos.sh
 
 echo "=== cluster end to end on a real node (helm chart, operator, BrokerGroup, 10,000 messages)"
 if [ "$(id -u)" = 0 ]; then
-  bash hack/e2e/cluster.sh
+  # The Raft step (hack/e2e/raft-cluster.sh: a Raft group of 3, 10 leader pod kills under
+  # Apache's Java producer) is part of make e2e; set FERRUM_E2E_RAFT=0 to leave it out.
+  FERRUM_E2E_RAFT=${FERRUM_E2E_RAFT:-1} bash hack/e2e/cluster.sh
   echo "=== rolling upgrades on the node (Raft group and master + 2 slaves, tag A -> B under load)"
   bash hack/e2e/upgrade.sh
 else
