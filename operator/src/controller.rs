@@ -402,6 +402,9 @@ async fn reconcile_once(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<(Acti
                 .unwrap_or_default()
         }),
     };
+    // A pod turns Ready before its broker has registered with the NameServers, and the pod
+    // event that started this pass does not come again: look again soon until it has.
+    let settling = status.replicas.iter().any(|r| r.ready && !r.registered);
     let patch = serde_json::json!({
         "apiVersion": "ferrum.dev/v1alpha1",
         "kind": "BrokerGroup",
@@ -429,7 +432,7 @@ async fn reconcile_once(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<(Acti
         // A roll waits on pods and brokers the controller does not watch, and a Raft
         // leadership can move with no pod changing (a partition, a transfer by hand): the
         // master Service must follow it, so look again soon.
-        let period = if roll.status.is_some() || bg.spec.mode == BrokerMode::Raft {
+        let period = if roll.status.is_some() || bg.spec.mode == BrokerMode::Raft || settling {
             5
         } else {
             60
