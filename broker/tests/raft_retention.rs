@@ -6,11 +6,12 @@
 //! with identical bytes, and no replica's Raft node stops on a read of deleted bytes (which is
 //! what happened with a floor at the slowest follower's match).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferrum_broker::config::BrokerConfig;
 use ferrum_broker::raft::retention;
 use ferrum_broker::raft::{
     NetworkSwitch, ProposedMessage, RaftConfig, RaftLogStore, RaftNetworkFactoryImpl, RaftNode,
@@ -19,6 +20,8 @@ use ferrum_broker::raft::{
 use ferrum_store::{MessageStore, MessageStoreConfig};
 use openraft::{BasicNode, ServerState};
 use tokio::net::TcpListener;
+
+use common::raft::raft_config;
 
 const FILE: i64 = 64 * 1024;
 const WAIT: Duration = Duration::from_secs(20);
@@ -32,25 +35,6 @@ struct Replica {
     _server: RaftRpcServer,
     _floor: tokio::task::JoinHandle<()>,
     _dir: tempfile::TempDir,
-}
-
-fn raft_config(peers: &str, i: usize) -> RaftConfig {
-    let mut broker = BrokerConfig::default();
-    let self_id = format!("n{i}");
-    for (k, v) in [
-        ("enableDLegerCommitLog", "true"),
-        ("dLegerGroup", "broker-retention"),
-        ("dLegerPeers", peers),
-        ("ferrumRaftHeartbeatIntervalMs", "50"),
-        ("ferrumRaftElectionTimeoutMinMs", "300"),
-        ("ferrumRaftElectionTimeoutMaxMs", "600"),
-        ("dLegerSelfId", &self_id),
-    ] {
-        assert!(broker.set(k, v).expect("valid value"), "{k} known");
-    }
-    RaftConfig::from_broker_config(&broker)
-        .expect("valid Raft config")
-        .expect("Raft mode enabled")
 }
 
 async fn start_replica(config: &RaftConfig, listener: TcpListener) -> Replica {
@@ -149,9 +133,9 @@ async fn the_leader_keeps_files_a_lagging_follower_needs() {
         .join(";");
     let mut replicas = Vec::new();
     for (i, listener) in listeners.into_iter().enumerate() {
-        replicas.push(start_replica(&raft_config(&peers, i), listener).await);
+        replicas.push(start_replica(&raft_config("broker-retention", &peers, i), listener).await);
     }
-    let members: BTreeMap<u64, BasicNode> = raft_config(&peers, 0)
+    let members: BTreeMap<u64, BasicNode> = raft_config("broker-retention", &peers, 0)
         .members()
         .into_iter()
         .map(|(id, addr)| (id, BasicNode { addr }))

@@ -20,7 +20,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferrum_broker::config::BrokerConfig;
 use ferrum_broker::raft::retention;
 use ferrum_broker::raft::{
     NetworkSwitch, ProposedMessage, RaftConfig, RaftNetworkFactoryImpl, RaftNode, RaftRequest,
@@ -29,6 +28,8 @@ use ferrum_broker::raft::{
 use ferrum_store::{MessageFilter, MessageStore, MessageStoreConfig};
 use openraft::{BasicNode, ServerState};
 use tokio::net::TcpListener;
+
+use common::raft::raft_config;
 
 const FILE: i64 = 64 * 1024;
 const WAIT: Duration = Duration::from_secs(30);
@@ -40,25 +41,6 @@ struct Replica {
     server: RaftRpcServer,
     task: tokio::task::JoinHandle<()>,
     dir: tempfile::TempDir,
-}
-
-fn raft_config(peers: &str, i: usize) -> RaftConfig {
-    let mut broker = BrokerConfig::default();
-    let self_id = format!("n{i}");
-    for (k, v) in [
-        ("enableDLegerCommitLog", "true"),
-        ("dLegerGroup", "broker-snapshot"),
-        ("dLegerPeers", peers),
-        ("ferrumRaftHeartbeatIntervalMs", "50"),
-        ("ferrumRaftElectionTimeoutMinMs", "300"),
-        ("ferrumRaftElectionTimeoutMaxMs", "600"),
-        ("dLegerSelfId", &self_id),
-    ] {
-        assert!(broker.set(k, v).expect("valid value"), "{k} known");
-    }
-    RaftConfig::from_broker_config(&broker)
-        .expect("valid Raft config")
-        .expect("Raft mode enabled")
 }
 
 /// How old CommitLog files go in a test.
@@ -208,10 +190,16 @@ async fn lost_disk(kind: Retention) {
     for (i, listener) in listeners.into_iter().enumerate() {
         let dir = tempfile::tempdir().expect("tempdir");
         replicas.push(Some(
-            start_replica(&raft_config(&peers, i), listener, dir, kind).await,
+            start_replica(
+                &raft_config("broker-snapshot", &peers, i),
+                listener,
+                dir,
+                kind,
+            )
+            .await,
         ));
     }
-    let members: BTreeMap<u64, BasicNode> = raft_config(&peers, 0)
+    let members: BTreeMap<u64, BasicNode> = raft_config("broker-snapshot", &peers, 0)
         .members()
         .into_iter()
         .map(|(id, addr)| (id, BasicNode { addr }))
@@ -292,7 +280,7 @@ async fn lost_disk(kind: Retention) {
     // The replica comes back empty under its old id and port.
     let dir = tempfile::tempdir().expect("tempdir");
     let back = start_replica(
-        &raft_config(&peers, wiped_at),
+        &raft_config("broker-snapshot", &peers, wiped_at),
         rebind(addrs[wiped_at]).await,
         dir,
         kind,

@@ -4,6 +4,8 @@
 //! Each test binary compiles its own copy of this module and uses only part of it.
 #![allow(dead_code)]
 
+pub mod raft;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
