@@ -51,6 +51,12 @@ bench:
 e2e:
 	bash hack/e2e/run.sh
 
+## e2e-cluster: the real-node part of e2e (root; CI runs it): images, helm install, MasterSlave and
+## Raft groups, 10,000 messages, failover, garbage collection, rolling upgrades
+.PHONY: e2e-cluster
+e2e-cluster:
+	bash hack/e2e/run.sh cluster
+
 ## crds: regenerate the checked-in CustomResourceDefinitions from the operator's types
 ## (crds/ and the Helm chart's copy, which must stay the same bytes)
 crds:

@@ -16,8 +16,40 @@
 #  6. rolling upgrades: a Raft group of 3 and a master + 2 slaves group from image tag A to B
 #     under continuous produce and consume, with a checker (hack/e2e/upgrade.sh; root only,
 #     see docs/upgrades.md).
+#
+# `run.sh cluster` (`make e2e-cluster`, run by CI) runs only 5 and 6, each step timed:
+#   FERRUM_E2E_RAFT=0      leaves the Raft group of 3 (10 leader kills) out of 5
+#   FERRUM_E2E_UPGRADE=0   leaves 6 out
+# Only one real node can run on a machine at a time (they share containerd, the CNI bridge
+# and iptables); wrap concurrent runs in `flock /tmp/ferrum-node.lock`.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+
+# The real-node scenarios: images (host-built binaries, cached under ~/.cache/ferrum), the
+# cluster scenario with its Raft step, then the rolling upgrades.
+node_scenarios() {
+  local t0 t
+  t0=$(date +%s)
+  echo "=== cluster end to end (hack/e2e/cluster.sh: images unless HEAD's are cached, then the scenario)"
+  FERRUM_E2E_RAFT=${FERRUM_E2E_RAFT:-1} bash hack/e2e/cluster.sh
+  t=$(date +%s)
+  echo "=== cluster end to end (images, chart, MasterSlave and Raft groups, failover, GC): $(( t - t0 )) s"
+  if [ "${FERRUM_E2E_UPGRADE:-1}" = 1 ]; then
+    echo "=== rolling upgrades on the node (Raft group and master + 2 slaves, tag A -> B under load)"
+    bash hack/e2e/upgrade.sh
+    echo "=== rolling upgrades: $(( $(date +%s) - t )) s"
+  fi
+  echo "=== real-node scenarios: $(( $(date +%s) - t0 )) s"
+}
+
+if [ "${1:-all}" = cluster ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "run.sh cluster: needs root (containerd, iptables, mounts, podman)" >&2
+    exit 1
+  fi
+  node_scenarios
+  exit 0
+fi
 
 rounds=${FERRUM_STORE_CRASH_ROUNDS:-200}
 echo "=== store crash drill: $rounds SIGKILL rounds under SYNC_FLUSH"
@@ -37,11 +69,7 @@ bash hack/e2e/raft-chaos.sh
 
 echo "=== cluster end to end on a real node (helm chart, operator, BrokerGroup, 10,000 messages)"
 if [ "$(id -u)" = 0 ]; then
-  # The Raft step (hack/e2e/raft-cluster.sh: a Raft group of 3, 10 leader pod kills under
-  # Apache's Java producer) is part of make e2e; set FERRUM_E2E_RAFT=0 to leave it out.
-  FERRUM_E2E_RAFT=${FERRUM_E2E_RAFT:-1} bash hack/e2e/cluster.sh
-  echo "=== rolling upgrades on the node (Raft group and master + 2 slaves, tag A -> B under load)"
-  bash hack/e2e/upgrade.sh
+  node_scenarios
 else
   echo "cluster end to end and rolling upgrades skipped: need root (containerd, iptables, mounts, podman)"
 fi
