@@ -126,6 +126,14 @@ pub struct BrokerConfig {
     pub file_reserved_time: u32,
     pub delete_when: String,
     pub disk_max_used_space_ratio: u32,
+    /// Percent of the store's disk in use at which writes are refused with
+    /// SERVICE_NOT_AVAILABLE until space is freed (`diskSpaceWarningLevelRatio`).
+    pub disk_space_warning_level_ratio: u8,
+    /// Percent of the store's disk in use at which retention deletes the oldest CommitLog files
+    /// whether they expired or not (`diskSpaceCleanForciblyRatio`), when
+    /// `cleanFileForciblyEnable` is on.
+    pub disk_space_clean_forcibly_ratio: u8,
+    pub clean_file_forcibly_enable: bool,
     pub register_name_server_period: u64,
     pub register_broker_timeout_mills: u64,
     pub slave_read_enable: bool,
@@ -249,6 +257,9 @@ impl Default for BrokerConfig {
             file_reserved_time: 72,
             delete_when: "04".into(),
             disk_max_used_space_ratio: 75,
+            disk_space_warning_level_ratio: 90,
+            disk_space_clean_forcibly_ratio: 85,
+            clean_file_forcibly_enable: true,
             register_name_server_period: 30_000,
             register_broker_timeout_mills: 24_000,
             slave_read_enable: false,
@@ -315,6 +326,9 @@ pub const KNOWN_KEYS: &[&str] = &[
     "fileReservedTime",
     "deleteWhen",
     "diskMaxUsedSpaceRatio",
+    "diskSpaceWarningLevelRatio",
+    "diskSpaceCleanForciblyRatio",
+    "cleanFileForciblyEnable",
     "registerNameServerPeriod",
     "registerBrokerTimeoutMills",
     "slaveReadEnable",
@@ -519,6 +533,17 @@ impl BrokerConfig {
             "diskMaxUsedSpaceRatio" => {
                 self.disk_max_used_space_ratio = parse_range(key, value, 10, 95)?;
             }
+            // RocketMQ clamps these into 35-90 and 30-85 without a word; Ferrum refuses a value
+            // outside its range instead, and lets both go up to 99 so a volume that holds only
+            // the store (or a test machine's shared disk) can be filled further. Every CommitLog
+            // and ConsumeQueue file is preallocated, so writing near a full disk cannot SIGBUS.
+            "diskSpaceWarningLevelRatio" => {
+                self.disk_space_warning_level_ratio = parse_range(key, value, 35, 99)?;
+            }
+            "diskSpaceCleanForciblyRatio" => {
+                self.disk_space_clean_forcibly_ratio = parse_range(key, value, 30, 99)?;
+            }
+            "cleanFileForciblyEnable" => self.clean_file_forcibly_enable = parse_bool(key, value)?,
             "registerNameServerPeriod" => {
                 self.register_name_server_period = parse_range(key, value, 1, u64::MAX)?;
             }
@@ -912,6 +937,9 @@ mod tests {
         assert_eq!(c.file_reserved_time, 72);
         assert_eq!(c.delete_when, "04");
         assert_eq!(c.disk_max_used_space_ratio, 75);
+        assert_eq!(c.disk_space_warning_level_ratio, 90);
+        assert_eq!(c.disk_space_clean_forcibly_ratio, 85);
+        assert!(c.clean_file_forcibly_enable);
         assert_eq!(c.register_name_server_period, 30_000);
         assert!(c.auto_create_topic_enable);
         assert_eq!(c.broker_role, BrokerRole::AsyncMaster);
@@ -985,6 +1013,64 @@ mod tests {
             .expect_err("bad")
             .to_string();
         assert!(err.contains("'abc'"), "{err}");
+    }
+
+    #[test]
+    fn disk_space_keys_from_every_source_and_their_ranges() {
+        let loaded = load(&ConfigSources {
+            file_text: Some(
+                "diskSpaceWarningLevelRatio=95\ncleanFileForciblyEnable=false\n".into(),
+            ),
+            env: vec![(
+                "FERRUM_BROKER_DISK_SPACE_CLEAN_FORCIBLY_RATIO".into(),
+                "97".into(),
+            )],
+            overrides: vec!["diskSpaceWarningLevelRatio=98".into()],
+            ..Default::default()
+        })
+        .expect("valid");
+        assert!(loaded.unknown_keys.is_empty(), "{:?}", loaded.unknown_keys);
+        let c = &loaded.config;
+        assert_eq!(c.disk_space_warning_level_ratio, 98);
+        assert_eq!(c.disk_space_clean_forcibly_ratio, 97);
+        assert!(!c.clean_file_forcibly_enable);
+        assert_eq!(
+            env_var_name("diskSpaceWarningLevelRatio"),
+            "FERRUM_BROKER_DISK_SPACE_WARNING_LEVEL_RATIO"
+        );
+        assert_eq!(
+            env_var_name("cleanFileForciblyEnable"),
+            "FERRUM_BROKER_CLEAN_FILE_FORCIBLY_ENABLE"
+        );
+
+        let mut edges = BrokerConfig::default();
+        for (key, value) in [
+            ("diskSpaceWarningLevelRatio", "35"),
+            ("diskSpaceWarningLevelRatio", "99"),
+            ("diskSpaceCleanForciblyRatio", "30"),
+            ("diskSpaceCleanForciblyRatio", "99"),
+            ("cleanFileForciblyEnable", "TRUE"),
+        ] {
+            assert!(edges.set(key, value).expect(value), "{key} known");
+        }
+        for (key, value, reason) in [
+            ("diskSpaceWarningLevelRatio", "34", "between 35 and 99"),
+            ("diskSpaceWarningLevelRatio", "100", "between 35 and 99"),
+            ("diskSpaceWarningLevelRatio", "90%", "not a valid number"),
+            ("diskSpaceWarningLevelRatio", "0.9", "not a valid number"),
+            ("diskSpaceCleanForciblyRatio", "29", "between 30 and 99"),
+            ("diskSpaceCleanForciblyRatio", "-1", "not a valid number"),
+            ("diskSpaceCleanForciblyRatio", "", "not a valid number"),
+            ("cleanFileForciblyEnable", "1", "expected true or false"),
+        ] {
+            let err = load(&sources(&format!("{key}={value}")))
+                .expect_err(value)
+                .to_string();
+            assert!(
+                err.contains(key) && err.contains(&format!("'{value}'")) && err.contains(reason),
+                "{err}"
+            );
+        }
     }
 
     #[test]

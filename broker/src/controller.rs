@@ -239,6 +239,9 @@ async fn store_config(config: &BrokerConfig) -> MessageStoreConfig {
     store.file_reserved_time = Duration::from_secs(u64::from(config.file_reserved_time) * 3600);
     store.delete_when = config.delete_when.clone();
     store.disk_max_used_space_ratio = config.disk_max_used_space_ratio.min(100) as u8;
+    store.disk_space_warning_level_ratio = config.disk_space_warning_level_ratio;
+    store.disk_space_clean_forcibly_ratio = config.disk_space_clean_forcibly_ratio;
+    store.clean_file_forcibly_enable = config.clean_file_forcibly_enable;
     let host = format!("{}:{}", config.broker_ip1, config.listen_port);
     store.store_host = match tokio::net::lookup_host(&host).await {
         Ok(mut addrs) => addrs
