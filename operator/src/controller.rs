@@ -176,6 +176,7 @@ async fn reconcile_once(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<(Acti
     let mut replica_statuses = None;
     let mut notes = None;
     let mut promotion_problem = None;
+    let mut storage_problem = None;
     // Raft: the replica chosen as leader this pass (see replicas::choose_leader).
     let mut raft_leader = None;
     // Raft: whether any replica answered or any pod is Ready, i.e. an election can be seen.
@@ -256,7 +257,7 @@ async fn reconcile_once(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<(Acti
             if let (Some(d), Some(l)) = (desired_sts.spec.as_mut(), live.spec.as_ref()) {
                 d.volume_claim_templates = l.volume_claim_templates.clone();
             }
-            grow_pvcs(
+            let growth = grow_pvcs(
                 client,
                 ns,
                 &id.name,
@@ -264,6 +265,40 @@ async fn reconcile_once(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<(Acti
                 &bg.spec.storage.size,
             )
             .await?;
+            let oref = bg.object_ref(&());
+            if !growth.expanding.is_empty() {
+                ctx.event(
+                    &oref,
+                    EventType::Normal,
+                    "VolumeExpanding",
+                    format!(
+                        "asked {} to grow to {}",
+                        growth.expanding.join(", "),
+                        bg.spec.storage.size
+                    ),
+                )
+                .await;
+            }
+            if !growth.refused.is_empty() {
+                let why = growth.refused.join("; ");
+                let told = bg.status.as_ref().is_some_and(|s| {
+                    s.conditions.iter().any(|c| {
+                        c.type_ == crate::status::DEGRADED
+                            && c.status == "True"
+                            && c.message.contains(&why)
+                    })
+                });
+                if !told {
+                    ctx.event(
+                        &oref,
+                        EventType::Warning,
+                        "VolumeExpansionFailed",
+                        why.clone(),
+                    )
+                    .await;
+                }
+                storage_problem = Some(why);
+            }
         }
         let sts = apply::<StatefulSet>(client, ns, &desired_sts).await?;
         ready = sts
@@ -365,6 +400,7 @@ async fn reconcile_once(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<(Acti
         notes,
         promotion: promotion_problem,
         rolling: roll.progress(),
+        storage: storage_problem,
     };
     // The broker's own word on who is master wins over the operator's memory (Raft elects:
     // the leader chosen from the replicas' Raft status, which is the pod the label is on).
@@ -523,17 +559,27 @@ async fn promote(
     }
 }
 
+/// What [`grow_pvcs`] did: claims asked to grow, and the growth the API server refused.
+#[derive(Debug, Default)]
+struct Growth {
+    expanding: Vec<String>,
+    refused: Vec<String>,
+}
+
 /// Expands the data PVC of each replica to `size` when it is smaller (never shrinks; the
-/// CRD refuses that at admission). Missing PVCs are left to the StatefulSet controller.
+/// CRD refuses that at admission). Missing PVCs are left to the StatefulSet controller. A
+/// patch the API server refuses (a StorageClass without `allowVolumeExpansion`, a static
+/// volume) is reported, not returned as an error: the rest of the group must still be applied.
 async fn grow_pvcs(
     client: &Client,
     ns: &str,
     group: &str,
     replicas: i32,
     size: &str,
-) -> Result<(), kube::Error> {
+) -> Result<Growth, kube::Error> {
+    let mut growth = Growth::default();
     let Some(want) = parse_quantity(size) else {
-        return Ok(());
+        return Ok(growth);
     };
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
     for i in 0..replicas {
@@ -557,12 +603,26 @@ async fn grow_pvcs(
             let patch = serde_json::json!({
                 "spec": { "resources": { "requests": { "storage": size } } }
             });
-            pvcs.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                .await?;
-            tracing::info!(pvc = %name, size, "expanding volume");
+            match pvcs
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => {
+                    tracing::info!(pvc = %name, size, "expanding volume");
+                    growth.expanding.push(name);
+                }
+                Err(kube::Error::Api(e)) => {
+                    tracing::warn!(pvc = %name, size, error = %e.message, "volume expansion refused");
+                    growth.refused.push(format!(
+                        "volume expansion of {name} to {size} refused: {}",
+                        e.message
+                    ));
+                }
+                Err(e) => return Err(e),
+            }
         }
     }
-    Ok(())
+    Ok(growth)
 }
 
 /// Ordinals of the group's pods whose Ready condition is true.

@@ -24,6 +24,9 @@ pub struct Observation {
     pub promotion: Option<String>,
     /// A rolling restart under way, as one line (see `roll::RollOutcome::progress`).
     pub rolling: Option<String>,
+    /// Volume growth the API server refused (e.g. a StorageClass without
+    /// `allowVolumeExpansion`); the rest of the group is still applied.
+    pub storage: Option<String>,
 }
 
 fn condition(
@@ -118,18 +121,24 @@ pub fn conditions(obs: &Observation, previous: &[Condition], now: &Time) -> Vec<
         ),
         condition(
             DEGRADED,
-            invalid || obs.promotion.is_some(),
+            invalid || obs.promotion.is_some() || obs.storage.is_some(),
             if invalid {
                 "InvalidSpec"
             } else if obs.promotion.is_some() {
                 "PromotionRefused"
+            } else if obs.storage.is_some() {
+                "VolumeExpansionFailed"
             } else {
                 "SpecValid"
             },
             if invalid {
                 obs.problems.join("; ")
             } else {
-                obs.promotion.clone().unwrap_or_default()
+                [obs.promotion.as_deref(), obs.storage.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+                    .join("; ")
             },
             obs,
             previous,
@@ -230,6 +239,25 @@ mod tests {
         let c = conditions(&obs, &[], &at(1));
         assert_eq!(get(&c, DEGRADED).status, "True");
         assert_eq!(get(&c, DEGRADED).reason, "PromotionRefused");
+        assert_eq!(get(&c, READY).status, "True");
+    }
+
+    #[test]
+    fn refused_volume_growth_is_degraded_but_still_ready() {
+        let obs = Observation {
+            desired_replicas: 2,
+            ready_replicas: 2,
+            storage: Some("volume expansion of data-g-0 to 2Gi refused: forbidden".into()),
+            ..Default::default()
+        };
+        let c = conditions(&obs, &[], &at(1));
+        let d = get(&c, DEGRADED);
+        assert_eq!(d.status, "True");
+        assert_eq!(d.reason, "VolumeExpansionFailed");
+        assert_eq!(
+            d.message,
+            "volume expansion of data-g-0 to 2Gi refused: forbidden"
+        );
         assert_eq!(get(&c, READY).status, "True");
     }
 

@@ -92,9 +92,24 @@ fn answer(call: &Call, body: &[u8], bg: &serde_json::Value) -> (StatusCode, serd
     }
 }
 
+/// Answers a test gives for the requests it cares about; `None` falls back to [`answer`].
+type Hook = Arc<dyn Fn(&Call) -> Option<(StatusCode, serde_json::Value)> + Send + Sync>;
+
 /// A mocked API server answering like [`answer`] with `obj` as the one stored object.
 fn mock_server(
     obj: serde_json::Value,
+) -> (
+    kube::Client,
+    Arc<Mutex<Vec<Call>>>,
+    tokio::task::JoinHandle<()>,
+) {
+    mock_server_with(obj, Arc::new(|_| None))
+}
+
+/// Like [`mock_server`], with `hook` answering first.
+fn mock_server_with(
+    obj: serde_json::Value,
+    hook: Hook,
 ) -> (
     kube::Client,
     Arc<Mutex<Vec<Call>>>,
@@ -122,7 +137,7 @@ fn mock_server(
                     query: parts.uri.query().unwrap_or_default().to_owned(),
                     body: serde_json::from_slice(&bytes).unwrap_or_default(),
                 };
-                let (status, json) = answer(&call, &bytes, &bg);
+                let (status, json) = hook(&call).unwrap_or_else(|| answer(&call, &bytes, &bg));
                 calls.lock().expect("calls").push(call);
                 let response = Response::builder()
                     .status(status)
@@ -138,7 +153,12 @@ fn mock_server(
 
 /// Runs one reconcile of `bg` against the mock and returns every call in order.
 async fn calls_of_one_reconcile(bg: serde_json::Value) -> Vec<Call> {
-    let (client, calls, server) = mock_server(bg.clone());
+    calls_of_one_reconcile_with(bg, Arc::new(|_| None)).await
+}
+
+/// Like [`calls_of_one_reconcile`], with `hook` answering first.
+async fn calls_of_one_reconcile_with(bg: serde_json::Value, hook: Hook) -> Vec<Call> {
+    let (client, calls, server) = mock_server_with(bg.clone(), hook);
     // Port 1 on loopback refuses at once: the replica read fails fast and must not fail the
     // reconcile.
     let ctx = Context::new(client)
@@ -397,4 +417,150 @@ async fn a_raft_group_without_a_leader_labels_no_pod_and_comes_back_soon() {
         .cloned()
         .expect("Progressing");
     assert_eq!(progressing["status"], "True", "{progressing}");
+}
+
+/// A live StatefulSet of the group and bound 1Gi data claims; `refuse` decides which claims'
+/// growth the API server refuses, as it does for a StorageClass without
+/// `allowVolumeExpansion`.
+fn grown_storage_hook(refuse: fn(&str) -> bool) -> Hook {
+    Arc::new(move |call: &Call| {
+        let sts = group_path("apps/v1", "statefulsets", "orders");
+        if call.method == "GET" && call.path == sts {
+            return Some((
+                StatusCode::OK,
+                serde_json::json!({
+                    "apiVersion": "apps/v1", "kind": "StatefulSet",
+                    "metadata": { "name": "orders", "namespace": NS },
+                    "spec": {
+                        "serviceName": "orders-headless",
+                        "selector": { "matchLabels": { "app.kubernetes.io/instance": "orders" } },
+                        "template": {},
+                        "volumeClaimTemplates": [{
+                            "metadata": { "name": "data" },
+                            "spec": { "resources": { "requests": { "storage": "1Gi" } } }
+                        }]
+                    }
+                }),
+            ));
+        }
+        let claim = call
+            .path
+            .strip_prefix(&format!("/api/v1/namespaces/{NS}/persistentvolumeclaims/"))?
+            .to_owned();
+        match call.method.as_str() {
+            "GET" => Some((
+                StatusCode::OK,
+                serde_json::json!({
+                    "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                    "metadata": { "name": claim, "namespace": NS },
+                    "spec": { "resources": { "requests": { "storage": "1Gi" } } },
+                    "status": { "phase": "Bound" }
+                }),
+            )),
+            "PATCH" if refuse(&claim) => Some((
+                StatusCode::FORBIDDEN,
+                serde_json::json!({
+                    "kind": "Status", "apiVersion": "v1", "metadata": {},
+                    "status": "Failure", "reason": "Forbidden", "code": 403,
+                    "message": format!(
+                        "persistentvolumeclaims \"{claim}\" is forbidden: only dynamically \
+                         provisioned pvc can be resized and the storageclass that provisions \
+                         the pvc must support resize"
+                    )
+                }),
+            )),
+            "PATCH" => Some((StatusCode::OK, call.body.clone())),
+            _ => None,
+        }
+    })
+}
+
+fn events_with_reason<'a>(calls: &'a [Call], reason: &str) -> Vec<&'a Call> {
+    calls
+        .iter()
+        .filter(|c| c.method == "POST" && c.path.ends_with("/events") && c.body["reason"] == reason)
+        .collect()
+}
+
+fn status_condition(calls: &[Call], type_: &str) -> serde_json::Value {
+    let status = calls
+        .iter()
+        .rfind(|c| c.path.ends_with("/orders/status"))
+        .expect("status patch");
+    status.body["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == type_))
+        .cloned()
+        .unwrap_or_else(|| panic!("{type_} in {status:?}"))
+}
+
+#[tokio::test]
+async fn refused_volume_growth_is_degraded_and_the_statefulset_is_still_applied() {
+    let bg = group(serde_json::json!({ "storage": { "size": "2Gi" } }));
+    let calls = calls_of_one_reconcile_with(bg, grown_storage_hook(|_| true)).await;
+    let pvc_patches: Vec<usize> = calls
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.method == "PATCH" && c.path.contains("/persistentvolumeclaims/"))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(pvc_patches.len(), 2, "{calls:?}");
+    let sts_apply = calls
+        .iter()
+        .position(|c| {
+            c.method == "PATCH" && c.path == group_path("apps/v1", "statefulsets", "orders")
+        })
+        .expect("the StatefulSet is applied although growth was refused");
+    assert!(pvc_patches.iter().all(|i| *i < sts_apply), "{calls:?}");
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.method == "PATCH" && c.path == core("pods", "orders-0")),
+        "the master label is still kept: {calls:?}"
+    );
+
+    let warnings = events_with_reason(&calls, "VolumeExpansionFailed");
+    assert_eq!(warnings.len(), 1, "{calls:?}");
+    assert_eq!(warnings[0].body["type"], "Warning");
+    let note = warnings[0].body["note"].as_str().unwrap_or_default();
+    assert!(
+        note.contains("data-orders-0 to 2Gi refused") && note.contains("must support resize"),
+        "{note}"
+    );
+    assert!(events_with_reason(&calls, "VolumeExpanding").is_empty());
+
+    let degraded = status_condition(&calls, "Degraded");
+    assert_eq!(degraded["status"], "True", "{degraded}");
+    assert_eq!(degraded["reason"], "VolumeExpansionFailed");
+    assert!(
+        degraded["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("data-orders-1 to 2Gi refused"),
+        "{degraded}"
+    );
+}
+
+#[tokio::test]
+async fn volume_growth_is_asked_for_and_told_in_an_event() {
+    let bg = group(serde_json::json!({ "storage": { "size": "2Gi" } }));
+    let calls = calls_of_one_reconcile_with(bg, grown_storage_hook(|_| false)).await;
+    let patches: Vec<&Call> = calls
+        .iter()
+        .filter(|c| c.method == "PATCH" && c.path.contains("/persistentvolumeclaims/"))
+        .collect();
+    assert_eq!(patches.len(), 2, "{calls:?}");
+    for p in &patches {
+        assert_eq!(
+            p.body["spec"]["resources"]["requests"]["storage"], "2Gi",
+            "{p:?}"
+        );
+    }
+    let told = events_with_reason(&calls, "VolumeExpanding");
+    assert_eq!(told.len(), 1, "{calls:?}");
+    assert_eq!(
+        told[0].body["note"],
+        "asked data-orders-0, data-orders-1 to grow to 2Gi"
+    );
+    assert_eq!(status_condition(&calls, "Degraded")["status"], "False");
 }
