@@ -2,6 +2,8 @@
 //! after each restart every acknowledged message reads back byte-identical and the consume
 //! queues agree with the CommitLog. Rounds: `FERRUM_STORE_CRASH_ROUNDS` (default 5).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -26,6 +28,7 @@ fn config(dir: &Path) -> MessageStoreConfig {
     c.consume_queue_units_per_file = 32;
     c.flush_disk_type = FlushDiskType::SyncFlush;
     c.max_message_size = 8 * 1024;
+    common::ignore_host_disk(&mut c);
     c
 }
 

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{msg, small_config};
+use common::{msg, small_config, with_rocketmq_disk_rules};
 use ferrum_protocol::message::MessageView;
 use ferrum_store::{
     FlushDiskType, MessageExtBrokerInner, MessageFilter, MessageStore, MessageStoreConfig,
@@ -355,7 +355,7 @@ fn replicated_bytes_are_indexed_and_truncation_hides_them() {
 #[test]
 fn retention_hides_deleted_records_and_deletes_old_index_files() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = MessageStore::open(config(dir.path())).expect("open");
+    let store = MessageStore::open(with_rocketmq_disk_rules(config(dir.path()))).expect("open");
     for i in 0..200 {
         put(&store, keyed("T", i, "d"));
     }

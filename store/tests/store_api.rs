@@ -1,6 +1,6 @@
 mod common;
 
-use common::{msg, small_config};
+use common::{msg, small_config, with_rocketmq_disk_rules};
 use ferrum_protocol::message::{MessageView, java_string_hash};
 use ferrum_store::{
     FlushDiskType, GetMessageStatus, MessageFilter, MessageStore, PutMessageStatus,
@@ -166,10 +166,10 @@ fn batch_put_is_contiguous() {
 #[test]
 fn replica_append_raw_truncate_and_retention() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let leader = MessageStore::open(small_config(
+    let leader = MessageStore::open(with_rocketmq_disk_rules(small_config(
         &dir.path().join("a"),
         FlushDiskType::AsyncFlush,
-    ))
+    )))
     .expect("open");
     let follower = MessageStore::open(small_config(
         &dir.path().join("b"),
@@ -323,6 +323,66 @@ fn reads_stop_at_the_committed_offset() {
     store.set_committed_offset(None);
     let r = store.get_message("g", "C", 0, 3, 10, usize::MAX, &MessageFilter::All);
     assert_eq!(r.messages.len(), 2);
+    store.shutdown().expect("shutdown");
+}
+
+#[test]
+fn side_readers_stop_at_the_committed_offset() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store =
+        MessageStore::open(small_config(dir.path(), FlushDiskType::AsyncFlush)).expect("open");
+    let mut appended = Vec::new();
+    for i in 0..5 {
+        let a = store
+            .put_messages_blocking(vec![msg(
+                "C",
+                0,
+                &body(i, 50),
+                None,
+                Some(&format!("k{i}")),
+            )])
+            .append
+            .expect("append");
+        appended.push((a.wrote_offset, a.wrote_offset + a.wrote_bytes as i64));
+    }
+    store.set_committed_offset(Some(appended[2].1));
+    assert_eq!(store.get_max_offset_in_queue("C", 0), 3);
+    let r = store.get_message("g", "C", 0, 0, 10, usize::MAX, &MessageFilter::All);
+    assert_eq!(
+        r.max_offset, 3,
+        "the pull reply announces only committed messages"
+    );
+    for offset in [3, 4, 5] {
+        let r = store.get_message("g", "C", 0, offset, 10, usize::MAX, &MessageFilter::All);
+        assert_eq!(r.status, GetMessageStatus::OffsetOverflowOne, "at {offset}");
+        assert_eq!(r.next_begin_offset, offset);
+        assert!(r.messages.is_empty());
+    }
+    assert!(store.lookup_message_by_offset(appended[2].0).is_some());
+    assert!(store.lookup_message_by_offset(appended[3].0).is_none());
+    assert_eq!(
+        store.get_commit_log_offset_in_queue("C", 0, 2),
+        Some(appended[2].0)
+    );
+    assert_eq!(store.get_commit_log_offset_in_queue("C", 0, 3), None);
+    assert_eq!(store.get_offset_in_queue_by_time("C", 0, i64::MAX), 3);
+    assert!(
+        store
+            .query_message_by_key("C", "k3", 10, 0, i64::MAX)
+            .is_empty()
+    );
+    // Nothing committed: the queue looks empty, yet a pull at a written offset waits.
+    store.set_committed_offset(Some(appended[0].0));
+    assert_eq!(store.get_max_offset_in_queue("C", 0), 0);
+    let r = store.get_message("g", "C", 0, 2, 10, usize::MAX, &MessageFilter::All);
+    assert_eq!(r.status, GetMessageStatus::OffsetOverflowOne);
+    store.set_committed_offset(None);
+    assert_eq!(store.get_max_offset_in_queue("C", 0), 5);
+    assert!(store.lookup_message_by_offset(appended[4].0).is_some());
+    assert_eq!(
+        store.query_message_by_key("C", "k3", 10, 0, i64::MAX).len(),
+        1
+    );
     store.shutdown().expect("shutdown");
 }
 
