@@ -4,7 +4,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use ferrum_protocol::{RemotingCodec, RemotingCommand, RequestCode};
@@ -41,7 +41,7 @@ impl Broker {
         args.push("--set".into());
         args.push(format!("storePathRootDir={}", store.path().display()));
         args.extend(extra.iter().map(|s| (*s).to_owned()));
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ferrum-broker"))
+        let mut child = common::broker_command()
             .args(&args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

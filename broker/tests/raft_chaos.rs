@@ -218,6 +218,7 @@ impl Group {
                 c
             }
         };
+        common::ignore_host_disk(&mut cmd);
         let ip = self.fabric.ip(i);
         cmd.args(["-n", &self.namesrv_for_brokers[i]]);
         for set in [

@@ -2,6 +2,8 @@
 //! 127.0.0.1: election, majority commit, identical bytes at identical offsets on every replica,
 //! a deposed leader's uncommitted tail truncated, and failover when the leader stops.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,7 +16,7 @@ use ferrum_broker::raft::{
     RaftRpcServer, open_storage, openraft_config,
 };
 use ferrum_protocol::message::MessageExt;
-use ferrum_store::{MessageFilter, MessageStore, MessageStoreConfig};
+use ferrum_store::{GetMessageStatus, MessageFilter, MessageStore, MessageStoreConfig};
 use openraft::BasicNode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -75,6 +77,7 @@ async fn start_replica(
     let mut store_config = MessageStoreConfig::new(dir.path().join("store"));
     // Small files, so entries cross file ends and carry the store's padding with them.
     store_config.mapped_file_size_commit_log = 64 * 1024;
+    common::ignore_host_disk_in_store(&mut store_config);
     let store = MessageStore::open(store_config).expect("store opens");
     let (log, sm) = open_storage(&dir.path().join("raft"), store.clone()).expect("log opens");
     let switch = NetworkSwitch::default();
@@ -356,6 +359,30 @@ async fn three_replicas_elect_commit_truncate_and_fail_over() {
         consumed_bodies(&cluster.get(l1).store).len(),
         30,
         "consumers never see uncommitted bytes"
+    );
+    // Nor do the side paths: GET_MAX_OFFSET, the pull reply's max offset, view by id, search
+    // by time.
+    let isolated = &cluster.get(l1).store;
+    assert_eq!(isolated.get_max_offset_in_queue(TOPIC, 0), 30);
+    let pull = isolated.get_message("g", TOPIC, 0, 0, 1024, 64 << 20, &MessageFilter::All);
+    assert_eq!(pull.max_offset, 30);
+    let waiting = isolated.get_message("g", TOPIC, 0, 30, 1024, 64 << 20, &MessageFilter::All);
+    assert_eq!(waiting.status, GetMessageStatus::OffsetOverflowOne);
+    assert_eq!(isolated.get_offset_in_queue_by_time(TOPIC, 0, i64::MAX), 30);
+    assert_eq!(isolated.get_commit_log_offset_in_queue(TOPIC, 0, 30), None);
+    // The uncommitted record starts at the old end, or at the next file when it did not fit.
+    let uncommitted_at = [end, (end / (64 * 1024) + 1) * (64 * 1024)]
+        .into_iter()
+        .find(|at| {
+            isolated
+                .read_raw(*at, 64 * 1024)
+                .and_then(|b| MessageExt::decode(&b).ok())
+                .is_some_and(|(m, _)| m.body.starts_with(b"uncommitted-0"))
+        })
+        .expect("the isolated leader holds the uncommitted record");
+    assert!(
+        isolated.lookup_message_by_offset(uncommitted_at).is_none(),
+        "view by id serves an uncommitted record"
     );
 
     // The other two elect a new leader and commit more.

@@ -7,7 +7,6 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use ferrum_client::{Admin, Message, Producer, SendStatus};
@@ -29,7 +28,7 @@ struct Replica {
 }
 
 fn start_replica(store: &Path, namesrv: &str, peers: &str, i: usize) -> Replica {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrum-broker"));
+    let mut cmd = common::broker_command();
     cmd.args(["-n", namesrv]);
     for set in [
         "listenPort=0".to_owned(),

@@ -18,7 +18,7 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -151,7 +151,7 @@ fn start_replica(store: &Path, namesrv: &str, peers: &str, i: usize, events: &Ev
 /// A ferrum-broker configured by `sets`, whose log lines are read for election steps (and shown
 /// when `FERRUM_TEST_BROKER_LOG` is set).
 fn start_logged_broker(namesrv: &str, replica: usize, events: &Events, sets: &[String]) -> Proc {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrum-broker"));
+    let mut cmd = common::broker_command();
     cmd.args(["-n", namesrv]);
     for set in sets {
         cmd.args(["--set", set]);

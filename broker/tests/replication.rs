@@ -72,7 +72,7 @@ fn start_namesrv() -> Proc {
 
 /// Starts a broker of the test group; `role` and `id` as in broker.conf, `extra` more keys.
 fn start_broker(store: &Path, namesrv: &str, role: &str, id: i64, extra: &[&str]) -> Proc {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrum-broker"));
+    let mut cmd = common::broker_command();
     cmd.args(["-n", namesrv]);
     let mut sets = vec![
         "listenPort=0".to_owned(),

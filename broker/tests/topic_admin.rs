@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Child;
 
 use ferrum_protocol::route::{TopicConfig, TopicConfigSerializeWrapper};
 use ferrum_protocol::{RemotingCommand, RequestCode, ResponseCode};
@@ -30,7 +30,7 @@ impl BrokerProcess {
             "--set".to_owned(),
             "mappedFileSizeCommitLog=1048576".to_owned(),
         ];
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrum-broker"));
+        let mut cmd = common::broker_command();
         cmd.args(args);
         let (child, line) = spawn_reading_first_line(cmd);
         let addr = line

@@ -41,7 +41,7 @@ impl BrokerProcess {
             // A check every 100 ms must not use up the checks before the restart is over.
             "transactionCheckMax=100000".to_owned(),
         ];
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrum-broker"));
+        let mut cmd = common::broker_command();
         cmd.args(sets.iter().flat_map(|s| ["--set", s.as_str()]));
         let (child, line) = spawn_reading_first_line(cmd);
         let addr = line

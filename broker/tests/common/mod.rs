@@ -119,9 +119,48 @@ pub fn start_namesrv_with(extra: &[&str]) -> Proc {
     Proc { child, addr }
 }
 
+/// Broker settings under which how full the machine's disk is cannot change a test's outcome:
+/// writes are refused only at 98 % used (RocketMQ's default is 90 %) and no CommitLog file is
+/// deleted early because the disk is full (RocketMQ forces that from 85 %, which loses messages
+/// a test still reads). The test data itself is a few MiB.
+pub const IGNORE_HOST_DISK: [(&str, &str); 3] = [
+    ("diskSpaceWarningLevelRatio", "98"),
+    ("diskSpaceCleanForciblyRatio", "97"),
+    ("cleanFileForciblyEnable", "false"),
+];
+
+/// Gives a broker started by `cmd` (directly or through `ip netns exec`) the
+/// [`IGNORE_HOST_DISK`] settings as `FERRUM_BROKER_*` variables. A variable already in the
+/// environment (`make` exports them, or someone reproducing a disk problem) is left as it is,
+/// and a test's own `--set` of these keys wins over both.
+pub fn ignore_host_disk(cmd: &mut Command) -> &mut Command {
+    for (key, value) in IGNORE_HOST_DISK {
+        let name = ferrum_broker::config::env_var_name(key);
+        if std::env::var_os(&name).is_none() {
+            cmd.env(name, value);
+        }
+    }
+    cmd
+}
+
+/// The ferrum-broker binary of this build, with [`ignore_host_disk`].
+pub fn broker_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrum-broker"));
+    ignore_host_disk(&mut cmd);
+    cmd
+}
+
+/// The in-process counterpart of [`IGNORE_HOST_DISK`] for a store a test opens itself. Tests of
+/// the disk rules keep RocketMQ's thresholds and set a ratio override instead.
+pub fn ignore_host_disk_in_store(config: &mut ferrum_store::MessageStoreConfig) {
+    config.disk_space_warning_level_ratio = 98;
+    config.disk_space_clean_forcibly_ratio = 97;
+    config.clean_file_forcibly_enable = false;
+}
+
 /// A ferrum-broker registering with `namesrv`, configured by `key=value` settings (`--set`).
 pub fn start_broker_with_sets(namesrv: &str, sets: &[String]) -> Proc {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferrum-broker"));
+    let mut cmd = broker_command();
     cmd.args(["-n", namesrv]);
     for set in sets {
         cmd.args(["--set", set]);
