@@ -588,8 +588,9 @@ impl BrokerCore {
         if to_dlq {
             properties.remove(property::DELAY_TIME_LEVEL);
         } else {
+            // The count comes from the sender's header, so it can be anything an i32 holds.
             let level = if header.delay_level == 0 {
-                3 + reconsume_times
+                reconsume_times.max(0).saturating_add(3)
             } else {
                 header.delay_level
             };
@@ -603,7 +604,7 @@ impl BrokerCore {
             sys_flag: stored.sys_flag,
             born_timestamp: stored.born_timestamp,
             born_host: Some(channel.remote),
-            reconsume_times: reconsume_times + 1,
+            reconsume_times: reconsume_times.saturating_add(1),
             prepared_transaction_offset: 0,
             body: stored.body.clone(),
             properties,

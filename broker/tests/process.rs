@@ -833,6 +833,81 @@ async fn send_back_of_a_message_with_the_largest_reconsume_times() {
     broker.stop();
 }
 
+/// reconsumeTimes is whatever the sender put in its header; the largest i32 must neither
+/// panic the send-back nor wrap to a negative count in the DLQ record.
+#[tokio::test]
+async fn send_back_of_a_message_with_the_largest_reconsume_times() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let broker = BrokerProcess::start(dir.path(), &[]);
+    let mut conn = Conn::open(&broker.addr).await;
+    let max = i32::MAX.to_string();
+    let mut send = send_v2("Worn", 0, b"worn out", "");
+    send.ext_fields.insert("j".to_owned(), max.clone());
+    let sent = conn.call(send).await;
+    assert_eq!(sent.code, 0, "{:?}", sent.remark);
+    let pulled = conn.call(pull("Worn", 0, 0, 0)).await;
+    assert_eq!(pulled.code, 0, "{:?}", pulled.remark);
+    let records = ferrum_protocol::message::decode_all(&pulled.body, true).expect("records");
+    assert_eq!(records[0].reconsume_times, i32::MAX);
+
+    for delay_level in ["0", "2"] {
+        let back = conn
+            .call(request(
+                RequestCode::CONSUMER_SEND_MSG_BACK,
+                &[
+                    ("offset", &records[0].commit_log_offset.to_string()),
+                    ("group", "CG"),
+                    ("delayLevel", delay_level),
+                    ("maxReconsumeTimes", &max),
+                ],
+            ))
+            .await;
+        assert_eq!(back.code, 0, "delayLevel {delay_level}: {:?}", back.remark);
+    }
+    let dlq = conn.call(pull("%DLQ%CG", 0, 0, 0)).await;
+    assert_eq!(dlq.code, 0, "{:?}", dlq.remark);
+    let dlq = ferrum_protocol::message::decode_all(&dlq.body, true).expect("records");
+    assert_eq!(dlq.len(), 2);
+    for record in &dlq {
+        assert_eq!(&record.body[..], b"worn out");
+        assert_eq!(record.reconsume_times, i32::MAX);
+    }
+
+    // One short of the limit: a retry whose delay level (3 + count) is capped at the longest
+    // level, 18, so it waits in SCHEDULE_TOPIC_XXXX queue 17.
+    let mut send = send_v2("Worn", 0, b"nearly", "");
+    send.ext_fields
+        .insert("j".to_owned(), (i32::MAX - 1).to_string());
+    let sent = conn.call(send).await;
+    assert_eq!(sent.code, 0, "{:?}", sent.remark);
+    let pulled = conn.call(pull("Worn", 0, 1, 0)).await;
+    let nearly = ferrum_protocol::message::decode_all(&pulled.body, true).expect("records");
+    let back = conn
+        .call(request(
+            RequestCode::CONSUMER_SEND_MSG_BACK,
+            &[
+                ("offset", &nearly[0].commit_log_offset.to_string()),
+                ("group", "CG"),
+                ("delayLevel", "0"),
+                ("maxReconsumeTimes", &max),
+            ],
+        ))
+        .await;
+    assert_eq!(back.code, 0, "{:?}", back.remark);
+    let parked = conn
+        .call(request(
+            RequestCode::GET_MAX_OFFSET,
+            &[("topic", "SCHEDULE_TOPIC_XXXX"), ("queueId", "17")],
+        ))
+        .await;
+    assert_eq!(
+        parked.ext_fields.get("offset").map(String::as_str),
+        Some("1")
+    );
+    drop(conn);
+    broker.stop();
+}
+
 #[test]
 fn unknown_keys_are_warned_about_by_name() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -64,6 +64,13 @@ const FIELDS: &[&str] = &[
     "properties",
     "a",
     "b",
+    "e",
+    "i",
+    "j",
+    "l",
+    "reconsumeTimes",
+    "maxReconsumeTimes",
+    "originMsgId",
 ];
 
 const VALUES: &[&str] = &[
