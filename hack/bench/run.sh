@@ -150,13 +150,17 @@ if [ "$loop_gib" -gt 0 ]; then
 fi
 BENCH_DATA=$(mktemp -d "$BENCH_DATA_PARENT/data.XXXXXX")
 
-# A free port in the kernel's ephemeral range, on 127.0.0.1.
+# A port below the kernel's ephemeral range (so no outgoing connection can hold it as its local
+# port) that, with its neighbours listenPort-2 (VIP) and listenPort+1 (HA), can be bound now.
 free_port() {
-    local lo hi port
-    read -r lo hi </proc/sys/net/ipv4/ip_local_port_range
+    local lo port
+    read -r lo _ </proc/sys/net/ipv4/ip_local_port_range
+    [ "$lo" -gt 12000 ] || lo=61000
     for _ in $(seq 1 100); do
-        port=$((lo + RANDOM % (hi - lo - 4) + 2))
-        if ! (: <"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        port=$((10002 + RANDOM % (lo - 10010)))
+        if python3 -c 'import socket, sys
+for p in (int(sys.argv[1]) - 2, int(sys.argv[1]), int(sys.argv[1]) + 1):
+    s = socket.socket(); s.bind(("0.0.0.0", p)); s.close()' "$port" 2>/dev/null; then
             echo "$port"
             return 0
         fi
