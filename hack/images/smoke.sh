@@ -31,6 +31,10 @@ brokerIP1=127.0.0.1
 listenPort=10911
 namesrvAddr=127.0.0.1:9876
 storePathRootDir=/data/store
+# The volume is on the host's disk, whose fullness is not what this checks (see Makefile).
+diskSpaceWarningLevelRatio=${FERRUM_BROKER_DISK_SPACE_WARNING_LEVEL_RATIO:-98}
+diskSpaceCleanForciblyRatio=${FERRUM_BROKER_DISK_SPACE_CLEAN_FORCIBLY_RATIO:-97}
+cleanFileForciblyEnable=${FERRUM_BROKER_CLEAN_FILE_FORCIBLY_ENABLE:-false}
 CONF
 chmod 644 "$work/broker.conf"
 
