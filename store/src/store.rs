@@ -326,11 +326,12 @@ impl MessageStore {
             .get_message(topic, queue_id, offset, max_msgs, max_bytes, filter)
     }
 
-    /// The next queue offset to be written (0 if the queue does not exist).
+    /// The next queue offset readers will see (0 if the queue does not exist): past the last
+    /// unit whose record is committed, so a Raft leader's uncommitted tail is not announced.
     pub fn get_max_offset_in_queue(&self, topic: &str, queue_id: i32) -> i64 {
         self.inner
             .find_cq(topic, queue_id)
-            .map_or(0, |cq| cq.max_offset())
+            .map_or(0, |cq| self.inner.readable_max_offset(&cq))
     }
 
     pub fn get_min_offset_in_queue(&self, topic: &str, queue_id: i32) -> i64 {
@@ -352,16 +353,23 @@ impl MessageStore {
         queue_id: i32,
         queue_offset: i64,
     ) -> Option<i64> {
+        let committed = self.inner.committed.load(Ordering::Acquire);
         self.inner
             .find_cq(topic, queue_id)?
             .get(queue_offset)
+            .filter(|u| u.is_filler() || u.phy_offset + i64::from(u.size) <= committed)
             .map(|u| u.phy_offset)
     }
 
-    /// The record at a CommitLog offset (zero-copy).
+    /// The committed record at a CommitLog offset (zero-copy).
     pub fn lookup_message_by_offset(&self, phy_offset: i64) -> Option<Bytes> {
         match self.inner.step(phy_offset, false) {
-            Step::Record { bytes, .. } => Some(bytes),
+            Step::Record { bytes, .. }
+                if phy_offset + bytes.len() as i64
+                    <= self.inner.committed.load(Ordering::Acquire) =>
+            {
+                Some(bytes)
+            }
             _ => None,
         }
     }
@@ -1268,9 +1276,15 @@ impl Inner {
             return r;
         };
         let min = cq.min_offset();
-        let max = cq.max_offset();
+        let max = self.readable_max_offset(&cq);
         r.min_offset = min;
         r.max_offset = max;
+        if offset >= max && offset <= cq.max_offset() && max < cq.max_offset() {
+            // Written but not committed yet: wait for it as for the next message.
+            r.status = GetMessageStatus::OffsetOverflowOne;
+            r.next_begin_offset = offset;
+            return r;
+        }
         if max == 0 {
             r.status = GetMessageStatus::NoMessageInQueue;
             return r;
@@ -1361,13 +1375,37 @@ impl Inner {
                 .ok()
                 .map(|(v, _)| v.store_timestamp)
         };
-        let (mut lo, mut hi) = (cq.min_offset(), cq.max_offset());
+        let (mut lo, mut hi) = (cq.min_offset(), self.readable_max_offset(&cq));
         // Units whose message was deleted read as None; treat them as older than anything.
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             match store_ts(mid) {
                 Some(t) if t >= ts => hi = mid,
                 _ => lo = mid + 1,
+            }
+        }
+        lo
+    }
+
+    /// The end of a queue for readers: past its last unit whose record ends at or below the
+    /// committed offset. Units follow CommitLog order, so the committed ones are a prefix.
+    fn readable_max_offset(&self, cq: &ConsumeQueue) -> i64 {
+        let max = cq.max_offset();
+        let committed = self.committed.load(Ordering::Acquire);
+        let uncommitted = |logic: i64| {
+            cq.get(logic)
+                .is_some_and(|u| !u.is_filler() && u.phy_offset + i64::from(u.size) > committed)
+        };
+        if committed == i64::MAX || max == 0 || !uncommitted(max - 1) {
+            return max;
+        }
+        let (mut lo, mut hi) = (cq.min_offset(), max - 1);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if uncommitted(mid) {
+                hi = mid;
+            } else {
+                lo = mid + 1;
             }
         }
         lo

@@ -1057,6 +1057,8 @@ mod tests {
             assert_eq!(f.store.max_phy_offset(), next.offset);
             append(&mut f, later.clone());
             assert_eq!(f.store.max_phy_offset(), leader_end);
+            // Readers see queues up to the committed offset; applying the entries moves it.
+            f.store.set_committed_offset(Some(leader_end));
             assert_eq!(
                 f.read_bytes(2 * file, (leader_end - 2 * file) as u64)
                     .expect("follower bytes"),
