@@ -57,6 +57,50 @@ const FLUSH_BUCKETS: &[f64] = &[
     0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 ];
 
+/// What answered a request SYSTEM_BUSY (label `source` of `ferrum_broker_system_busy_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BusySource {
+    /// The remoting server: no processing slot within `waitTimeMillsInSendQueue`
+    /// (`[TIMEOUT_CLEAN_QUEUE]`).
+    Server,
+    /// The store refused a write as busy (OS_PAGE_CACHE_BUSY, `[PC_SYNCHRONIZED]`).
+    Store,
+    /// Raft mode: a write held at the leader's closed write gate longer than a leadership
+    /// transfer may hold it.
+    RaftWriteGate,
+    /// A leadership transfer refused: one is already running, or the target is behind.
+    RaftTransfer,
+}
+
+impl BusySource {
+    pub const ALL: [BusySource; 4] = [
+        BusySource::Server,
+        BusySource::Store,
+        BusySource::RaftWriteGate,
+        BusySource::RaftTransfer,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            BusySource::Server => "server",
+            BusySource::Store => "store",
+            BusySource::RaftWriteGate => "raft_write_gate",
+            BusySource::RaftTransfer => "raft_transfer",
+        }
+    }
+
+    /// The source of a SYSTEM_BUSY answer to a processed request. A transfer request answers
+    /// it only when it refuses the transfer; a write in Raft mode goes through the Raft log,
+    /// whose only busy answer is the closed write gate; any other write meets the store.
+    pub fn of_answer(request: Option<RequestCode>, raft: bool) -> BusySource {
+        match request {
+            Some(RequestCode::FERRUM_RAFT_TRANSFER_LEADER) => BusySource::RaftTransfer,
+            _ if raft => BusySource::RaftWriteGate,
+            _ => BusySource::Store,
+        }
+    }
+}
+
 pub struct BrokerMetrics {
     registry: Registry,
     hooks: Mutex<Vec<ScrapeHook>>,
@@ -160,7 +204,8 @@ impl BrokerMetrics {
             ),
             system_busy: counter_vec(
                 "ferrum_broker_system_busy_total",
-                "Requests refused with SYSTEM_BUSY, by where (server queue or store)",
+                "Requests refused with SYSTEM_BUSY, by what refused them (server, store, \
+                 raft_write_gate, raft_transfer)",
                 &["source"],
             ),
             connections: int_gauge(
@@ -268,8 +313,8 @@ impl BrokerMetrics {
             }
         }
         // Present from the first scrape, so rates and alerts see zero rather than nothing.
-        for source in ["server", "store"] {
-            m.system_busy.with_label_values(&[source]);
+        for source in BusySource::ALL {
+            m.system_busy.with_label_values(&[source.label()]);
         }
         for result in ["ok", "refused", "error"] {
             m.registrations.with_label_values(&[result]);
@@ -308,8 +353,15 @@ impl BrokerMetrics {
         Arc::new(move |d: Duration| h.observe(d.as_secs_f64()))
     }
 
-    /// Counts one answered request; send and pull latencies go to their histograms.
-    pub fn observe_request(&self, request_code: i32, response_code: i32, elapsed: Duration) {
+    /// Counts one answered request; send and pull latencies go to their histograms. `raft` is
+    /// whether the broker stores through Raft, which decides what a SYSTEM_BUSY came from.
+    pub fn observe_request(
+        &self,
+        request_code: i32,
+        response_code: i32,
+        elapsed: Duration,
+        raft: bool,
+    ) {
         let request = RequestCode::from_code(request_code);
         let response = ResponseCode::from_code(response_code);
         self.requests
@@ -330,8 +382,17 @@ impl BrokerMetrics {
             _ => {}
         }
         if response == Some(ResponseCode::SYSTEM_BUSY) {
-            self.system_busy.with_label_values(&["store"]).inc();
+            self.system_busy
+                .with_label_values(&[BusySource::of_answer(request, raft).label()])
+                .inc();
         }
+    }
+
+    /// Counts a request the remoting server refused because no slot freed up in time.
+    pub fn server_busy(&self) {
+        self.system_busy
+            .with_label_values(&[BusySource::Server.label()])
+            .inc();
     }
 
     pub fn message_in(&self, topic: &str, messages: u64, bytes: u64) {
@@ -537,13 +598,15 @@ mod tests {
             RequestCode::SEND_MESSAGE.code(),
             0,
             Duration::from_millis(2),
+            false,
         );
         m.observe_request(
             11,
             ResponseCode::SYSTEM_BUSY.code(),
             Duration::from_millis(2),
+            false,
         );
-        m.observe_request(999_999, 12_345, Duration::from_millis(1));
+        m.observe_request(999_999, 12_345, Duration::from_millis(1), false);
         m.registered(1, 0, 1);
         let families: Vec<String> = m
             .registry()
@@ -592,6 +655,38 @@ mod tests {
         assert!(text.contains(r#"ferrum_broker_system_busy_total{source="store"} 1"#));
         assert!(text.contains("ferrum_broker_send_latency_seconds_count 1"));
         assert!(text.contains(r#"ferrum_broker_registrations_total{result="error"} 1"#));
+    }
+
+    #[test]
+    fn system_busy_is_counted_by_what_refused() {
+        let m = BrokerMetrics::new();
+        let busy = ResponseCode::SYSTEM_BUSY.code();
+        let send = RequestCode::SEND_MESSAGE_V2.code();
+        let transfer = RequestCode::FERRUM_RAFT_TRANSFER_LEADER.code();
+        m.observe_request(send, busy, Duration::ZERO, false);
+        m.observe_request(send, busy, Duration::ZERO, true);
+        m.observe_request(send, busy, Duration::ZERO, true);
+        m.observe_request(transfer, busy, Duration::ZERO, true);
+        m.observe_request(send, ResponseCode::SUCCESS.code(), Duration::ZERO, true);
+        m.server_busy();
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&m.registry().gather(), &mut buf)
+            .expect("encode");
+        let text = String::from_utf8(buf).expect("utf8");
+        for (source, n) in [
+            ("server", 1),
+            ("store", 1),
+            ("raft_write_gate", 2),
+            ("raft_transfer", 1),
+        ] {
+            assert!(
+                text.contains(&format!(
+                    "ferrum_broker_system_busy_total{{source=\"{source}\"}} {n}"
+                )),
+                "{source}: {text}"
+            );
+        }
     }
 
     #[test]

@@ -606,8 +606,12 @@ impl Handler for BrokerCore {
             Reply::Command(c) | Reply::HeaderAndBody(c, _) => c.code,
             Reply::None => ResponseCode::SUCCESS.code(),
         };
-        self.metrics
-            .observe_request(request.code, response_code, started.elapsed());
+        self.metrics.observe_request(
+            request.code,
+            response_code,
+            started.elapsed(),
+            self.raft.get().is_some(),
+        );
         reply
     }
 
@@ -617,10 +621,7 @@ impl Handler for BrokerCore {
     }
 
     fn busy_refused(&self) {
-        self.metrics
-            .system_busy
-            .with_label_values(&["server"])
-            .inc();
+        self.metrics.server_busy();
     }
 
     fn connection_closed(&self, channel: &Channel) {
