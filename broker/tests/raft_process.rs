@@ -1,13 +1,13 @@
-//! A Raft-mode broker group of three real ferrum-broker processes and a ferrum-namesrv on
-//! 127.0.0.1: the elected leader registers as brokerId 0 and the followers as slaves; after
-//! SIGKILL of the leader a new one is registered as brokerId 0 and takes sends; the killed
-//! replica restarts from its own files and rejoins as a slave; every acknowledged message is
-//! readable at the end.
+//! A Raft-mode broker group of three real ferrum-broker processes and two ferrum-namesrv on
+//! 127.0.0.1: the elected leader registers as brokerId 0 and the followers as slaves with both
+//! NameServers; after SIGKILL of the leader a new one is registered as brokerId 0 with both and
+//! takes sends; the killed replica restarts from its own files and rejoins as a slave; every
+//! acknowledged message is readable at the end.
 //!
-//! Prints the group failover time (kill → new master registered with the NameServer and the
-//! first send to it acknowledged) per kill and its median / max, with where the time went, read
-//! from the replicas' own log lines: the first election started, the winner leading, its first
-//! quorum acknowledgement, its role change, its registration answered by the NameServer, the
+//! Prints the group failover time (kill → new master listed by every NameServer and the first
+//! send to it acknowledged) per kill and its median / max, with where the time went, read from
+//! the replicas' own log lines: the first election started, the winner leading, its first
+//! quorum acknowledgement, its role change, its registration answered by every NameServer, each
 //! NameServer listing it, the send acknowledged. Each kill hits a group whose replicas have all
 //! caught up (the one restarted after the previous kill included). `FERRUM_RAFT_KILLS=N` sets
 //! the number of kills (default 3); `FERRUM_RAFT_KILL_LAGGING=1` kills as soon as the restarted
@@ -246,7 +246,7 @@ async fn send_raw(addr: &str, queue_id: i32, body: &str) -> Option<RemotingComma
         .ok()
 }
 
-/// The group's members as the NameServer lists them, by brokerId.
+/// The group's members as the NameServer of `admin` lists them, by brokerId.
 async fn members(admin: &Admin) -> std::collections::HashMap<i64, String> {
     admin
         .namesrv()
@@ -258,9 +258,21 @@ async fn members(admin: &Admin) -> std::collections::HashMap<i64, String> {
         .unwrap_or_default()
 }
 
-/// The index of the master if the NameServer lists exactly the live replicas: one master
+/// The index of the master if every NameServer lists exactly the live replicas: one master
 /// and the rest as slaves with brokerId = position + 1.
-async fn roles(admin: &Admin, replicas: &[Option<Proc>]) -> Option<usize> {
+async fn roles(admins: &[Admin], replicas: &[Option<Proc>]) -> Option<usize> {
+    let mut found = None;
+    for admin in admins {
+        let leader = roles_at(admin, replicas).await?;
+        if found.is_some_and(|f| f != leader) {
+            return None;
+        }
+        found = Some(leader);
+    }
+    found
+}
+
+async fn roles_at(admin: &Admin, replicas: &[Option<Proc>]) -> Option<usize> {
     let m = members(admin).await;
     let master = m.get(&0)?;
     let leader = replicas
@@ -277,22 +289,26 @@ async fn roles(admin: &Admin, replicas: &[Option<Proc>]) -> Option<usize> {
 }
 
 /// Waits until [`roles`] finds one master and its slaves; returns the master's index.
-async fn wait_for_roles(admin: &Admin, replicas: &[Option<Proc>]) -> usize {
+async fn wait_for_roles(admins: &[Admin], replicas: &[Option<Proc>]) -> usize {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Some(leader) = roles(admin, replicas).await {
+        if let Some(leader) = roles(admins, replicas).await {
             return leader;
+        }
+        let mut listed = Vec::new();
+        for admin in admins {
+            listed.push(members(admin).await);
         }
         assert!(
             Instant::now() < deadline,
-            "one master and its slaves registered: {:?}",
-            members(admin).await
+            "one master and its slaves registered with every NameServer: {listed:?}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
-/// The index of the registered master if it is a live replica other than `old_addr`.
+/// The index of the master `admin`'s NameServer lists if it is a live replica other than
+/// `old_addr`.
 async fn new_master(admin: &Admin, replicas: &[Option<Proc>], old_addr: &str) -> Option<usize> {
     let m = members(admin).await;
     let master = m.get(&0).filter(|a| *a != old_addr)?;
@@ -335,7 +351,8 @@ struct Phases {
     quorum_ack: Option<i64>,
     master: Option<i64>,
     registered: Option<i64>,
-    listed: i64,
+    /// When each NameServer first listed the new master.
+    listed: Vec<i64>,
     acked: i64,
 }
 
@@ -345,7 +362,7 @@ impl std::fmt::Display for Phases {
         write!(
             f,
             "election {} ms ({} started), leader {}, quorum ack {}, master role {}, \
-             registered {}, listed by the NameServer {}, send acknowledged {}",
+             registered {}, listed by the NameServers {:?}, send acknowledged {}",
             ms(self.first_election),
             self.elections,
             ms(self.leader),
@@ -422,7 +439,8 @@ async fn leader_kill_elects_a_new_master_and_loses_nothing() {
 
 async fn scenario(kills: usize) {
     let kill_lagging = std::env::var_os("FERRUM_RAFT_KILL_LAGGING").is_some();
-    let namesrv = start_namesrv();
+    let namesrvs = [start_namesrv(), start_namesrv()];
+    let namesrv_list = format!("{};{}", namesrvs[0].addr, namesrvs[1].addr);
     let ports = free_ports();
     let peers = ports
         .iter()
@@ -437,10 +455,14 @@ async fn scenario(kills: usize) {
     let mut replicas: Vec<Option<Proc>> = dirs
         .iter()
         .enumerate()
-        .map(|(i, d)| Some(start_replica(d.path(), &namesrv.addr, &peers, i, &events)))
+        .map(|(i, d)| Some(start_replica(d.path(), &namesrv_list, &peers, i, &events)))
         .collect();
-    let admin = Admin::new([namesrv.addr.as_str()]);
-    let mut leader = wait_for_roles(&admin, &replicas).await;
+    let admins: Vec<Admin> = namesrvs
+        .iter()
+        .map(|n| Admin::new([n.addr.as_str()]))
+        .collect();
+    let admin = &admins[0];
+    let mut leader = wait_for_roles(&admins, &replicas).await;
 
     // The topic on every replica, so whoever leads next can take it.
     for r in replicas.iter().flatten() {
@@ -470,7 +492,7 @@ async fn scenario(kills: usize) {
     );
 
     let mut acked: BTreeSet<String> = BTreeSet::new();
-    let producer = Producer::new([namesrv.addr.as_str()], "raft-producer");
+    let producer = Producer::new(namesrvs.iter().map(|n| n.addr.as_str()), "raft-producer");
     for i in 0..20 {
         let body = format!("first-{i}");
         let result = producer
@@ -483,7 +505,7 @@ async fn scenario(kills: usize) {
 
     // The leader's Raft status (what `ferrumctl raft status` prints): every peer caught up.
     let leader_addr = replicas[leader].as_ref().expect("leader runs").addr.clone();
-    wait_caught_up(&admin, &leader_addr).await;
+    wait_caught_up(admin, &leader_addr).await;
     let follower_status = admin
         .raft_status(&replicas[follower].as_ref().expect("follower runs").addr)
         .await
@@ -491,6 +513,7 @@ async fn scenario(kills: usize) {
     assert_eq!(follower_status.role, "Follower");
 
     let mut failovers = Vec::new();
+    let mut all_listed = Vec::new();
     for round in 0..kills {
         let old = leader;
         let old_addr = replicas[old].as_ref().expect("leader runs").addr.clone();
@@ -509,11 +532,23 @@ async fn scenario(kills: usize) {
         killed.kill();
         let deadline = killed_at + Duration::from_secs(30);
         let mut attempt = 0;
-        let mut listed = None;
+        let mut listed: Vec<Option<(usize, Duration)>> = vec![None; admins.len()];
         let new_leader = loop {
             attempt += 1;
-            if let Some(idx) = new_master(&admin, &replicas, &old_addr).await {
-                listed.get_or_insert_with(|| killed_at.elapsed());
+            for (n, admin) in admins.iter().enumerate() {
+                if listed[n].is_none()
+                    && let Some(idx) = new_master(admin, &replicas, &old_addr).await
+                {
+                    listed[n] = Some((idx, killed_at.elapsed()));
+                }
+            }
+            let listed_by_all: Vec<usize> = listed.iter().flatten().map(|(i, _)| *i).collect();
+            if listed_by_all.len() == admins.len() {
+                let idx = listed_by_all[0];
+                assert!(
+                    listed_by_all.iter().all(|i| *i == idx),
+                    "the NameServers list one master: {listed:?}"
+                );
                 let body = format!("failover-{round}-{attempt}");
                 let addr = &replicas[idx].as_ref().expect("listed replica runs").addr;
                 if send_raw(addr, 0, &body).await.is_some_and(|a| a.code == 0) {
@@ -531,7 +566,19 @@ async fn scenario(kills: usize) {
             panic!("a new master registered and took a send after kill {round}");
         };
         let mut steps = phases(&events, killed_at_of_day, new_leader).await;
-        steps.listed = listed.unwrap_or(took).as_millis() as i64;
+        steps.listed = listed
+            .iter()
+            .flatten()
+            .map(|(_, at)| at.as_millis() as i64)
+            .collect();
+        all_listed.push(
+            listed
+                .iter()
+                .flatten()
+                .map(|(_, at)| *at)
+                .max()
+                .unwrap_or(took),
+        );
         steps.acked = took.as_millis() as i64;
         println!("raft failover {round}: {} ms: {steps}", took.as_millis());
         failovers.push(took);
@@ -541,26 +588,31 @@ async fn scenario(kills: usize) {
         // waits until it has caught up, so every kill hits a healthy group.
         replicas[old] = Some(start_replica(
             dirs[old].path(),
-            &namesrv.addr,
+            &namesrv_list,
             &peers,
             old,
             &events,
         ));
-        let again = wait_for_roles(&admin, &replicas).await;
+        let again = wait_for_roles(&admins, &replicas).await;
         assert_eq!(again, leader, "the restarted replica does not take over");
         if !kill_lagging {
             let leader_addr = replicas[leader].as_ref().expect("leader runs").addr.clone();
-            wait_caught_up(&admin, &leader_addr).await;
+            wait_caught_up(admin, &leader_addr).await;
         }
     }
     if !failovers.is_empty() {
         let max = failovers.iter().max().copied().unwrap_or_default();
         let med = median(&mut failovers);
+        let listed_max = all_listed.iter().max().copied().unwrap_or_default();
+        let listed_med = median(&mut all_listed);
         let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
         println!(
-            "raft failover over {kills} kills: median {} ms, max {} ms (load average {})",
+            "raft failover over {kills} kills: median {} ms, max {} ms; new master listed by \
+             both NameServers: median {} ms, max {} ms (load average {})",
             med.as_millis(),
             max.as_millis(),
+            listed_med.as_millis(),
+            listed_max.as_millis(),
             load.split_whitespace()
                 .take(3)
                 .collect::<Vec<_>>()
@@ -569,7 +621,7 @@ async fn scenario(kills: usize) {
     }
 
     // A fresh producer finds the current master through the NameServer.
-    let producer = Producer::new([namesrv.addr.as_str()], "raft-producer-2");
+    let producer = Producer::new([namesrvs[1].addr.as_str()], "raft-producer-2");
     let result = producer
         .send_to_queue(TOPIC, Message::new("last".to_owned()), 1)
         .await
@@ -578,7 +630,7 @@ async fn scenario(kills: usize) {
     acked.insert("last".to_owned());
 
     // Every acknowledged message is readable from the master.
-    let consumer = PullConsumer::new([namesrv.addr.as_str()], "raft-readers");
+    let consumer = PullConsumer::new([namesrvs[1].addr.as_str()], "raft-readers");
     let mut got = BTreeSet::new();
     for queue_id in 0..QUEUES {
         let mq = MessageQueue {
