@@ -301,6 +301,38 @@ async fn reconcile_once(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<(Acti
             }
         }
         let sts = apply::<StatefulSet>(client, ns, &desired_sts).await?;
+        // What an earlier spec asked for and this one does not (fewer NameServers, no or
+        // less external access) goes, once everything wanted is in place.
+        let wanted: std::collections::BTreeSet<String> = ns_objs
+            .services
+            .iter()
+            .map(|o| o.name_any())
+            .chain(ns_objs.deployments.iter().map(|o| o.name_any()))
+            .chain(
+                [&objs.headless, &objs.master]
+                    .into_iter()
+                    .map(|o| o.name_any()),
+            )
+            .chain(objs.external.iter().map(|o| o.name_any()))
+            .collect();
+        let cluster_uids = siblings.iter().filter_map(|g| g.uid()).collect();
+        let group_uid = bg.uid().unwrap_or_default();
+        let owner = crate::prune::Owner {
+            group: &id.name,
+            group_uid: &group_uid,
+            cluster: &bg.spec.cluster_name,
+            cluster_uids: &cluster_uids,
+        };
+        let pruned = crate::prune::prune(client, ns, &owner, &wanted).await?;
+        if !pruned.is_empty() {
+            ctx.event(
+                &bg.object_ref(&()),
+                EventType::Normal,
+                "Pruned",
+                format!("deleted {} (no longer in the spec)", pruned.join(", ")),
+            )
+            .await;
+        }
         ready = sts
             .status
             .as_ref()

@@ -10,6 +10,7 @@ pub mod controller;
 pub mod crd;
 pub mod leader;
 pub mod metrics;
+pub mod prune;
 pub mod replicas;
 pub mod roll;
 pub mod status;

@@ -82,6 +82,10 @@ fn answer(call: &Call, body: &[u8], bg: &serde_json::Value) -> (StatusCode, serd
                 "apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []
             }),
         ),
+        "GET" if call.path.ends_with("/services") || call.path.ends_with("/deployments") => (
+            StatusCode::OK,
+            serde_json::json!({ "metadata": {}, "items": [] }),
+        ),
         "GET" => not_found(),
         "PATCH" if call.path.ends_with("/status") => (StatusCode::OK, bg.clone()),
         // A JSON patch (the finalizer) answers with the stored object.
@@ -215,6 +219,8 @@ async fn broker_group_objects_are_applied_in_order_statefulset_last_then_status(
         ),
         p("GET", group_path("apps/v1", "statefulsets", "orders")),
         p("PATCH", group_path("apps/v1", "statefulsets", "orders")),
+        p("GET", format!("/api/v1/namespaces/{NS}/services")),
+        p("GET", format!("/apis/apps/v1/namespaces/{NS}/deployments")),
         p("PATCH", core("pods", "orders-0")),
         p("PATCH", core("pods", "orders-1")),
         p("GET", format!("/api/v1/namespaces/{NS}/pods")),
@@ -564,3 +570,206 @@ async fn volume_growth_is_asked_for_and_told_in_an_event() {
     );
     assert_eq!(status_condition(&calls, "Degraded")["status"], "False");
 }
+
+const GROUP_UID: &str = "0b1c2d3e-0000-4000-8000-000000000001";
+
+/// An object as the operator labelled it earlier: `app` is ferrum-broker or ferrum-namesrv.
+fn owned(kind: &str, name: &str, app: &str, instance: &str, controller: bool) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": if kind == "Deployment" { "apps/v1" } else { "v1" },
+        "kind": kind,
+        "metadata": {
+            "name": name, "namespace": NS, "uid": format!("uid-{name}"),
+            "labels": {
+                "app.kubernetes.io/name": app,
+                "app.kubernetes.io/instance": instance,
+                "app.kubernetes.io/managed-by": "ferrum-operator",
+                "ferrum.dev/cluster": "c1"
+            },
+            "ownerReferences": [{
+                "apiVersion": "ferrum.dev/v1alpha1", "kind": "BrokerGroup", "name": "orders",
+                "uid": GROUP_UID, "controller": controller
+            }]
+        }
+    })
+}
+
+#[tokio::test]
+async fn objects_no_longer_in_the_spec_are_pruned_and_told() {
+    // Earlier: three NameServers and external access for both pods. Now: one NameServer and
+    // no external access.
+    let bg = group(serde_json::json!({
+        "nameServer": { "replicas": 1, "image": "ferrum/namesrv:test" }
+    }));
+    let hook: Hook = Arc::new(|call: &Call| {
+        let list = |items: Vec<serde_json::Value>| {
+            Some((
+                StatusCode::OK,
+                serde_json::json!({ "metadata": {}, "items": items }),
+            ))
+        };
+        match (call.method.as_str(), call.path.as_str()) {
+            ("GET", p) if p.ends_with("/services") => {
+                let mut foreign = owned(
+                    "Service",
+                    "orders-9-external",
+                    "ferrum-broker",
+                    "orders",
+                    true,
+                );
+                foreign["metadata"]["ownerReferences"] = serde_json::json!([]);
+                list(vec![
+                    owned(
+                        "Service",
+                        "c1-namesrv",
+                        "ferrum-namesrv",
+                        "c1-namesrv",
+                        false,
+                    ),
+                    owned(
+                        "Service",
+                        "c1-namesrv-0",
+                        "ferrum-namesrv",
+                        "c1-namesrv",
+                        false,
+                    ),
+                    owned(
+                        "Service",
+                        "c1-namesrv-1",
+                        "ferrum-namesrv",
+                        "c1-namesrv",
+                        false,
+                    ),
+                    owned(
+                        "Service",
+                        "c1-namesrv-2",
+                        "ferrum-namesrv",
+                        "c1-namesrv",
+                        false,
+                    ),
+                    owned(
+                        "Service",
+                        "orders-headless",
+                        "ferrum-broker",
+                        "orders",
+                        true,
+                    ),
+                    owned("Service", "orders-master", "ferrum-broker", "orders", true),
+                    owned(
+                        "Service",
+                        "orders-0-external",
+                        "ferrum-broker",
+                        "orders",
+                        true,
+                    ),
+                    owned(
+                        "Service",
+                        "orders-1-external",
+                        "ferrum-broker",
+                        "orders",
+                        true,
+                    ),
+                    owned(
+                        "Service",
+                        "billing-0-external",
+                        "ferrum-broker",
+                        "billing",
+                        true,
+                    ),
+                    foreign,
+                ])
+            }
+            ("GET", p) if p.ends_with("/deployments") => list(vec![
+                owned(
+                    "Deployment",
+                    "c1-namesrv-0",
+                    "ferrum-namesrv",
+                    "c1-namesrv",
+                    false,
+                ),
+                owned(
+                    "Deployment",
+                    "c1-namesrv-1",
+                    "ferrum-namesrv",
+                    "c1-namesrv",
+                    false,
+                ),
+                owned(
+                    "Deployment",
+                    "c1-namesrv-2",
+                    "ferrum-namesrv",
+                    "c1-namesrv",
+                    false,
+                ),
+            ]),
+            ("DELETE", _) => Some((
+                StatusCode::OK,
+                serde_json::json!({
+                    "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success"
+                }),
+            )),
+            _ => None,
+        }
+    });
+    let calls = calls_of_one_reconcile_with(bg, hook).await;
+    let lists: Vec<&Call> = calls
+        .iter()
+        .filter(|c| {
+            c.method == "GET" && (c.path.ends_with("/services") || c.path.ends_with("/deployments"))
+        })
+        .collect();
+    assert_eq!(lists.len(), 2, "{calls:?}");
+    for l in &lists {
+        assert!(
+            l.query
+                .contains("labelSelector=app.kubernetes.io%2Fmanaged-by%3Dferrum-operator")
+                && l.query.contains("ferrum.dev%2Fcluster%3Dc1"),
+            "{l:?}"
+        );
+    }
+    let deleted: Vec<&str> = calls
+        .iter()
+        .filter(|c| c.method == "DELETE")
+        .map(|c| c.path.as_str())
+        .collect();
+    assert_eq!(
+        deleted,
+        vec![
+            core("services", "c1-namesrv-1"),
+            core("services", "c1-namesrv-2"),
+            core("services", "orders-0-external"),
+            core("services", "orders-1-external"),
+            group_path("apps/v1", "deployments", "c1-namesrv-1"),
+            group_path("apps/v1", "deployments", "c1-namesrv-2"),
+        ]
+    );
+    let delete = calls
+        .iter()
+        .find(|c| c.method == "DELETE")
+        .expect("a delete");
+    assert_eq!(
+        delete.body["preconditions"]["uid"], "uid-c1-namesrv-1",
+        "only the object that was listed is deleted: {delete:?}"
+    );
+    let sts_apply = calls
+        .iter()
+        .position(|c| c.method == "PATCH" && c.path.ends_with("/statefulsets/orders"))
+        .expect("StatefulSet applied");
+    let first_delete = calls
+        .iter()
+        .position(|c| c.method == "DELETE")
+        .expect("deletes");
+    assert!(
+        sts_apply < first_delete,
+        "pruning comes after everything wanted is applied"
+    );
+    let told = events_with_reason(&calls, "Pruned");
+    assert_eq!(told.len(), 1, "{calls:?}");
+    assert_eq!(
+        told[0].body["note"],
+        "deleted Service/c1-namesrv-1, Service/c1-namesrv-2, Service/orders-0-external, \
+         Service/orders-1-external, Deployment/c1-namesrv-1, Deployment/c1-namesrv-2 \
+         (no longer in the spec)"
+    );
+}
+
