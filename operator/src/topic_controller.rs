@@ -567,7 +567,42 @@ async fn cleanup(topic: Arc<Topic>, ctx: &Context) -> Result<Action, TopicError>
     Ok(Action::await_change())
 }
 
-fn error_policy(topic: Arc<Topic>, err: &TopicError, _ctx: Arc<Context>) -> Action {
+/// Topics are watched through a [`DeserializeGuard`], as BrokerGroups are: one object that no
+/// longer matches our types is reported on and skipped instead of breaking the watch (and so
+/// the reconciling) of every other Topic.
+pub async fn guarded_reconcile(
+    obj: Arc<DeserializeGuard<Topic>>,
+    ctx: Arc<Context>,
+) -> Result<Action, TopicError> {
+    match &obj.0 {
+        Ok(topic) => reconcile(Arc::new(topic.clone()), ctx).await,
+        Err(invalid) => {
+            tracing::warn!(
+                name = ?invalid.metadata.name,
+                namespace = ?invalid.metadata.namespace,
+                error = %invalid.error,
+                "unreadable Topic skipped"
+            );
+            if let Some(m) = &ctx.metrics {
+                m.observe("Topic", "invalid", Duration::ZERO);
+            }
+            ctx.event(
+                &obj.object_ref(&()),
+                EventType::Warning,
+                "Unreadable",
+                format!("the operator cannot read this object: {}", invalid.error),
+            )
+            .await;
+            Ok(Action::await_change())
+        }
+    }
+}
+
+fn error_policy(
+    topic: Arc<DeserializeGuard<Topic>>,
+    err: &TopicError,
+    _ctx: Arc<Context>,
+) -> Action {
     tracing::warn!(topic = %topic.name_any(), error = %err, "topic reconcile failed");
     Action::requeue(Duration::from_secs(10))
 }
@@ -592,7 +627,7 @@ pub async fn run_namespaced(ctx: Context, namespace: &str) {
 
 async fn run_over(
     ctx: Context,
-    topic_api: Api<Topic>,
+    topic_api: Api<DeserializeGuard<Topic>>,
     group_api: Api<DeserializeGuard<BrokerGroup>>,
 ) {
     let cfg = watcher::Config::default();
@@ -607,12 +642,13 @@ async fn run_over(
             topics
                 .state()
                 .iter()
+                .filter_map(|guard| guard.0.as_ref().ok())
                 .filter(|t| t.spec.cluster_name == bg.spec.cluster_name && t.namespace() == ns)
-                .map(|t| ObjectRef::from_obj(t.as_ref()))
+                .map(|t| ObjectRef::new(&t.name_any()).within(ns.as_deref().unwrap_or_default()))
                 .collect()
         })
         .shutdown_on_signal()
-        .run(reconcile, error_policy, Arc::new(ctx))
+        .run(guarded_reconcile, error_policy, Arc::new(ctx))
         .for_each(|res| async move {
             if let Err(e) = res {
                 tracing::debug!(error = %e, "topic controller event");
@@ -636,6 +672,23 @@ mod tests {
             order: false,
             attributes: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn an_unreadable_topic_keeps_its_identity() {
+        let raw = serde_json::json!({
+            "apiVersion": "ferrum.dev/v1alpha1",
+            "kind": "Topic",
+            "metadata": { "name": "broken", "namespace": "mq" },
+            "spec": { "clusterName": "c", "readQueueNums": "many" }
+        });
+        let guard: DeserializeGuard<Topic> =
+            serde_json::from_value(raw).expect("the guard itself always deserializes");
+        assert!(guard.0.is_err());
+        assert_eq!(guard.name_any(), "broken");
+        let oref = guard.object_ref(&());
+        assert_eq!(oref.kind.as_deref(), Some("Topic"));
+        assert_eq!(oref.namespace.as_deref(), Some("mq"));
     }
 
     #[test]

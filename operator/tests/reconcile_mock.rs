@@ -773,3 +773,47 @@ async fn objects_no_longer_in_the_spec_are_pruned_and_told() {
     );
 }
 
+#[tokio::test]
+async fn an_unreadable_topic_is_reported_and_skipped() {
+    use kube::core::DeserializeGuard;
+    let raw = serde_json::json!({
+        "apiVersion": "ferrum.dev/v1alpha1",
+        "kind": "Topic",
+        "metadata": {
+            "name": "broken", "namespace": NS, "uid": "0b1c2d3e-0000-4000-8000-000000000003",
+            "generation": 1, "resourceVersion": "11"
+        },
+        "spec": { "clusterName": "c1", "readQueueNums": "many" }
+    });
+    let (client, calls, server) = mock_server(raw.clone());
+    let guard: DeserializeGuard<ferrum_operator::crd::Topic> =
+        serde_json::from_value(raw).expect("the guard always deserializes");
+    assert!(guard.0.is_err());
+    let action = tokio::time::timeout(
+        Duration::from_secs(30),
+        ferrum_operator::topic_controller::guarded_reconcile(
+            Arc::new(guard),
+            Arc::new(Context::new(client)),
+        ),
+    )
+    .await
+    .expect("in time")
+    .expect("an unreadable object is not an error");
+    server.abort();
+    assert_eq!(action, kube::runtime::controller::Action::await_change());
+    let calls = calls.lock().expect("calls").clone();
+    assert_eq!(calls.len(), 1, "only an Event: {calls:?}");
+    let ev = &calls[0];
+    assert_eq!(
+        (ev.method.as_str(), ev.path.as_str()),
+        (
+            "POST",
+            format!("/apis/events.k8s.io/v1/namespaces/{NS}/events").as_str()
+        )
+    );
+    assert_eq!(ev.body["reason"], "Unreadable");
+    assert_eq!(ev.body["type"], "Warning");
+    assert_eq!(ev.body["regarding"]["name"], "broken");
+    assert_eq!(ev.body["regarding"]["kind"], "Topic");
+}
+
