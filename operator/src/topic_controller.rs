@@ -290,6 +290,15 @@ async fn namesrv_addrs(
     })
 }
 
+/// Whether `cluster` has broker groups in `groups` and every one of them is being deleted.
+pub fn cluster_being_deleted(groups: &[BrokerGroup], cluster: &str) -> bool {
+    let mut of_cluster = groups
+        .iter()
+        .filter(|g| g.spec.cluster_name == cluster)
+        .peekable();
+    of_cluster.peek().is_some() && of_cluster.all(|g| g.metadata.deletion_timestamp.is_some())
+}
+
 fn topic_name_of(t: &Topic) -> String {
     t.topic_name().unwrap_or_default().to_owned()
 }
@@ -520,6 +529,23 @@ async fn cleanup(topic: Arc<Topic>, ctx: &Context) -> Result<Action, TopicError>
     }
     let ns = topic.namespace().unwrap_or_default();
     let cluster = topic.spec.cluster_name.clone();
+    let groups: Api<BrokerGroup> = Api::namespaced(ctx.client.clone(), &ns);
+    if cluster_being_deleted(&groups.list(&ListParams::default()).await?.items, &cluster) {
+        // The brokers and NameServers go with their groups (a namespace being deleted, or the
+        // cluster taken down): waiting to delete the topic from them would only hold up the
+        // deletion, and could block it for good once the NameServers are gone.
+        ctx.event(
+            &oref,
+            EventType::Normal,
+            "ClusterDeleting",
+            format!(
+                "every BrokerGroup of cluster {cluster} is being deleted: {name} goes with its \
+                 brokers"
+            ),
+        )
+        .await;
+        return Ok(Action::await_change());
+    }
     let addrs = match namesrv_addrs(ctx, &cluster, &ns).await? {
         Ok(a) => a,
         Err(why) => {
@@ -689,6 +715,36 @@ mod tests {
         let oref = guard.object_ref(&());
         assert_eq!(oref.kind.as_deref(), Some("Topic"));
         assert_eq!(oref.namespace.as_deref(), Some("mq"));
+    }
+
+    #[test]
+    fn a_cluster_is_being_deleted_when_all_its_groups_are() {
+        let group = |name: &str, cluster: &str, deleting: bool| -> BrokerGroup {
+            let mut g: BrokerGroup = serde_json::from_value(serde_json::json!({
+                "apiVersion": "ferrum.dev/v1alpha1", "kind": "BrokerGroup",
+                "metadata": { "name": name, "namespace": "mq" },
+                "spec": { "clusterName": cluster, "mode": "MasterSlave", "replicas": 1,
+                          "image": "i", "storage": { "size": "1Gi" },
+                          "nameServer": { "replicas": 1, "image": "n" } }
+            }))
+            .expect("group");
+            if deleting {
+                g.metadata.deletion_timestamp =
+                    Some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
+            }
+            g
+        };
+        assert!(!cluster_being_deleted(&[], "c"));
+        assert!(cluster_being_deleted(&[group("a", "c", true)], "c"));
+        assert!(cluster_being_deleted(
+            &[group("a", "c", true), group("x", "other", false)],
+            "c"
+        ));
+        assert!(!cluster_being_deleted(
+            &[group("a", "c", true), group("b", "c", false)],
+            "c"
+        ));
+        assert!(!cluster_being_deleted(&[group("x", "other", true)], "c"));
     }
 
     #[test]

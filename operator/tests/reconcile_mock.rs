@@ -817,3 +817,61 @@ async fn an_unreadable_topic_is_reported_and_skipped() {
     assert_eq!(ev.body["regarding"]["kind"], "Topic");
 }
 
+
+#[tokio::test]
+async fn a_topic_of_a_cluster_being_deleted_does_not_block_its_deletion() {
+    let mut t = topic(&[ferrum_operator::topic_controller::TOPIC_FINALIZER]);
+    t["metadata"]["deletionTimestamp"] = serde_json::json!("2026-01-01T00:00:00Z");
+    let mut bg = group(serde_json::json!({}));
+    bg["metadata"]["deletionTimestamp"] = serde_json::json!("2026-01-01T00:00:00Z");
+    bg["metadata"]["finalizers"] = serde_json::json!(["foregroundDeletion"]);
+    let hook: Hook = Arc::new(move |call: &Call| {
+        (call.method == "GET" && call.path.ends_with("/brokergroups")).then(|| {
+            (
+                StatusCode::OK,
+                serde_json::json!({
+                    "apiVersion": "ferrum.dev/v1alpha1", "kind": "BrokerGroupList",
+                    "metadata": { "resourceVersion": "7" }, "items": [bg]
+                }),
+            )
+        })
+    });
+    let (client, calls, server) = mock_server_with(t.clone(), hook);
+    // The NameServer address refuses at once: without the check the cleanup would fail (and
+    // be retried for as long as the group is being deleted).
+    let ctx = Context::new(client)
+        .with_namesrv_overrides(NamesrvOverrides::parse(&["c1=127.0.0.1:1"]).expect("override"));
+    let t: ferrum_operator::crd::Topic = serde_json::from_value(t).expect("topic");
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        ferrum_operator::topic_controller::reconcile(Arc::new(t), Arc::new(ctx)),
+    )
+    .await
+    .expect("reconcile in time")
+    .expect("the cleanup succeeds");
+    server.abort();
+    let calls = calls.lock().expect("calls").clone();
+    let seen: Vec<(&str, &str)> = calls
+        .iter()
+        .map(|c| (c.method.as_str(), c.path.as_str()))
+        .collect();
+    let groups = format!("/apis/ferrum.dev/v1alpha1/namespaces/{NS}/brokergroups");
+    let events = format!("/apis/events.k8s.io/v1/namespaces/{NS}/events");
+    let topic_path = group_path("ferrum.dev/v1alpha1", "topics", "orders");
+    assert_eq!(
+        seen,
+        vec![
+            ("GET", groups.as_str()),
+            ("POST", events.as_str()),
+            ("PATCH", topic_path.as_str()),
+        ]
+    );
+    assert_eq!(calls[1].body["reason"], "ClusterDeleting");
+    // The finalizer goes (a JSON patch that removes it).
+    assert!(calls[2].body.is_array(), "{:?}", calls[2]);
+    assert!(
+        calls[2].body.to_string().contains("remove"),
+        "{:?}",
+        calls[2].body
+    );
+}
