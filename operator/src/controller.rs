@@ -45,6 +45,8 @@ pub struct Context {
     pub metrics: Option<Metrics>,
     /// NameServer addresses that replace a cluster's in-cluster DNS names.
     pub namesrv_overrides: crate::topic_controller::NamesrvOverrides,
+    /// Broker addresses (by pod name) that replace the pods' own DNS names.
+    pub broker_addr_overrides: std::collections::BTreeMap<String, String>,
 }
 
 impl Context {
@@ -68,6 +70,7 @@ impl Context {
             recorder,
             metrics: None,
             namesrv_overrides: Default::default(),
+            broker_addr_overrides: Default::default(),
         }
     }
 
@@ -78,6 +81,15 @@ impl Context {
         overrides: crate::topic_controller::NamesrvOverrides,
     ) -> Self {
         self.namesrv_overrides = overrides;
+        self
+    }
+
+    /// Reaches these broker pods (by pod name) at these addresses instead of their DNS names.
+    pub fn with_broker_addr_overrides(
+        mut self,
+        overrides: std::collections::BTreeMap<String, String>,
+    ) -> Self {
+        self.broker_addr_overrides = overrides;
         self
     }
 

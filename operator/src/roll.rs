@@ -24,7 +24,8 @@ use kube::{Resource, ResourceExt};
 use crate::build::{self, MANAGER, pod_name};
 use crate::controller::Context;
 use crate::crd::{
-    BrokerGroup, BrokerMode, MasterRole, PodBackoff, ReplicaRole, ReplicaStatus, RollStatus,
+    BrokerGroup, BrokerGroupStatus, BrokerMode, MasterRole, PodBackoff, ReplicaRole, ReplicaStatus,
+    RollStatus,
 };
 
 /// On a BrokerGroup: any new value restarts every pod (it is copied into the pod template).
@@ -38,7 +39,12 @@ pub const REVISION_LABEL: &str = "controller-revision-hash";
 
 const BACKOFF_BASE_SECS: i64 = 10;
 const BACKOFF_MAX_SECS: i64 = 600;
-const PROMOTE_ATTEMPTS: u32 = 10;
+/// Promotion requests within one pass, `PROMOTE_RETRY` apart; later passes go on.
+const PROMOTE_ATTEMPTS: u32 = 8;
+const PROMOTE_RETRY: Duration = Duration::from_millis(500);
+
+/// Why an ASYNC_MASTER group restarts its master in place despite promoteBeforeRestart.
+const NOT_SYNC_MASTER: &str = " (promoteBeforeRestart is not used unless the master runs as SYNC_MASTER: an ASYNC_MASTER acknowledges messages no slave holds yet, and the old master would drop them when it rejoins the promoted slave's epoch)";
 
 /// What is known about one replica of the group in this pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,6 +81,8 @@ pub struct RollInput {
     pub pods: Vec<PodFacts>,
     pub max_lag_bytes: i64,
     pub promote_before_restart: bool,
+    /// `spec.replication.brokerRole` is SYNC_MASTER: every acknowledged message is on a slave.
+    pub sync_master: bool,
     /// `spec.promote` is set: the user pins the master, so the roll never promotes.
     pub master_pinned: bool,
     pub paused: bool,
@@ -110,15 +118,17 @@ pub enum Step {
         from: i32,
         to: i32,
     },
-    /// MasterSlave with promoteBeforeRestart: render `target` as master, stop the old master,
-    /// then promote `target`.
+    /// MasterSlave with promoteBeforeRestart: write the intent to status, render `target` as
+    /// master, stop the old master, then promote the slave holding the most commit log.
     PromoteThenRestart {
         master: i32,
         target: i32,
     },
-    /// Finish a promotion started by [`Step::PromoteThenRestart`].
+    /// Finish a promotion started by [`Step::PromoteThenRestart`]; `stop` is the old master
+    /// when it still runs (the pass that chose the promotion ended before evicting it).
     Promote {
         target: i32,
+        stop: Option<i32>,
     },
 }
 
@@ -158,7 +168,8 @@ pub fn backoff_secs(failures: u32) -> i64 {
 
 /// Chooses the next step. Rules, in order:
 /// 1. nothing to restart → `Done`; paused → `Paused`; another group of the cluster rolls → wait;
-/// 2. a promotion under way is finished first;
+/// 2. a promotion under way is finished first, even when paused (the group has no master
+///    until it is);
 /// 3. never more than one pod down: a terminating, missing or restarted-but-unready pod is
 ///    waited for;
 /// 4. unready pods that need a restart go first (they serve nothing, and a restart may heal them);
@@ -193,10 +204,18 @@ fn wait(pod: Option<i32>, waiting_for: impl Into<String>) -> Step {
 
 fn next_step(input: &RollInput, pending: &[i32]) -> Step {
     let pods = &input.pods;
-    let by_ordinal = |o: i32| pods.iter().find(|p| p.ordinal == o);
     let settled = pods.iter().all(|p| p.exists && !p.terminating && p.ready);
     if pending.is_empty() && input.promoting.is_none() && (!input.in_progress || settled) {
         return Step::Done;
+    }
+    // Only the driver ends a promotion, on the promoted broker's own word: the registrations
+    // the facts come from name brokers by brokerId, which a promotion moves between pods.
+    if let Some(target) = input.promoting {
+        let stop = pods
+            .iter()
+            .find(|p| p.ordinal != target && p.pending())
+            .map(|p| p.ordinal);
+        return Step::Promote { target, stop };
     }
     if input.paused {
         return Step::Paused;
@@ -206,12 +225,6 @@ fn next_step(input: &RollInput, pending: &[i32]) -> Step {
             None,
             format!("group {other} of the cluster to finish its roll"),
         );
-    }
-    if let Some(target) = input.promoting {
-        match by_ordinal(target) {
-            Some(p) if p.leads() => {}
-            _ => return Step::Promote { target },
-        }
     }
     if let Some(p) = pods.iter().find(|p| p.terminating) {
         return wait(Some(p.ordinal), "the pod to terminate");
@@ -332,6 +345,7 @@ fn next_step(input: &RollInput, pending: &[i32]) -> Step {
             Some(target)
                 if input.promote_before_restart
                     && !input.master_pinned
+                    && input.sync_master
                     && target.role == ReplicaRole::Slave =>
             {
                 Step::PromoteThenRestart {
@@ -343,8 +357,12 @@ fn next_step(input: &RollInput, pending: &[i32]) -> Step {
                 ordinal: master.ordinal,
                 reason: format!(
                     "master last, the group takes no writes until it is back{}; {}",
-                    if input.promote_before_restart && input.master_pinned {
+                    if !input.promote_before_restart {
+                        ""
+                    } else if input.master_pinned {
                         " (promoteBeforeRestart is ignored while spec.promote pins the master)"
+                    } else if !input.sync_master {
+                        NOT_SYNC_MASTER
                     } else {
                         ""
                     },
@@ -536,10 +554,11 @@ pub async fn drive(rc: RollContext<'_>) -> Result<RollOutcome, kube::Error> {
         .await
         .ok()
         .and_then(|l| l.items.into_iter().find(|g| g.uid() == bg.uid()));
-    let previous = match fresh {
-        Some(g) => g.status.and_then(|s| s.roll),
-        None => previous,
+    let fresh_status = match fresh {
+        Some(g) => g.status,
+        None => bg.status.clone(),
     };
+    let previous = fresh_status.as_ref().and_then(|s| s.roll.clone());
     let pods_api: Api<Pod> = Api::namespaced(rc.ctx.client.clone(), &ns);
     let selector = build::broker_selector(&group)
         .iter()
@@ -570,6 +589,7 @@ pub async fn drive(rc: RollContext<'_>) -> Result<RollOutcome, kube::Error> {
         ),
         max_lag_bytes: bg.spec.upgrade.max_lag_bytes(),
         promote_before_restart: bg.spec.upgrade.promote_before_restart,
+        sync_master: sync_master(bg),
         master_pinned: bg.spec.promote.is_some(),
         paused: bg
             .annotations()
@@ -622,22 +642,6 @@ pub async fn drive(rc: RollContext<'_>) -> Result<RollOutcome, kube::Error> {
     // Back-off entries of pods that no longer need a restart are dropped.
     backoff.retain(|b| ordinal_of(&b.pod).is_some_and(|o| plan.pending.contains(&o)));
     let mut new_master = None;
-    let fail = |backoff: &mut Vec<PodBackoff>, ordinal: i32, error: String| {
-        let pod = pod_name(&group, ordinal);
-        let failures = backoff
-            .iter()
-            .find(|b| b.pod == pod)
-            .map(|b| b.failures)
-            .unwrap_or_default()
-            + 1;
-        backoff.retain(|b| b.pod != pod);
-        backoff.push(PodBackoff {
-            pod,
-            failures,
-            retry_after: time_at(now + backoff_secs(failures)),
-            last_error: error,
-        });
-    };
     match plan.step.clone() {
         Step::Done => {}
         Step::Paused => {
@@ -650,40 +654,17 @@ pub async fn drive(rc: RollContext<'_>) -> Result<RollOutcome, kube::Error> {
             status.waiting_for = Some(waiting_for);
         }
         Step::Restart { ordinal, reason } => {
-            let pod = pod_name(&group, ordinal);
-            status.pod = Some(pod.clone());
-            match evict(&pods_api, &pod).await {
-                Ok(()) => {
-                    status.restarted += 1;
-                    status.reason = format!("restarted {pod}: {reason}");
-                    status.waiting_for = Some("the pod to come back Ready".to_owned());
-                    pod_event(
-                        &rc,
-                        &pods,
-                        &pod,
-                        EventType::Normal,
-                        "Restarting",
-                        format!("restarting {pod}: {reason}"),
-                    )
-                    .await;
-                    if let Some(m) = &rc.ctx.metrics {
-                        m.pod_restarted(&ns, &group);
-                    }
-                }
-                Err(why) => {
-                    status.reason = format!("restart of {pod} failed: {why}");
-                    fail(&mut backoff, ordinal, why.clone());
-                    pod_event(
-                        &rc,
-                        &pods,
-                        &pod,
-                        EventType::Warning,
-                        "RestartFailed",
-                        status.reason.clone(),
-                    )
-                    .await;
-                }
-            }
+            restart_pod(
+                &rc,
+                &pods_api,
+                &pods,
+                ordinal,
+                &reason,
+                &mut status,
+                &mut backoff,
+                now,
+            )
+            .await;
         }
         Step::TransferLeadership { from, to } => {
             let (from_pod, to_pod) = (pod_name(&group, from), pod_name(&group, to));
@@ -721,14 +702,14 @@ pub async fn drive(rc: RollContext<'_>) -> Result<RollOutcome, kube::Error> {
                     }
                     Err(e) => {
                         status.reason = format!("restart of leader {from_pod} failed: {e}");
-                        fail(&mut backoff, from, e);
+                        record_failure(&mut backoff, &from_pod, now, e);
                     }
                 },
                 Err(TransferError::Failed(why)) => {
                     status.reason = format!(
                         "leadership transfer from {from_pod} ({addr}) to {to_pod} failed: {why}"
                     );
-                    fail(&mut backoff, from, why);
+                    record_failure(&mut backoff, &from_pod, now, why);
                     pod_event(
                         &rc,
                         &pods,
@@ -744,110 +725,146 @@ pub async fn drive(rc: RollContext<'_>) -> Result<RollOutcome, kube::Error> {
         Step::PromoteThenRestart { master, target } => {
             let (old, new) = (pod_name(&group, master), pod_name(&group, target));
             status.pod = Some(old.clone());
-            // The restarted pod must read a slave's broker.conf, so the files are rendered
-            // with the new master before the old one stops.
-            let cm: ConfigMap = build::config_map_for(&bg.spec, rc.id, target);
-            let cms: Api<ConfigMap> = Api::namespaced(rc.ctx.client.clone(), &ns);
-            cms.patch(
-                &build::config_map(&group),
-                &PatchParams::apply(MANAGER).force(),
-                &Patch::Apply(&cm),
-            )
-            .await?;
-            match evict(&pods_api, &old).await {
-                Ok(()) => {
-                    status.restarted += 1;
-                    status.promoting = Some(target);
-                    new_master = Some(target);
-                    pod_event(&rc, &pods, &old, EventType::Normal, "Restarting",
+            // The spec may say SYNC_MASTER while the master still runs an older ASYNC_MASTER
+            // configuration (the roll that changes the role restarts it last): ask it.
+            let master_addr = rc.addrs.get(&master).cloned().unwrap_or_default();
+            let running = match rc.admin.broker_replica_status(&master_addr).await {
+                Ok(s) => Ok(s.role),
+                Err(e) => Err(e.to_string()),
+            };
+            if running.as_deref() != Ok("SYNC_MASTER") {
+                let why = match &running {
+                    Ok(role) => format!("{old} runs as {role}"),
+                    Err(e) => format!("{old} did not say its role ({e})"),
+                };
+                let reason = format!(
+                    "master last, restarted in place because {why}{NOT_SYNC_MASTER}; {}",
+                    describe(&input.pods[usize::try_from(master).unwrap_or_default()])
+                );
+                restart_pod(
+                    &rc,
+                    &pods_api,
+                    &pods,
+                    master,
+                    &reason,
+                    &mut status,
+                    &mut backoff,
+                    now,
+                )
+                .await;
+            } else {
+                // Written down before anything changes, so that a pass after an operator
+                // restart finishes the promotion (see Step::Promote).
+                status.promoting = Some(target);
+                status.reason =
+                    format!("promoting {new} to master, {old} stops first (promoteBeforeRestart)");
+                status.waiting_for =
+                    Some(format!("{old} to stop and {new} to accept the promotion"));
+                write_intent(&rc, &groups, &fresh_status, &status, target).await?;
+                // The restarted pod must read a slave's broker.conf, so the files are rendered
+                // with the new master before the old one stops.
+                apply_config(&rc, &ns, target).await?;
+                match evict(&pods_api, &old).await {
+                    Ok(()) => {
+                        status.restarted += 1;
+                        pod_event(&rc, &pods, &old, EventType::Normal, "Restarting",
                             format!(
-                                "restarting master {old} after promoting {new} (promoteBeforeRestart); {}",
+                                "restarting master {old} to promote {new} (promoteBeforeRestart); {}",
                                 describe(&input.pods[usize::try_from(master).unwrap_or_default()])
                             ),
                         )
                         .await;
-                    if let Some(m) = &rc.ctx.metrics {
-                        m.pod_restarted(&ns, &group);
-                    }
-                    let addr = rc.addrs.get(&target).cloned().unwrap_or_default();
-                    match promote_when_master_gone(rc.admin, &addr, sync_master(bg)).await {
-                        Ok(epoch) => {
-                            status.reason = format!(
-                                "{new} promoted to master in epoch {epoch}; {old} restarts as a slave"
-                            );
-                            status.waiting_for = Some(format!("{new} to report the master role"));
-                            pod_event(
+                        if let Some(m) = &rc.ctx.metrics {
+                            m.pod_restarted(&ns, &group);
+                        }
+                        new_master = Some(
+                            promote_phase(
                                 &rc,
                                 &pods,
-                                &new,
-                                EventType::Normal,
-                                "Promoted",
-                                format!("{new} promoted in epoch {epoch} while {old} restarts"),
+                                &input.pods,
+                                target,
+                                &mut status,
+                                &groups,
+                                &fresh_status,
                             )
-                            .await;
-                        }
-                        Err(why) => {
-                            status.reason =
-                                format!("{old} stopped; promotion of {new} not done yet: {why}");
-                            status.waiting_for = Some(format!("{new} to accept the promotion"));
-                        }
+                            .await?,
+                        );
                     }
-                }
-                Err(why) => {
-                    status.reason = format!("restart of master {old} failed: {why}");
-                    fail(&mut backoff, master, why);
-                    pod_event(
-                        &rc,
-                        &pods,
-                        &old,
-                        EventType::Warning,
-                        "RestartFailed",
-                        status.reason.clone(),
-                    )
-                    .await;
+                    Err(why) => {
+                        // The old master stays master: its configuration comes back and the
+                        // intent is dropped (the final status names it master again).
+                        apply_config(&rc, &ns, master).await?;
+                        status.promoting = None;
+                        status.reason = format!("restart of master {old} failed: {why}");
+                        status.waiting_for = None;
+                        record_failure(&mut backoff, &old, now, why);
+                        pod_event(
+                            &rc,
+                            &pods,
+                            &old,
+                            EventType::Warning,
+                            "RestartFailed",
+                            status.reason.clone(),
+                        )
+                        .await;
+                    }
                 }
             }
         }
-        Step::Promote { target } => {
+        Step::Promote { target, stop } => {
             let new = pod_name(&group, target);
             status.pod = Some(new.clone());
             new_master = Some(target);
-            // Once status names the new master the observation looks for it under brokerId 0,
-            // where it is not registered until promoted: fall back to its stable address.
-            let addr = rc.addrs.get(&target).cloned().unwrap_or_else(|| {
-                format!(
-                    "{}:{}",
-                    build::pod_dns(&group, target, &ns),
-                    build::BROKER_PORT
-                )
-            });
-            let result = promote_when_master_gone(rc.admin, &addr, sync_master(bg)).await;
-            match result {
-                Ok(epoch) => {
-                    status.reason = format!("{new} promoted to master in epoch {epoch}");
-                    status.waiting_for = Some(format!("{new} to report the master role"));
-                    pod_event(
-                        &rc,
-                        &pods,
-                        &new,
-                        EventType::Normal,
-                        "Promoted",
-                        format!("{new} promoted in epoch {epoch} during the roll"),
-                    )
-                    .await;
-                }
-                Err(why) => {
-                    status.reason = format!("promotion of {new} not done yet: {why}");
-                    status.waiting_for = Some(format!("{new} to accept the promotion"));
+            let mut stopped = true;
+            if let Some(m) = stop {
+                let old = pod_name(&group, m);
+                match evict(&pods_api, &old).await {
+                    Ok(()) => {
+                        status.restarted += 1;
+                        pod_event(&rc, &pods, &old, EventType::Normal, "Restarting",
+                            format!("restarting master {old} to finish promoting {new} (promoteBeforeRestart)"),
+                        )
+                        .await;
+                        if let Some(metrics) = &rc.ctx.metrics {
+                            metrics.pod_restarted(&ns, &group);
+                        }
+                    }
+                    Err(why) => {
+                        stopped = false;
+                        apply_config(&rc, &ns, m).await?;
+                        new_master = Some(m);
+                        status.promoting = None;
+                        status.pod = Some(old.clone());
+                        status.reason = format!("restart of master {old} failed: {why}");
+                        status.waiting_for = None;
+                        record_failure(&mut backoff, &old, now, why);
+                        pod_event(
+                            &rc,
+                            &pods,
+                            &old,
+                            EventType::Warning,
+                            "RestartFailed",
+                            status.reason.clone(),
+                        )
+                        .await;
+                    }
                 }
             }
+            if stopped {
+                new_master = Some(
+                    promote_phase(
+                        &rc,
+                        &pods,
+                        &input.pods,
+                        target,
+                        &mut status,
+                        &groups,
+                        &fresh_status,
+                    )
+                    .await?,
+                );
+            }
         }
-    }
-    // A finished promotion: the new master reports its role.
-    if let Some(t) = status.promoting
-        && input.pods.iter().any(|p| p.ordinal == t && p.leads())
-    {
-        status.promoting = None;
     }
     status.backoff = backoff;
     Ok(RollOutcome {
@@ -880,6 +897,254 @@ async fn pod_event(
     if let Err(e) = rc.ctx.recorder.publish(&ev, &rc.bg.object_ref(&())).await {
         tracing::warn!(error = %e, reason, pod, "could not record event");
     }
+}
+
+/// Evicts one pod and records it: the Restarting Event with its reason, or the failure with
+/// its back-off and a RestartFailed Event.
+#[allow(clippy::too_many_arguments)]
+async fn restart_pod(
+    rc: &RollContext<'_>,
+    pods_api: &Api<Pod>,
+    pods: &[Pod],
+    ordinal: i32,
+    reason: &str,
+    status: &mut RollStatus,
+    backoff: &mut Vec<PodBackoff>,
+    now: i64,
+) {
+    let group = rc.bg.name_any();
+    let ns = rc.bg.namespace().unwrap_or_default();
+    let pod = pod_name(&group, ordinal);
+    status.pod = Some(pod.clone());
+    match evict(pods_api, &pod).await {
+        Ok(()) => {
+            status.restarted += 1;
+            status.reason = format!("restarted {pod}: {reason}");
+            status.waiting_for = Some("the pod to come back Ready".to_owned());
+            pod_event(
+                rc,
+                pods,
+                &pod,
+                EventType::Normal,
+                "Restarting",
+                format!("restarting {pod}: {reason}"),
+            )
+            .await;
+            if let Some(m) = &rc.ctx.metrics {
+                m.pod_restarted(&ns, &group);
+            }
+        }
+        Err(why) => {
+            status.reason = format!("restart of {pod} failed: {why}");
+            status.waiting_for = None;
+            record_failure(backoff, &pod, now, why);
+            pod_event(
+                rc,
+                pods,
+                &pod,
+                EventType::Warning,
+                "RestartFailed",
+                status.reason.clone(),
+            )
+            .await;
+        }
+    }
+}
+
+/// One more failed attempt on `pod`: its back-off doubles.
+fn record_failure(backoff: &mut Vec<PodBackoff>, pod: &str, now: i64, error: String) {
+    let failures = backoff
+        .iter()
+        .find(|b| b.pod == pod)
+        .map(|b| b.failures)
+        .unwrap_or_default()
+        + 1;
+    backoff.retain(|b| b.pod != pod);
+    backoff.push(PodBackoff {
+        pod: pod.to_owned(),
+        failures,
+        retry_after: time_at(now + backoff_secs(failures)),
+        last_error: error,
+    });
+}
+
+/// Renders every replica's broker.conf with `master` as the master.
+async fn apply_config(rc: &RollContext<'_>, ns: &str, master: i32) -> Result<(), kube::Error> {
+    let cm: ConfigMap = build::config_map_for(&rc.bg.spec, rc.id, master);
+    let cms: Api<ConfigMap> = Api::namespaced(rc.ctx.client.clone(), ns);
+    cms.patch(
+        &build::config_map(&rc.bg.name_any()),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&cm),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Records a promotion in the group's status before the step acts on it: `status.roll` with
+/// `promoting`, and `masterOrdinal` naming the slave to promote, so the next pass renders it
+/// as master and finishes the promotion even if this operator stops now. The rest of the
+/// status is the one last written, applied by the same field manager as every status write.
+async fn write_intent(
+    rc: &RollContext<'_>,
+    groups: &Api<BrokerGroup>,
+    last: &Option<BrokerGroupStatus>,
+    roll: &RollStatus,
+    master: i32,
+) -> Result<(), kube::Error> {
+    let mut status = last.clone().unwrap_or_default();
+    status.roll = Some(roll.clone());
+    status.master_ordinal = Some(master);
+    let patch = serde_json::json!({
+        "apiVersion": "ferrum.dev/v1alpha1",
+        "kind": "BrokerGroup",
+        "status": status,
+    });
+    groups
+        .patch_status(
+            &rc.bg.name_any(),
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    Ok(())
+}
+
+/// What the replicas running the current template say during a promotion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PromotionChoice {
+    /// This replica already is master: the promotion is over.
+    Done(i32),
+    /// Promote this slave: it holds the most commit log.
+    Promote(i32),
+    /// No replica answered.
+    Nobody,
+}
+
+/// Chooses whom to promote from the answers (ordinal, role, max commit-log offset) of the
+/// replicas that run the current template. Once the old master is gone no slave's log grows,
+/// and with SYNC_MASTER every acknowledged message is on at least one slave, so the slave with
+/// the highest offset holds them all; the planned target wins ties. A replica that already
+/// says master ends the promotion.
+pub fn choose_promotion(target: i32, answers: &[(i32, String, i64)]) -> PromotionChoice {
+    let masters: Vec<i32> = answers
+        .iter()
+        .filter(|(_, role, _)| role.ends_with("MASTER"))
+        .map(|(o, _, _)| *o)
+        .collect();
+    if let Some(m) = masters.iter().find(|m| **m == target).or(masters.first()) {
+        return PromotionChoice::Done(*m);
+    }
+    answers
+        .iter()
+        .filter(|(_, role, _)| role == "SLAVE")
+        .max_by_key(|(o, _, offset)| (*offset, *o == target, std::cmp::Reverse(*o)))
+        .map_or(PromotionChoice::Nobody, |(o, _, _)| {
+            PromotionChoice::Promote(*o)
+        })
+}
+
+/// The address at which a replica's broker answers as itself: its pod's DNS name (the
+/// NameServers list brokers by brokerId, which a promotion moves from pod to pod).
+fn own_addr(rc: &RollContext<'_>, ordinal: i32) -> String {
+    let group = rc.bg.name_any();
+    let pod = pod_name(&group, ordinal);
+    rc.ctx
+        .broker_addr_overrides
+        .get(&pod)
+        .cloned()
+        .unwrap_or_else(|| {
+            format!(
+                "{}:{}",
+                build::pod_dns(&group, ordinal, &rc.bg.namespace().unwrap_or_default()),
+                build::BROKER_PORT
+            )
+        })
+}
+
+/// The promotion itself, once the old master is stopping: asks the replicas on the current
+/// template, picks the slave with the most commit log (recording a change of target before
+/// acting on it), and asks it to promote itself for a few seconds; later passes go on.
+/// Returns the ordinal the status is to name master.
+async fn promote_phase(
+    rc: &RollContext<'_>,
+    pods: &[Pod],
+    facts: &[PodFacts],
+    target: i32,
+    status: &mut RollStatus,
+    groups: &Api<BrokerGroup>,
+    last: &Option<BrokerGroupStatus>,
+) -> Result<i32, kube::Error> {
+    let group = rc.bg.name_any();
+    let ns = rc.bg.namespace().unwrap_or_default();
+    let mut answers = Vec::new();
+    for p in facts
+        .iter()
+        .filter(|p| p.exists && !p.terminating && !p.pending())
+    {
+        if let Ok(s) = rc
+            .admin
+            .broker_replica_status(&own_addr(rc, p.ordinal))
+            .await
+        {
+            answers.push((p.ordinal, s.role, s.max_phy_offset));
+        }
+    }
+    let best = match choose_promotion(target, &answers) {
+        PromotionChoice::Done(m) => {
+            let pod = pod_name(&group, m);
+            status.promoting = None;
+            status.pod = Some(pod.clone());
+            status.reason = format!("{pod} is master");
+            status.waiting_for = None;
+            return Ok(m);
+        }
+        PromotionChoice::Nobody => {
+            status.waiting_for =
+                Some("a slave running the current template to answer, to be promoted".to_owned());
+            return Ok(target);
+        }
+        PromotionChoice::Promote(best) => best,
+    };
+    let new = pod_name(&group, best);
+    status.pod = Some(new.clone());
+    if best != target {
+        status.promoting = Some(best);
+        status.reason = format!(
+            "promoting {new} instead of {}: it holds the most commit log",
+            pod_name(&group, target)
+        );
+        write_intent(rc, groups, last, status, best).await?;
+        apply_config(rc, &ns, best).await?;
+    }
+    let addr = own_addr(rc, best);
+    let mut last_error = String::new();
+    for attempt in 0..PROMOTE_ATTEMPTS {
+        if attempt > 0 {
+            tokio::time::sleep(PROMOTE_RETRY).await;
+        }
+        match rc.admin.promote_broker(&addr, sync_master(rc.bg)).await {
+            Ok(s) => {
+                status.promoting = None;
+                status.reason = format!("{new} promoted to master in epoch {}", s.epoch);
+                status.waiting_for = None;
+                pod_event(
+                    rc,
+                    pods,
+                    &new,
+                    EventType::Normal,
+                    "Promoted",
+                    format!("{new} promoted in epoch {} during the roll", s.epoch),
+                )
+                .await;
+                return Ok(best);
+            }
+            Err(e) => last_error = e.to_string(),
+        }
+    }
+    status.reason = format!("promotion of {new} not done yet: {last_error}");
+    status.waiting_for = Some(format!("{new} to accept the promotion"));
+    Ok(best)
 }
 
 fn sync_master(bg: &BrokerGroup) -> bool {
@@ -931,27 +1196,6 @@ async fn transfer_leader(
     }
 }
 
-/// FERRUM_PROMOTE_BROKER, retried for a while: the broker refuses as long as the NameServers
-/// still list the old master (it drops at once when its connection closes, but the pod may
-/// take its grace period to stop).
-async fn promote_when_master_gone(
-    admin: &ferrum_client::Admin,
-    addr: &str,
-    sync: bool,
-) -> Result<u32, String> {
-    let mut last = String::new();
-    for attempt in 0..PROMOTE_ATTEMPTS {
-        if attempt > 0 {
-            tokio::time::sleep(Duration::from_secs(2)).await;
-        }
-        match admin.promote_broker(addr, sync).await {
-            Ok(s) => return Ok(s.epoch),
-            Err(e) => last = e.to_string(),
-        }
-    }
-    Err(last)
-}
-
 /// The ordinals whose pods exist, for tests and callers that only need a count.
 pub fn existing(pods: &[PodFacts]) -> BTreeSet<i32> {
     pods.iter()
@@ -984,6 +1228,7 @@ mod tests {
             pods,
             max_lag_bytes: 1024,
             promote_before_restart: false,
+            sync_master: true,
             master_pinned: false,
             paused: false,
             now: 1_000,
@@ -1260,17 +1505,105 @@ mod tests {
         i.promoting = Some(2);
         // Old master 0 is down (terminating); promotion comes before any waiting.
         i.pods[0].terminating = true;
+        i.pods[1].current = true;
         i.pods[2].current = true;
-        assert_eq!(plan(&i).step, Step::Promote { target: 2 });
-        // Once 2 reports the master role the roll goes on as usual.
+        assert_eq!(
+            plan(&i).step,
+            Step::Promote {
+                target: 2,
+                stop: None
+            }
+        );
+        // Paused, or with the facts saying 2 leads (registrations move with a promotion):
+        // only the driver, on the promoted broker's word, ends it.
+        i.paused = true;
         i.pods[2].role = ReplicaRole::Master;
         i.pods[0].role = ReplicaRole::Slave;
-        assert!(waits_for(&plan(&i).step).contains("terminate"));
+        assert_eq!(
+            plan(&i).step,
+            Step::Promote {
+                target: 2,
+                stop: None
+            }
+        );
         // Even with every pod current, an unconfirmed promotion is not Done.
         let mut j = ms(0, 2);
         j.pods.iter_mut().for_each(|p| p.current = true);
         j.promoting = Some(1);
-        assert_eq!(plan(&j).step, Step::Promote { target: 1 });
+        assert_eq!(
+            plan(&j).step,
+            Step::Promote {
+                target: 1,
+                stop: None
+            }
+        );
+    }
+
+    #[test]
+    fn a_promotion_whose_old_master_still_runs_stops_it_first() {
+        // The pass that wrote the intent ended before the eviction (an operator restart).
+        let mut i = ms(0, 3);
+        i.pods[1].current = true;
+        i.pods[2].current = true;
+        i.promoting = Some(2);
+        assert_eq!(
+            plan(&i).step,
+            Step::Promote {
+                target: 2,
+                stop: Some(0)
+            }
+        );
+        // Once it is terminating it is not evicted again.
+        i.pods[0].terminating = true;
+        assert_eq!(
+            plan(&i).step,
+            Step::Promote {
+                target: 2,
+                stop: None
+            }
+        );
+    }
+
+    #[test]
+    fn promote_before_restart_needs_sync_master() {
+        let mut i = ms(0, 3);
+        i.promote_before_restart = true;
+        i.sync_master = false;
+        restarted(&mut i, 1, true);
+        restarted(&mut i, 2, true);
+        match plan(&i).step {
+            Step::Restart { ordinal, reason } => {
+                assert_eq!(ordinal, 0);
+                assert!(
+                    reason.contains("master last") && reason.contains("SYNC_MASTER"),
+                    "{reason}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn answer(o: i32, role: &str, offset: i64) -> (i32, String, i64) {
+        (o, role.to_owned(), offset)
+    }
+
+    #[test]
+    fn the_slave_with_the_most_commit_log_is_promoted() {
+        // A SYNC_MASTER acknowledged once either slave had a message: 1 got the last one.
+        let a = [answer(1, "SLAVE", 900), answer(2, "SLAVE", 800)];
+        assert_eq!(choose_promotion(2, &a), PromotionChoice::Promote(1));
+        // Equal: the planned target.
+        let a = [answer(1, "SLAVE", 900), answer(2, "SLAVE", 900)];
+        assert_eq!(choose_promotion(2, &a), PromotionChoice::Promote(2));
+        // The old master back on the new template, as a slave holding everything.
+        let a = [answer(0, "SLAVE", 1000), answer(2, "SLAVE", 900)];
+        assert_eq!(choose_promotion(2, &a), PromotionChoice::Promote(0));
+        // Someone already promoted: over.
+        let a = [answer(1, "SYNC_MASTER", 900), answer(2, "SLAVE", 900)];
+        assert_eq!(choose_promotion(2, &a), PromotionChoice::Done(1));
+        assert_eq!(choose_promotion(2, &[]), PromotionChoice::Nobody);
+        let a = [answer(1, "UNKNOWN", 1)];
+        assert_eq!(choose_promotion(1, &a), PromotionChoice::Nobody);
     }
 
     #[test]
