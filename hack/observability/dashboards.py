@@ -474,19 +474,25 @@ def operator():
         [query_var("kind", "Kind", "label_values(ferrum_operator_reconciles_total, kind)")],
     )
     sel = 'kind=~"$kind"'
-    b.stat("Reconciles / s", f"sum(rate(ferrum_operator_reconciles_total{{{sel}}}[$__rate_interval]))", unit="ops", w=8)
+    b.stat(
+        "Managed objects",
+        f"sum(ferrum_operator_managed_objects{{{sel}}})",
+        w=6,
+        description="BrokerGroups and Topics in the operator's watch caches (leader only).",
+    )
+    b.stat("Reconciles / s", f"sum(rate(ferrum_operator_reconciles_total{{{sel}}}[$__rate_interval]))", unit="ops", w=6)
     b.stat(
         "Errors / s",
         f'sum(rate(ferrum_operator_reconciles_total{{{sel}, result="error"}}[$__rate_interval]))',
         unit="ops",
-        w=8,
+        w=6,
     )
     b.stat(
         "Error ratio (5m)",
         f'sum(rate(ferrum_operator_reconciles_total{{{sel}, result="error"}}[5m])) / '
         f"sum(rate(ferrum_operator_reconciles_total{{{sel}}}[5m]))",
         unit="percentunit",
-        w=8,
+        w=6,
     )
     b.ts(
         "Reconciles by kind and result",
@@ -512,7 +518,10 @@ def operator():
     b.ts(
         "Reconciles in the last hour by result",
         [(f"sum by (kind, result) (increase(ferrum_operator_reconciles_total{{{sel}}}[1h]))", "{{kind}} {{result}}")],
-        w=24,
+    )
+    b.ts(
+        "Managed objects by kind",
+        [(f"sum by (kind) (ferrum_operator_managed_objects{{{sel}}})", "{{kind}}")],
     )
     # Rolling restarts of BrokerGroups (gauges set on every BrokerGroup pass).
     b.row("Rolling restarts")

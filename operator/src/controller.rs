@@ -798,30 +798,35 @@ async fn run_scoped(ctx: Context, namespace: Option<&str>) {
     let client = ctx.client.clone();
     let ctx = Arc::new(ctx);
     let cfg = watcher::Config::default();
-    Controller::new(
+    let controller = Controller::new(
         scoped::<DeserializeGuard<BrokerGroup>>(&client, namespace),
         cfg.clone(),
-    )
-    .owns(scoped::<StatefulSet>(&client, namespace), cfg.clone())
-    // Broker pods are owned by the StatefulSet, not the group: mapped through their labels.
-    .watches(
-        scoped::<Pod>(&client, namespace),
-        watcher::Config::default().labels(&format!(
-            "app.kubernetes.io/name=ferrum-broker,app.kubernetes.io/managed-by={MANAGER}"
-        )),
-        |pod| group_of_pod(&pod),
-    )
-    .owns(scoped::<ConfigMap>(&client, namespace), cfg.clone())
-    .owns(scoped::<Service>(&client, namespace), cfg.clone())
-    .owns(scoped::<PodDisruptionBudget>(&client, namespace), cfg)
-    .shutdown_on_signal()
-    .run(guarded_reconcile, error_policy, ctx)
-    .for_each(|res| async move {
-        if let Err(e) = res {
-            tracing::debug!(error = %e, "controller event");
-        }
-    })
-    .await;
+    );
+    if let Some(m) = &ctx.metrics {
+        let groups = controller.store();
+        m.track_managed("BrokerGroup", move || groups.state().len());
+    }
+    controller
+        .owns(scoped::<StatefulSet>(&client, namespace), cfg.clone())
+        // Broker pods are owned by the StatefulSet, not the group: mapped through their labels.
+        .watches(
+            scoped::<Pod>(&client, namespace),
+            watcher::Config::default().labels(&format!(
+                "app.kubernetes.io/name=ferrum-broker,app.kubernetes.io/managed-by={MANAGER}"
+            )),
+            |pod| group_of_pod(&pod),
+        )
+        .owns(scoped::<ConfigMap>(&client, namespace), cfg.clone())
+        .owns(scoped::<Service>(&client, namespace), cfg.clone())
+        .owns(scoped::<PodDisruptionBudget>(&client, namespace), cfg)
+        .shutdown_on_signal()
+        .run(guarded_reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                tracing::debug!(error = %e, "controller event");
+            }
+        })
+        .await;
 }
 
 #[cfg(test)]

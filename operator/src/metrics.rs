@@ -2,7 +2,9 @@
 //! `/healthz` and `/readyz`. The registry belongs to the operator instance, not to a global,
 //! so tests and several controllers in one process do not share counters.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http_body_util::Full;
@@ -14,6 +16,21 @@ use prometheus::{
 };
 use tokio::net::TcpListener;
 
+/// How many objects of one kind a controller currently manages, read from its watch cache.
+pub type ManagedCount = Arc<dyn Fn() -> usize + Send + Sync>;
+
+/// The sources of `ferrum_operator_managed_objects`: one per controller (several per kind when
+/// the operator runs one controller per watched namespace).
+#[derive(Clone, Default)]
+struct ManagedSources(Arc<Mutex<Vec<(String, ManagedCount)>>>);
+
+impl std::fmt::Debug for ManagedSources {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0.lock().map(|v| v.len()).unwrap_or_default();
+        write!(f, "ManagedSources({n})")
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Metrics {
     registry: Registry,
@@ -22,6 +39,8 @@ pub struct Metrics {
     roll_restarts: IntCounterVec,
     rolls_in_progress: IntGaugeVec,
     roll_pods_pending: IntGaugeVec,
+    managed: IntGaugeVec,
+    managed_sources: ManagedSources,
 }
 
 impl Metrics {
@@ -63,7 +82,16 @@ impl Metrics {
             ),
             &["namespace", "group"],
         )?;
+        let managed = IntGaugeVec::new(
+            Opts::new(
+                "ferrum_operator_managed_objects",
+                "Custom resources the operator manages, by kind (BrokerGroup, Topic), as its \
+                 watch caches hold them when scraped",
+            ),
+            &["kind"],
+        )?;
         registry.register(Box::new(reconciles.clone()))?;
+        registry.register(Box::new(managed.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(roll_restarts.clone()))?;
         registry.register(Box::new(rolls_in_progress.clone()))?;
@@ -75,7 +103,39 @@ impl Metrics {
             roll_restarts,
             rolls_in_progress,
             roll_pods_pending,
+            managed,
+            managed_sources: ManagedSources::default(),
         })
+    }
+
+    /// Adds a source of `ferrum_operator_managed_objects{kind}`; the gauge is the sum of the
+    /// sources of each kind, taken at every scrape, so a deleted object leaves it at once even
+    /// though no reconcile pass follows its deletion.
+    pub fn track_managed(&self, kind: &str, count: impl Fn() -> usize + Send + Sync + 'static) {
+        self.managed_sources
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((kind.to_owned(), Arc::new(count)));
+        self.refresh_managed();
+    }
+
+    fn refresh_managed(&self) {
+        let mut totals: BTreeMap<String, usize> = BTreeMap::new();
+        for (kind, count) in self
+            .managed_sources
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            *totals.entry(kind.clone()).or_default() += count();
+        }
+        for (kind, n) in totals {
+            self.managed
+                .with_label_values(&[kind.as_str()])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
     }
 
     /// One pod restarted by a roll.
@@ -104,6 +164,7 @@ impl Metrics {
 
     /// Text exposition format.
     pub fn render(&self) -> String {
+        self.refresh_managed();
         let mut buf = Vec::new();
         // Encoding into a Vec only fails on invalid metric families, which we never build.
         if TextEncoder::new()
@@ -194,6 +255,30 @@ mod tests {
         assert!(
             m.render()
                 .contains(r#"ferrum_operator_rolls_in_progress{group="orders",namespace="mq"} 0"#)
+        );
+    }
+
+    #[test]
+    fn managed_objects_sum_every_source_of_a_kind_at_each_render() {
+        let m = Metrics::new().expect("metrics");
+        let groups_a = Arc::new(std::sync::atomic::AtomicUsize::new(2));
+        let seen = groups_a.clone();
+        m.track_managed("BrokerGroup", move || {
+            seen.load(std::sync::atomic::Ordering::Relaxed)
+        });
+        m.track_managed("BrokerGroup", || 1);
+        m.track_managed("Topic", || 5);
+        let text = m.render();
+        assert!(
+            text.contains(r#"ferrum_operator_managed_objects{kind="BrokerGroup"} 3"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"ferrum_operator_managed_objects{kind="Topic"} 5"#));
+        // A group deleted from one namespace's cache shows at the next scrape.
+        groups_a.store(0, std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            m.render()
+                .contains(r#"ferrum_operator_managed_objects{kind="BrokerGroup"} 1"#)
         );
     }
 

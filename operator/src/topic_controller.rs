@@ -659,6 +659,10 @@ async fn run_over(
     let cfg = watcher::Config::default();
     let controller = Controller::new(topic_api, cfg.clone());
     let topics = controller.store();
+    if let Some(m) = &ctx.metrics {
+        let topics = topics.clone();
+        m.track_managed("Topic", move || topics.state().len());
+    }
     controller
         .watches(group_api, cfg, move |guard| {
             let Ok(bg) = &guard.0 else {
