@@ -2,11 +2,13 @@
 # `make chart-test`: checks charts/ferrum and examples/ with a real helm and a real
 # kube-apiserver.
 #   1. the chart's CRDs are the same bytes as crds/ (`make crds` writes both)
-#   2. helm lint --strict and helm template: default values, namespaced watch, monitoring on
+#   2. helm lint --strict and helm template: default values, namespaced watch, monitoring on;
+#      the scrape jobs the monitors produce are the ones the alert rules match
 #   3. the RBAC covers what the operator's code uses and no more (rbac_check.py), first on
 #      the rendered YAML, then as `kubectl auth can-i` answers of a real apiserver
 #   4. the CRDs (and the Prometheus Operator's, from the Go module proxy) applied for real,
-#      every rendered manifest and examples/ with `kubectl apply --dry-run=server`
+#      every rendered manifest and examples/ with `kubectl apply --dry-run=server`; the
+#      brokers' and NameServers' PodMonitors select the pod templates the operator builds
 # Starts its own control plane with hack/k8s/up.sh in its own directory and stops it on exit.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -35,6 +37,7 @@ if ! cmp "$repo/crds/ferrum.dev.yaml" "$chart/crds/ferrum.dev.yaml"; then
 fi
 
 monitoring=(--set monitoring.serviceMonitor.enabled=true --set monitoring.podMonitor.enabled=true
+  --set monitoring.clusterPodMonitors.enabled=true
   --set monitoring.prometheusRule.enabled=true --set monitoring.grafanaDashboards.enabled=true)
 namespaced=(--set "watchNamespaces={$(IFS=,; echo "${WATCH[*]}")}")
 declare -A variants=(
@@ -79,7 +82,21 @@ lacks single 'name: POD_NAMESPACE'
 lacks single 'leader-election'
 lacks single '^kind: Service$'
 has monitoring '^kind: ServiceMonitor$'
-has monitoring '^kind: PodMonitor$'
+monitors="$(grep -c '^kind: PodMonitor$' "$out/monitoring.yaml")"
+[ "$monitors" = 3 ] || { echo "monitoring: $monitors PodMonitors, want the operator's, the brokers' and the NameServers'" >&2; exit 1; }
+step "every scrape job the alert rules expect is one the monitors produce (hack/observability/jobs.py)"
+python3 "$repo/hack/observability/jobs.py" "$out/monitoring.yaml" | sed 's/^/   /'
+python3 - "$out/monitoring.yaml" "$chart/files/prometheus-rules.yaml" "$repo/hack/observability" <<'PY'
+import re, sys
+sys.path.insert(0, sys.argv[3])
+import jobs
+produced = {jobs.job_of(m) for m in jobs.monitors(sys.argv[1])}
+wanted = sorted(set(re.findall(r'job=~"([^"]+)"', open(sys.argv[2]).read())))
+missing = [w for w in wanted if not any(re.fullmatch(w, j) for j in produced)]
+if not wanted or missing:
+    sys.exit(f"rule job patterns {missing or '(none found)'} match no monitor's job {sorted(produced)}")
+print(f"   rule job patterns {wanted} each match a monitor's job")
+PY
 for v in default namespaced single; do
   lacks "$v" '^kind: \(ServiceMonitor\|PodMonitor\|PrometheusRule\)$'
   lacks "$v" 'grafana_dashboard'
@@ -189,6 +206,23 @@ PY
     echo "operator ($mode) as the chart's ServiceAccount:" >&2
     grep -i 'forbidden\|error' "$log" | head -20 >&2 || tail -20 "$log" >&2
     exit 1
+  fi
+  if [ "$mode" = cluster-wide ]; then
+    # The PodMonitors select the pods the operator really builds, on a port they really name.
+    mkdir -p "$out/pods"
+    k -n "$ns" get statefulset orders-a -o json >"$out/pods/broker.json"
+    local d
+    for _ in $(seq 1 60); do
+      d="$(k -n "$ns" get deployment -l app.kubernetes.io/name=ferrum-namesrv -o json)"
+      python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["items"] else 1)' <<<"$d" && break
+      sleep 0.5
+    done
+    printf '%s\n' "$d" >"$out/pods/namesrv.json"
+    # The chart's own Deployment (applied from the default variant) for the operator's PodMonitor.
+    k -n "$NS" get deployment -l app.kubernetes.io/component=operator -o json >"$out/pods/operator.json"
+    python3 "$repo/hack/observability/jobs.py" "$out/monitoring.yaml" --pods "$out/pods" >/dev/null
+    echo "   the PodMonitors select the pod templates of the brokers and NameServers the operator"
+    echo "   builds (port health) and of the chart's operator Deployment (port metrics)"
   fi
   # Topics carry a finalizer; without an operator running it would block the namespace's cleanup.
   k -n "$ns" patch topic order-events --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null

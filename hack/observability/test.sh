@@ -11,7 +11,9 @@
 #   4. drives load with `ferrumctl bench produce` and a committing consumer;
 #   5. runs Prometheus (scrape and evaluation every 1 s) on a copy of the real rule file whose
 #      `for:` durations are shortened to FOR (default 2s), so alerts fire within the test;
-#   6. asserts through Prometheus' HTTP API that every dashboard panel/variable query and every
+#   6. runs `promtool check metrics` on every /metrics (errors fail, lint findings are printed);
+#      scrapes under the job names the chart's PodMonitors produce (hack/observability/jobs.py);
+#      asserts through Prometheus' HTTP API that every dashboard panel/variable query and every
 #      alert expression returns data (hack/observability/check.py; allow-list.txt lists what may
 #      not), that produce traffic moves ferrum_broker_messages_in_total and the Raft commit
 #      index, that kill -9 of a broker fires FerrumBrokerDown, that kill -9 of broker-a's master
@@ -196,7 +198,19 @@ for _ in $(seq 1 50); do
 done
 "$FERRUM_KUBECTL" --kubeconfig "$FERRUM_KUBECONFIG" delete topic obs-ghost-topic --wait=false >/dev/null
 
-# 5. Prometheus on the real rules, `for:` shortened.
+# 5. Prometheus on the real rules, `for:` shortened, scraping under the job names the chart's
+# PodMonitors give brokers, NameServers and the operator in a cluster (jobLabel / relabelings),
+# so the queries checked here are the ones that work there.
+say "rendering the chart's monitors for their scrape job names (helm from hack/chart/helm.sh)"
+HELM="$("$root/hack/chart/helm.sh")"
+"$HELM" template ferrum "$root/charts/ferrum" --set monitoring.podMonitor.enabled=true \
+  --set monitoring.clusterPodMonitors.enabled=true --set monitoring.serviceMonitor.enabled=true \
+  >"$W/monitors.yaml"
+python3 "$here/jobs.py" "$W/monitors.yaml" | sed 's/^/   /'
+JOB_NAMESRV="$(python3 "$here/jobs.py" "$W/monitors.yaml" --job ferrum-namesrv)"
+JOB_BROKER="$(python3 "$here/jobs.py" "$W/monitors.yaml" --job ferrum-broker)"
+JOB_OPERATOR="$(python3 "$here/jobs.py" "$W/monitors.yaml" --job ferrum-operator)"
+
 sed -E "s/^([[:space:]]*for:).*/\1 $FOR/" "$RULES" >"$W/rules.yaml"
 say "rule file copied with every 'for:' set to $FOR so alerts can fire within the test"
 promtool check rules "$W/rules.yaml" >/dev/null
@@ -207,11 +221,11 @@ global:
   evaluation_interval: 1s
 rule_files: ["$W/rules.yaml"]
 scrape_configs:
-  - job_name: ferrum-namesrv
+  - job_name: $JOB_NAMESRV
     static_configs: [{targets: ["127.0.0.1:$NS_M"]}]
-  - job_name: ferrum-broker
+  - job_name: $JOB_BROKER
     static_configs: [{targets: ["127.0.0.1:$A_M", "127.0.0.1:$B_M", "127.0.0.1:$AS_M", "127.0.0.1:${R_M[0]}", "127.0.0.1:${R_M[1]}", "127.0.0.1:${R_M[2]}"]}]
-  - job_name: ferrum-operator
+  - job_name: $JOB_OPERATOR
     static_configs: [{targets: ["127.0.0.1:$OP_M"]}]
 EOF
 say "starting Prometheus on $PROM"
@@ -263,12 +277,32 @@ wait_promql 'min(ferrum_broker_raft_commit_index{raft_group="raft-obs"})' 'v >= 
 wait_promql 'count(ferrum_broker_raft_peer_lag_entries{raft_group="raft-obs"})' 'v == 2' 30 >/dev/null
 sleep 5
 
-# 6a. Every dashboard and alert query.
+# 6a. The exposition of every endpoint as promtool reads it: parse errors fail, lint
+# findings (naming conventions) are printed.
+say "promtool check metrics on the /metrics of all 8 endpoints"
+lint_findings=0
+for target in "namesrv 127.0.0.1:$NS_M" "broker-a 127.0.0.1:$A_M" "broker-b 127.0.0.1:$B_M" \
+  "broker-a-slave 127.0.0.1:$AS_M" "raft-n0 127.0.0.1:${R_M[0]}" "raft-n1 127.0.0.1:${R_M[1]}" \
+  "raft-n2 127.0.0.1:${R_M[2]}" "operator 127.0.0.1:$OP_M"; do
+  read -r name addr <<<"$target"
+  curl -fsS "http://$addr/metrics" >"$W/metrics-$name.txt"
+  rc=0
+  promtool check metrics <"$W/metrics-$name.txt" >"$W/promtool-$name.txt" 2>&1 || rc=$?
+  case "$rc" in
+    0) echo "   $name: $(grep -c '^# TYPE' "$W/metrics-$name.txt") metric families, no findings" ;;
+    3) lint_findings=$(( lint_findings + $(wc -l <"$W/promtool-$name.txt") ))
+       echo "   $name: lint findings (warnings):"; sed 's/^/     /' "$W/promtool-$name.txt" ;;
+    *) echo "promtool check metrics failed on $name's /metrics (exit $rc):" >&2
+       cat "$W/promtool-$name.txt" >&2; exit 1 ;;
+  esac
+done
+
+# 6b. Every dashboard and alert query.
 say "checking every dashboard and alert query"
 python3 "$here/check.py" "$P" "$DASHBOARDS" "$here/allow-list.txt" | tee "$W/check.txt"
 summary_queries="$(tail -n 1 "$W/check.txt")"
 
-# 6b. Produce traffic moves the counters.
+# 6c. Produce traffic moves the counters.
 before="$(promql 'sum(ferrum_broker_messages_in_total)')"
 commit_before="$(promql 'max(ferrum_broker_raft_commit_index{raft_group="raft-obs"})')"
 "$bin/ferrumctl" bench produce ObsTopic -c 2 -s 128 --count 500 -d 30 >>"$W/bench.log" 2>&1
@@ -277,7 +311,7 @@ say "messages in: $before -> $after after producing 500 more"
 commit_after="$(wait_promql 'max(ferrum_broker_raft_commit_index{raft_group="raft-obs"})' "v > $commit_before" 20)"
 say "raft-obs commit index: $commit_before -> $commit_after"
 
-# 6c. kill -9 of a broker fires FerrumBrokerDown.
+# 6d. kill -9 of a broker fires FerrumBrokerDown.
 say "kill -9 broker-b; waiting for FerrumBrokerDown to fire"
 kill -9 "${broker_pid[b]}"
 { wait "${broker_pid[b]}"; } 2>/dev/null || true
@@ -288,7 +322,7 @@ instance="$(curl -fsS --get "$P/api/v1/query" --data-urlencode 'query=ALERTS{ale
   python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["result"][0]["metric"]["instance"])')"
 [ "$instance" = "127.0.0.1:$B_M" ] || { echo "FerrumBrokerDown fired for $instance, expected 127.0.0.1:$B_M" >&2; exit 1; }
 
-# 6d. kill -9 of broker-a's master leaves its slave: FerrumNoMasterInBrokerGroup (master-slave).
+# 6e. kill -9 of broker-a's master leaves its slave: FerrumNoMasterInBrokerGroup (master-slave).
 say "kill -9 broker-a's master; waiting for FerrumNoMasterInBrokerGroup{broker_name=broker-a}"
 kill -9 "${broker_pid[a]}"
 { wait "${broker_pid[a]}"; } 2>/dev/null || true
@@ -296,7 +330,7 @@ t0=$(date +%s)
 wait_promql 'count(ALERTS{alertname="FerrumNoMasterInBrokerGroup", broker_name="broker-a", alertstate="firing"})' 'v >= 1' 60 >/dev/null
 no_master_after=$(( $(date +%s) - t0 ))
 
-# 6e. kill -9 of the Raft leader: a new leader in a higher term, the election counted.
+# 6f. kill -9 of the Raft leader: a new leader in a higher term, the election counted.
 leader_q='ferrum_broker_raft_role{raft_group="raft-obs", role="leader"} == 1'
 first_instance() { # expr -> instance label of its first series, or empty
   curl -fsS --get "$P/api/v1/query" --data-urlencode "query=$1" |
@@ -323,7 +357,7 @@ term_after="$(wait_promql 'max(ferrum_broker_raft_term{raft_group="raft-obs"})' 
 elections_after="$(wait_promql 'max(ferrum_broker_raft_elections_total{raft_group="raft-obs"})' "v > $elections_before" 20)"
 say "new Raft leader $new_leader seen by Prometheus ${elected_after}s after the kill; term $term_before -> $term_after, elections $elections_before -> $elections_after"
 
-# 6f. One replica of three left: no majority, no leader, FerrumRaftNoLeader fires.
+# 6g. One replica of three left: no majority, no leader, FerrumRaftNoLeader fires.
 say "kill -9 the new leader $new_leader; waiting for FerrumRaftNoLeader{raft_group=raft-obs}"
 kill -9 "${raft_pid[$new_leader]}"
 { wait "${raft_pid[$new_leader]}"; } 2>/dev/null || true
@@ -334,6 +368,7 @@ no_leader_after=$(( $(date +%s) - t0 ))
 echo
 echo "observability test passed in $(( $(date +%s) - started )) s"
 echo "  rules:       promtool check rules OK ($(grep -c '^ *- alert:' "$RULES") alerts)"
+echo "  exposition:  promtool check metrics on 8 endpoints: no errors, $lint_findings lint findings"
 echo "  queries:     $summary_queries"
 echo "  counters:    ferrum_broker_messages_in_total $before -> $after"
 echo "  broker down: FerrumBrokerDown firing for $instance ${fired_after}s after kill -9 (for: $FOR in the test copy)"
