@@ -342,6 +342,70 @@ async fn wait_caught_up(admin: &Admin, leader_addr: &str) {
     }
 }
 
+/// Runs `ferrumctl [--json] raft status -b <addr>`; its stdout.
+async fn ferrumctl(namesrv: &str, json: bool, addr: &str) -> String {
+    let mut args = vec!["-n", namesrv];
+    if json {
+        args.push("--json");
+    }
+    args.extend(["raft", "status", "-b", addr]);
+    let args: Vec<String> = args.into_iter().map(str::to_owned).collect();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(common::sibling_binary("ferrum-client", "ferrumctl"))
+            .args(&args)
+            .output()
+            .expect("run ferrumctl")
+    })
+    .await
+    .expect("ferrumctl ran");
+    assert!(
+        out.status.success(),
+        "ferrumctl raft status: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("ferrumctl prints UTF-8")
+}
+
+/// `ferrumctl raft status` on the caught-up leader `n{leader}` prints the commit index the
+/// leader reports (not the applied index under its name), in text and in JSON.
+async fn ferrumctl_raft_status(namesrv: &str, leader_addr: &str, leader: usize) {
+    let json: serde_json::Value =
+        serde_json::from_str(&ferrumctl(namesrv, true, leader_addr).await)
+            .expect("ferrumctl --json prints JSON");
+    let last = json["lastLogIndex"].as_u64().expect("lastLogIndex");
+    assert_eq!(json["role"], "Leader");
+    assert_eq!(json["selfId"], format!("n{leader}"));
+    assert_eq!(json["commitIndex"].as_u64(), Some(last), "{json}");
+    assert_eq!(json["appliedIndex"].as_u64(), Some(last), "{json}");
+    let peers = json["peers"].as_array().expect("peers");
+    assert_eq!(peers.len(), 3);
+    assert!(
+        peers
+            .iter()
+            .all(|p| p["matchIndex"].as_u64() == Some(last) && p["lag"].as_u64() == Some(0)),
+        "{json}"
+    );
+
+    let text = ferrumctl(namesrv, false, leader_addr).await;
+    let first = text.lines().next().unwrap_or_default();
+    assert!(first.starts_with(&format!("node=n{leader} (")), "{text}");
+    assert!(first.contains(" role=Leader "), "{text}");
+    assert!(
+        first.contains(&format!(
+            "last_log_index={last} commit_index={last} applied_index={last}"
+        )),
+        "{text}"
+    );
+    let peer_lines: Vec<&str> = text.lines().filter(|l| l.contains("peer node=")).collect();
+    assert_eq!(peer_lines.len(), 3, "{text}");
+    assert!(
+        peer_lines
+            .iter()
+            .all(|l| l.ends_with(&format!("match_index={last} lag=0"))),
+        "{text}"
+    );
+}
+
 /// Where one failover's time went, in ms after the kill.
 #[derive(Debug, Default)]
 struct Phases {
@@ -511,6 +575,7 @@ async fn scenario(kills: usize) {
         .await
         .expect("a follower reports its Raft status");
     assert_eq!(follower_status.role, "Follower");
+    ferrumctl_raft_status(&namesrvs[0].addr, &leader_addr, leader).await;
 
     let mut failovers = Vec::new();
     let mut all_listed = Vec::new();

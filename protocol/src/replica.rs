@@ -101,6 +101,9 @@ pub struct RaftStatus {
     pub role: String,
     pub leader: Option<u64>,
     pub last_log_index: Option<u64>,
+    /// The commit index: the last entry this replica knows a majority holds (none until it
+    /// learns one after a start).
+    pub commit_index: Option<u64>,
     /// Highest index applied here: everything up to it is committed and readable.
     pub applied_index: Option<u64>,
     /// Every voter.

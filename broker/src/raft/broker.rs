@@ -33,6 +33,8 @@ pub struct RaftBroker {
     pub config: RaftConfig,
     pub raft: RaftNode,
     server: RaftRpcServer,
+    /// The log store openraft writes through, read for the commit index.
+    log: super::RaftLogStore,
     role_task: std::sync::Mutex<Option<JoinHandle<()>>>,
     /// Keeps CommitLog files the Raft log still refers to (`retention`).
     retention_task: JoinHandle<()>,
@@ -80,6 +82,7 @@ impl RaftBroker {
         let (log, sm) = open_storage(&dir, core.store.clone())
             .map_err(|e| format!("the Raft log in {} cannot be opened: {e}", dir.display()))?;
         let retention_log = log.clone();
+        let status_log = log.clone();
         let switch = NetworkSwitch::default();
         let settings = openraft_config(&config)
             .validate()
@@ -120,6 +123,7 @@ impl RaftBroker {
             config,
             raft,
             server,
+            log: status_log,
             role_task: std::sync::Mutex::new(Some(role_task)),
             retention_task,
             transfer: Default::default(),
@@ -137,7 +141,9 @@ impl RaftBroker {
     }
 
     pub fn status(&self) -> RaftStatus {
-        named_status(&self.raft.metrics().borrow(), &self.config.peers)
+        let mut status = named_status(&self.raft.metrics().borrow(), &self.config.peers);
+        status.commit_index = self.log.committed_index();
+        status
     }
 
     /// Proposes `messages` as one entry (a batch is committed or truncated whole); they are

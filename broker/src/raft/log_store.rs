@@ -109,6 +109,9 @@ struct LogInner {
     /// Where the next snapshot starts at the earliest: the end of the CommitLog files retention
     /// is about to delete (a file start), so a snapshot never carries their bytes.
     retain_from: i64,
+    /// The last index openraft reported committed (`save_committed`), for `raft status`; not
+    /// persisted, so a restarted replica reports none until the leader tells it again.
+    committed: Option<u64>,
 }
 
 /// Why the leader's store refused proposed messages, by log index, until applied.
@@ -247,6 +250,7 @@ pub fn open_storage(
             hard,
             refusals: Arc::clone(&refusals),
             retain_from: 0,
+            committed: None,
         })),
     };
     let sm = RaftStateMachineStore {
@@ -475,6 +479,12 @@ impl LogInner {
 }
 
 impl RaftLogStore {
+    /// The commit index: the last entry openraft knows a majority holds. openraft's metrics do
+    /// not carry it; entries up to it are applied right after it moves.
+    pub fn committed_index(&self) -> Option<u64> {
+        lock(&self.inner).committed
+    }
+
     /// The CommitLog offset where the entries after `matched` start: the bytes a follower that
     /// holds the log up to `matched` is sent next. With no match, or a match below the oldest
     /// slot, it is the oldest slot's offset: the first byte the log refers to.
@@ -551,6 +561,13 @@ impl RaftLogStorage<TypeConfig> for RaftLogStore {
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, SErr> {
         Ok(lock(&self.inner).hard.vote)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), SErr> {
+        // Only reported, never read back by openraft (`read_committed` stays None): applying on
+        // start stops at what the state machine holds, and the leader's next message says more.
+        lock(&self.inner).committed = committed.map(|l| l.index);
+        Ok(())
     }
 
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), SErr>

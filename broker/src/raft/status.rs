@@ -1,5 +1,6 @@
 //! What `ferrumctl raft status` will show, read from openraft's metrics: term, role, leader,
-//! applied index and, on the leader, each peer's match index and lag in entries.
+//! applied index and, on the leader, each peer's match index and lag in entries. The commit
+//! index is not in openraft's metrics; the broker adds it from the log store.
 
 pub use ferrum_protocol::replica::{RaftPeerStatus, RaftStatus};
 use openraft::{BasicNode, RaftMetrics, ServerState};
@@ -52,6 +53,7 @@ pub fn named_status(metrics: &RaftMetrics<u64, BasicNode>, peers: &[RaftPeer]) -
         role: format!("{:?}", metrics.state),
         leader: metrics.current_leader,
         last_log_index: last,
+        commit_index: None,
         applied_index: metrics.last_applied.map(|l| l.index),
         peers,
     }

@@ -82,7 +82,7 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum RaftCmd {
-    /// Term, role, leader, commit (applied) index and each peer's match index and lag.
+    /// Term, role, leader, commit and applied index and each peer's match index and lag.
     Status {
         /// The broker's address.
         #[arg(short = 'b', long = "broker-addr")]
@@ -435,12 +435,13 @@ fn raft_status_text(s: &ferrum_client::admin::RaftStatus) -> String {
         },
     );
     let mut out = format!(
-        "node={} role={} term={} leader={} last_log_index={} commit_index={}\n",
+        "node={} role={} term={} leader={} last_log_index={} commit_index={} applied_index={}\n",
         name(&s.self_id, s.node_id),
         s.role,
         s.term,
         leader,
         opt(s.last_log_index),
+        opt(s.commit_index),
         opt(s.applied_index)
     );
     for p in &s.peers {
