@@ -358,6 +358,18 @@ async fn reconcile_once(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<(Acti
         if let Some(leader) = raft_leader {
             master = leader;
             label_master(client, ns, &id.name, bg.spec.replicas, leader).await?;
+            let previous = bg.status.as_ref().and_then(|s| s.master.as_deref());
+            if let Some(note) =
+                master_change(&id.name, previous, &build::pod_name(&id.name, leader))
+            {
+                ctx.event(
+                    &bg.object_ref(&()),
+                    EventType::Normal,
+                    "MasterChanged",
+                    note,
+                )
+                .await;
+            }
         }
         let ready_pods = ready_ordinals(client, ns, &id.name).await?;
         replica_statuses = Some(crate::replicas::replica_statuses(
@@ -532,6 +544,21 @@ pub const RAFT_ELECTION_RECHECK: Duration = Duration::from_millis(700);
 /// The same while no replica answers and no pod is Ready (a group still starting): nothing
 /// can be elected yet, and a pod turning Ready starts a pass through the pod watch anyway.
 pub const RAFT_STARTING_RECHECK: Duration = Duration::from_secs(5);
+
+/// The note of a `MasterChanged` Event when the Raft leader seen this pass is not the pod
+/// the status named master (the label has just moved to it), else `None`.
+pub fn master_change(group: &str, previous: Option<&str>, leader: &str) -> Option<String> {
+    let service = build::master_service(group);
+    match previous {
+        Some(p) if p == leader => None,
+        Some(p) => Some(format!(
+            "Raft leader moved from {p} to {leader}; {service} now selects {leader}"
+        )),
+        None => Some(format!(
+            "Raft leader {leader} elected; {service} now selects it"
+        )),
+    }
+}
 
 /// Whether this pass found a valid, unpaused Raft group without a leader to label.
 fn raft_electing(bg: &BrokerGroup, paused: bool, problems: &[String], leader: Option<i32>) -> bool {
@@ -846,6 +873,19 @@ mod tests {
         assert!(guard.0.is_err());
         assert_eq!(guard.name_any(), "broken");
         assert_eq!(guard.object_ref(&()).kind.as_deref(), Some("BrokerGroup"));
+    }
+
+    #[test]
+    fn the_master_label_moving_is_told_once() {
+        assert_eq!(master_change("g", Some("g-1"), "g-1"), None);
+        assert_eq!(
+            master_change("g", Some("g-0"), "g-2").as_deref(),
+            Some("Raft leader moved from g-0 to g-2; g-master now selects g-2")
+        );
+        assert_eq!(
+            master_change("g", None, "g-1").as_deref(),
+            Some("Raft leader g-1 elected; g-master now selects it")
+        );
     }
 
     #[test]

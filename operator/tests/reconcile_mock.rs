@@ -817,7 +817,6 @@ async fn an_unreadable_topic_is_reported_and_skipped() {
     assert_eq!(ev.body["regarding"]["kind"], "Topic");
 }
 
-
 #[tokio::test]
 async fn a_topic_of_a_cluster_being_deleted_does_not_block_its_deletion() {
     let mut t = topic(&[ferrum_operator::topic_controller::TOPIC_FINALIZER]);
@@ -874,4 +873,32 @@ async fn a_topic_of_a_cluster_being_deleted_does_not_block_its_deletion() {
         "{:?}",
         calls[2].body
     );
+}
+
+#[tokio::test]
+async fn a_paused_group_applies_nothing_and_says_so() {
+    let mut bg = group(serde_json::json!({}));
+    bg["metadata"]["annotations"] = serde_json::json!({ "ferrum.dev/paused": "true" });
+    let calls = calls_of_one_reconcile(bg).await;
+    let seen: Vec<(&str, &str)> = calls
+        .iter()
+        .map(|c| (c.method.as_str(), c.path.as_str()))
+        .collect();
+    let list = format!("/apis/ferrum.dev/v1alpha1/namespaces/{NS}/brokergroups");
+    let events = format!("/apis/events.k8s.io/v1/namespaces/{NS}/events");
+    let status = group_path("ferrum.dev/v1alpha1", "brokergroups", "orders/status");
+    // Only the sibling list (a read), the Event and the group's own status: no object is
+    // applied, no pod labelled, no claim grown, nothing pruned.
+    assert_eq!(
+        seen,
+        vec![
+            ("GET", list.as_str()),
+            ("POST", events.as_str()),
+            ("PATCH", status.as_str()),
+        ]
+    );
+    assert_eq!(calls[1].body["reason"], "Paused");
+    let paused = status_condition(&calls, "ReconciliationPaused");
+    assert_eq!(paused["status"], "True", "{paused}");
+    assert_eq!(status_condition(&calls, "Progressing")["reason"], "Paused");
 }
