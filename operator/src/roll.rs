@@ -42,6 +42,8 @@ const BACKOFF_MAX_SECS: i64 = 600;
 /// Promotion requests within one pass, `PROMOTE_RETRY` apart; later passes go on.
 const PROMOTE_ATTEMPTS: u32 = 8;
 const PROMOTE_RETRY: Duration = Duration::from_millis(500);
+/// The most one pass spends on promotion requests.
+const PROMOTE_IN_PASS: Duration = Duration::from_secs(6);
 
 /// Why an ASYNC_MASTER group restarts its master in place despite promoteBeforeRestart.
 const NOT_SYNC_MASTER: &str = " (promoteBeforeRestart is not used unless the master runs as SYNC_MASTER: an ASYNC_MASTER acknowledges messages no slave holds yet, and the old master would drop them when it rejoins the promoted slave's epoch)";
@@ -1118,29 +1120,36 @@ async fn promote_phase(
         apply_config(rc, &ns, best).await?;
     }
     let addr = own_addr(rc, best);
-    let mut last_error = String::new();
-    for attempt in 0..PROMOTE_ATTEMPTS {
-        if attempt > 0 {
-            tokio::time::sleep(PROMOTE_RETRY).await;
-        }
-        match rc.admin.promote_broker(&addr, sync_master(rc.bg)).await {
-            Ok(s) => {
-                status.promoting = None;
-                status.reason = format!("{new} promoted to master in epoch {}", s.epoch);
-                status.waiting_for = None;
-                pod_event(
-                    rc,
-                    pods,
-                    &new,
-                    EventType::Normal,
-                    "Promoted",
-                    format!("{new} promoted in epoch {} during the roll", s.epoch),
-                )
-                .await;
-                return Ok(best);
+    let sync = sync_master(rc.bg);
+    let mut last_error = String::from("no answer in time");
+    let attempts = async {
+        for attempt in 0..PROMOTE_ATTEMPTS {
+            if attempt > 0 {
+                tokio::time::sleep(PROMOTE_RETRY).await;
             }
-            Err(e) => last_error = e.to_string(),
+            match rc.admin.promote_broker(&addr, sync).await {
+                Ok(s) => return Ok(s.epoch),
+                Err(e) => last_error = e.to_string(),
+            }
         }
+        Err(())
+    };
+    // A request cut short here may still promote the broker; the next pass then finds it
+    // master (PromotionChoice::Done).
+    if let Ok(Ok(epoch)) = tokio::time::timeout(PROMOTE_IN_PASS, attempts).await {
+        status.promoting = None;
+        status.reason = format!("{new} promoted to master in epoch {epoch}");
+        status.waiting_for = None;
+        pod_event(
+            rc,
+            pods,
+            &new,
+            EventType::Normal,
+            "Promoted",
+            format!("{new} promoted in epoch {epoch} during the roll"),
+        )
+        .await;
+        return Ok(best);
     }
     status.reason = format!("promotion of {new} not done yet: {last_error}");
     status.waiting_for = Some(format!("{new} to accept the promotion"));

@@ -361,7 +361,8 @@ pub fn statefulset_for(bg: &BrokerGroup, id: &GroupIdentity) -> StatefulSet {
 mod tests {
     use super::*;
     use crate::build::fixtures;
-    use crate::crd::BrokerGroupStatus;
+    use crate::crd::{BrokerGroup, BrokerGroupStatus};
+    use k8s_openapi::api::core::v1::ResourceRequirements;
 
     fn objects(yaml: &str) -> BrokerGroupObjects {
         build_broker_group(&fixtures::group(yaml)).expect("builds")
@@ -533,6 +534,26 @@ mod tests {
             pod_spec(&sts).containers[0].image.as_deref(),
             Some("ferrum/broker:2.0")
         );
+        // New resources change the template the StatefulSet derives its update revision from.
+        let template = |g: &BrokerGroup| {
+            build_broker_group(g)
+                .expect("builds")
+                .statefulset
+                .spec
+                .expect("spec")
+                .template
+        };
+        let mut resources = base.clone();
+        let wanted: ResourceRequirements = serde_json::from_value(serde_json::json!({
+            "requests": { "cpu": "1500m", "memory": "3Gi" },
+            "limits": { "memory": "3Gi" }
+        }))
+        .expect("resources");
+        resources.spec.resources = Some(wanted.clone());
+        let changed = template(&resources);
+        assert_ne!(changed, template(&base));
+        let container = &changed.spec.as_ref().expect("pod spec").containers[0];
+        assert_eq!(container.resources.as_ref(), Some(&wanted));
         // A promotion alone restarts nothing: the hash ignores who is master.
         let mut promoted = base.clone();
         promoted.status = Some(BrokerGroupStatus {

@@ -247,11 +247,12 @@ fn default_namesrv_replicas() -> i32 {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UpgradeSpec {
-    /// MasterSlave: when the master's turn comes, stop it, promote the most caught-up slave
-    /// (FERRUM_PROMOTE_BROKER) and let the old master return as a slave, so writes pause only
-    /// for the promotion instead of a whole broker restart. Ignored while `spec.promote` pins
-    /// the master. With ASYNC_MASTER, messages acknowledged within `maxLagBytes` of the
-    /// promotion can be truncated from the old master; SYNC_MASTER loses none.
+    /// MasterSlave: when the master's turn comes, stop it, promote the slave holding the most
+    /// commit log (FERRUM_PROMOTE_BROKER) and let the old master return as a slave, so writes
+    /// pause only for the promotion instead of a whole broker restart. Only for SYNC_MASTER
+    /// groups whose running master says SYNC_MASTER, where every acknowledged message is on a
+    /// slave: an ASYNC_MASTER master restarts in place (a promotion could drop what it
+    /// acknowledged and no slave held yet). Ignored while `spec.promote` pins the master.
     #[serde(default)]
     pub promote_before_restart: bool,
 
