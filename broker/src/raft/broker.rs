@@ -288,14 +288,17 @@ async fn follow_leader(
     // What was last logged, so each election step is one line with its wall-clock time.
     let mut seen_state = None;
     let mut seen_ack = false;
+    // openraft computes the acknowledgement's age when it sends the metrics; it keeps ageing.
+    let mut received = tokio::time::Instant::now();
     loop {
-        let leader = {
+        let (leader, ack_age) = {
             let m = metrics.borrow_and_update();
             if seen_state != Some((m.state, m.current_term)) {
                 seen_state = Some((m.state, m.current_term));
                 tracing::info!(state = ?m.state, term = m.current_term, "Raft server state");
             }
-            let acked = claim.holds(m.state, m.millis_since_quorum_ack);
+            let ack_age = LeaderClaim::age(m.millis_since_quorum_ack, received.elapsed());
+            let acked = claim.holds(m.state, ack_age);
             if acked && !seen_ack {
                 tracing::info!(
                     term = m.current_term,
@@ -306,7 +309,8 @@ async fn follow_leader(
             // openraft restores a restarted leader from its vote before any peer has answered,
             // and an isolated leader keeps its state until it hears a higher term; announcing
             // either as master would overwrite the real leader's registration.
-            m.current_leader.filter(|l| *l != self_node || acked)
+            let leader = m.current_leader.filter(|l| *l != self_node || acked);
+            (leader, ack_age.filter(|_| acked))
         };
         let (role, id) = role_for(leader, self_node, follower_id);
         let now = core.ha.role();
@@ -315,41 +319,68 @@ async fn follow_leader(
             core.ha.set_role(role, id);
         }
         // The quorum acknowledgement ages without any event when the leader is cut off, so
-        // the claim is looked at again every heartbeat interval too.
+        // the claim is looked at again when it would lapse, and every heartbeat interval.
+        let recheck = ack_age.map_or(claim.recheck, |age| claim.lapses_in(age));
         tokio::select! {
             changed = metrics.changed() => {
                 if changed.is_err() {
                     return;
                 }
+                received = tokio::time::Instant::now();
             }
-            _ = tokio::time::sleep(claim.recheck) => {}
+            _ = tokio::time::sleep(recheck) => {}
         }
     }
 }
 
 /// When this replica may call itself master: openraft says it leads and a quorum acknowledged
-/// it recently. Followers refuse votes for `election_timeout_max` after their last heartbeat
-/// and campaign at least `election_timeout_min` later, so no other leader can exist before an
-/// acknowledgement is that old; past it, a cut-off leader stops claiming brokerId 0 before a
-/// new leader could register.
+/// it less than `election_timeout_max - heartbeat_interval` ago.
+///
+/// Why that bound: openraft dates a quorum acknowledgement by when the leader sent the
+/// acknowledged request, and each follower in that quorum renews its leader lease
+/// (`election_timeout_max`) when it receives it, later. A new leader needs votes from a
+/// majority, which shares a follower with that quorum (or the old leader itself, which then
+/// steps down); that follower grants no vote while its lease runs, so no other leader is elected
+/// before the acknowledgement is `election_timeout_max` old. The claim lapses a heartbeat
+/// interval earlier, which covers the claim being looked at late (the task wakes when the claim
+/// would lapse, or on the next metrics update). Waiting for the candidate's own election timeout
+/// as well would be wrong: a follower whose lease ran out long ago (cut off earlier, or just
+/// restarted) campaigns at once and wins as soon as the lease of one member of the quorum ends.
 #[derive(Debug, Clone, Copy)]
 struct LeaderClaim {
-    stale_after_ms: u64,
+    stale_after: Duration,
     recheck: Duration,
 }
 
 impl LeaderClaim {
     fn of(config: &RaftConfig) -> Self {
-        let stale = config.election_timeout_max + config.election_timeout_min;
         LeaderClaim {
-            stale_after_ms: u64::try_from(stale.as_millis()).unwrap_or(u64::MAX),
+            // openraft's settings check keeps the heartbeat interval below the minimum election
+            // timeout, so this is positive.
+            stale_after: config
+                .election_timeout_max
+                .saturating_sub(config.heartbeat_interval),
             recheck: config.heartbeat_interval,
         }
     }
 
-    fn holds(&self, state: openraft::ServerState, millis_since_quorum_ack: Option<u64>) -> bool {
-        state == openraft::ServerState::Leader
-            && millis_since_quorum_ack.is_some_and(|ms| ms < self.stale_after_ms)
+    /// The acknowledgement's age now: its age when openraft reported it plus the time since
+    /// the report arrived.
+    fn age(millis_since_quorum_ack: Option<u64>, since_report: Duration) -> Option<Duration> {
+        millis_since_quorum_ack.map(|ms| Duration::from_millis(ms) + since_report)
+    }
+
+    fn holds(&self, state: openraft::ServerState, ack_age: Option<Duration>) -> bool {
+        state == openraft::ServerState::Leader && ack_age.is_some_and(|a| a < self.stale_after)
+    }
+
+    /// How long until a claim held at `ack_age` lapses without another acknowledgement (at
+    /// most the recheck interval).
+    fn lapses_in(&self, ack_age: Duration) -> Duration {
+        self.stale_after
+            .saturating_sub(ack_age)
+            .min(self.recheck)
+            .max(Duration::from_millis(1))
     }
 }
 
@@ -357,21 +388,96 @@ impl LeaderClaim {
 mod tests {
     use super::*;
 
+    fn ms(v: u64) -> Duration {
+        Duration::from_millis(v)
+    }
+
     #[test]
     fn a_leader_claims_master_only_with_a_recent_quorum_acknowledgement() {
         let claim = LeaderClaim {
-            stale_after_ms: 900,
-            recheck: Duration::from_millis(100),
+            stale_after: ms(500),
+            recheck: ms(100),
         };
         use openraft::ServerState::{Candidate, Follower, Leader};
-        assert!(claim.holds(Leader, Some(0)));
-        assert!(claim.holds(Leader, Some(899)));
+        assert!(claim.holds(Leader, Some(ms(0))));
+        assert!(claim.holds(Leader, Some(ms(499))));
         // Restored from its vote, no peer has answered yet.
         assert!(!claim.holds(Leader, None));
-        // Cut off: a new leader may be elected from now on.
-        assert!(!claim.holds(Leader, Some(900)));
-        assert!(!claim.holds(Follower, Some(0)));
-        assert!(!claim.holds(Candidate, Some(0)));
+        // Cut off: the lapse leaves a heartbeat interval before a follower's lease ends.
+        assert!(!claim.holds(Leader, Some(ms(500))));
+        assert!(!claim.holds(Follower, Some(ms(0))));
+        assert!(!claim.holds(Candidate, Some(ms(0))));
+        // A report 50 ms old of an acknowledgement then 460 ms old: 510 ms now.
+        assert_eq!(LeaderClaim::age(Some(460), ms(50)), Some(ms(510)));
+        assert!(!claim.holds(Leader, LeaderClaim::age(Some(460), ms(50))));
+        assert_eq!(LeaderClaim::age(None, ms(50)), None);
+        assert_eq!(claim.lapses_in(ms(450)), ms(50));
+        assert_eq!(claim.lapses_in(ms(10)), ms(100));
+        assert_eq!(claim.lapses_in(ms(700)), ms(1));
+    }
+
+    /// The property the claim exists for, over the allowed Raft settings: a leader cut off right
+    /// after a quorum acknowledged it stops claiming master before any follower of that quorum
+    /// can vote for another replica (its lease, `election_timeout_max`, runs from receiving the
+    /// acknowledged request, which is no earlier than the leader sent it), even when the task
+    /// looks at the claim only on its own rechecks and the metrics report arrives late.
+    #[test]
+    fn a_cut_off_leader_stops_claiming_before_another_can_be_elected() {
+        use openraft::ServerState::Leader;
+        for heartbeat in [20u64, 50, 100, 250] {
+            for min in [heartbeat + 1, 2 * heartbeat, 3 * heartbeat, 1000] {
+                for max in [min + 1, min + heartbeat, 2 * min, 5000] {
+                    let mut broker = crate::config::BrokerConfig::default();
+                    for (k, v) in [
+                        ("enableDLegerCommitLog", "true".to_owned()),
+                        (
+                            "dLegerPeers",
+                            "n0-127.0.0.1:1;n1-127.0.0.1:2;n2-127.0.0.1:3".to_owned(),
+                        ),
+                        ("dLegerSelfId", "n0".to_owned()),
+                        ("ferrumRaftHeartbeatIntervalMs", heartbeat.to_string()),
+                        ("ferrumRaftElectionTimeoutMinMs", min.to_string()),
+                        ("ferrumRaftElectionTimeoutMaxMs", max.to_string()),
+                    ] {
+                        assert!(broker.set(k, &v).expect("valid"), "{k}");
+                    }
+                    let config = RaftConfig::from_broker_config(&broker)
+                        .expect("valid settings")
+                        .expect("Raft mode");
+                    let claim = LeaderClaim::of(&config);
+                    let lease = config.election_timeout_max;
+                    let stale = claim.stale_after.as_millis() as u64;
+                    // The last acknowledgement at 0; openraft reports its age at `reported`
+                    // (while it is still fresh enough to claim) and the report reaches the
+                    // task `late` after that (less than a heartbeat interval); the task then
+                    // wakes as `lapses_in` says.
+                    for (reported, late) in [
+                        (0, 0),
+                        (0, heartbeat - 1),
+                        (stale / 2, heartbeat / 2),
+                        (stale - 1, heartbeat - 1),
+                    ] {
+                        let arrived = ms(reported + late);
+                        assert!(claim.holds(Leader, LeaderClaim::age(Some(reported), ms(0))));
+                        let mut now = arrived;
+                        let dropped = loop {
+                            let age = LeaderClaim::age(Some(reported), now - arrived);
+                            match age.filter(|a| claim.holds(Leader, Some(*a))) {
+                                Some(a) => now += claim.lapses_in(a),
+                                None => break now,
+                            }
+                        };
+                        assert!(
+                            dropped < lease,
+                            "heartbeat {heartbeat}, timeouts {min}-{max}, report {reported} ms \
+                             arriving {late} ms late: claimed until {dropped:?}, a follower's \
+                             lease ends at {lease:?}"
+                        );
+                        assert!(dropped <= claim.stale_after + ms(late));
+                    }
+                }
+            }
+        }
     }
 
     #[test]
