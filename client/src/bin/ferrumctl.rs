@@ -12,7 +12,9 @@ use ferrum_client::admin::Admin;
 use ferrum_client::consumer::{PullConfig, PullConsumer, PullStatus};
 use ferrum_client::namesrv::parse_addrs;
 use ferrum_client::producer::{Producer, ProducerConfig, now_millis};
-use ferrum_client::stats::{LatencyRecorder, LatencySummary, svg_chart, throughput};
+use ferrum_client::stats::{
+    LatencyRecorder, LatencySummary, SecondLatency, svg_bench_chart, throughput,
+};
 use ferrum_client::{ConnectOptions, Message, MessageQueue};
 use ferrum_protocol::SerializeType;
 use ferrum_protocol::message::MessageExt;
@@ -246,7 +248,8 @@ struct BenchLimit {
     /// Stop after this many messages (whichever comes first).
     #[arg(long)]
     count: Option<u64>,
-    /// Also write the messages-per-second series as an SVG chart to this file.
+    /// Also write an SVG chart of messages per second and of the p50 / p99 latency of each
+    /// second to this file.
     #[arg(long)]
     svg: Option<std::path::PathBuf>,
 }
@@ -1023,6 +1026,8 @@ struct BenchReport {
     latency_us: LatencySummary,
     /// Messages completed in each second of the run.
     per_second: Vec<u64>,
+    /// p50 / p99 latency of the operations completed in each second of the run.
+    latency_per_second: Vec<SecondLatency>,
 }
 
 impl BenchReport {
@@ -1137,17 +1142,19 @@ fn spawn_progress(
 fn finish_series(
     report: &mut BenchReport,
     series: Vec<u64>,
+    latency: Vec<SecondLatency>,
     svg: Option<&std::path::Path>,
 ) -> Result<()> {
     if let Some(path) = svg {
         let title = format!(
-            "ferrumctl bench {} {}: messages per second",
+            "ferrumctl bench {} {}: throughput and latency per second",
             report.mode, report.topic
         );
-        std::fs::write(path, svg_chart(&title, &series))
+        std::fs::write(path, svg_bench_chart(&title, &series, &latency))
             .with_context(|| format!("write {}", path.display()))?;
     }
     report.per_second = series;
+    report.latency_per_second = latency;
     Ok(())
 }
 
@@ -1239,7 +1246,7 @@ async fn bench_produce(ctx: &Ctx, args: BenchProduceArgs) -> Result<()> {
                 };
                 match producer.send(&topic, Message::new(body.clone())).await {
                     Ok(_) => {
-                        latencies.record(t.elapsed());
+                        latencies.record_at(start.elapsed(), t.elapsed());
                         done.fetch_add(1, Ordering::Relaxed);
                     }
                     Err(e) => {
@@ -1263,6 +1270,7 @@ async fn bench_produce(ctx: &Ctx, args: BenchProduceArgs) -> Result<()> {
     stop.store(true, Ordering::Relaxed);
     let series = progress.await.unwrap_or_default();
     let messages = done.load(Ordering::Relaxed);
+    let latency = latencies.per_second();
     let (msgs_per_sec, mb_per_sec) = throughput(messages, messages * args.size as u64, elapsed);
     let mut report = BenchReport {
         mode: if args.rate.is_some() {
@@ -1281,8 +1289,9 @@ async fn bench_produce(ctx: &Ctx, args: BenchProduceArgs) -> Result<()> {
         mb_per_sec,
         latency_us: latencies.summary(),
         per_second: Vec::new(),
+        latency_per_second: Vec::new(),
     };
-    finish_series(&mut report, series, args.limit.svg.as_deref())?;
+    finish_series(&mut report, series, latency, args.limit.svg.as_deref())?;
     ctx.print(&report, BenchReport::text)?;
     if messages == 0 {
         bail!("no message was sent");
@@ -1338,7 +1347,7 @@ async fn bench_consume(ctx: &Ctx, args: BenchConsumeArgs) -> Result<()> {
         let Some((mq, batch, elapsed, next_offset)) = next else {
             break;
         };
-        pull_latency.record(elapsed);
+        pull_latency.record_at(start.elapsed(), elapsed);
         let now = now_millis();
         for m in &batch {
             bytes += m.body.len() as u64;
@@ -1369,6 +1378,7 @@ async fn bench_consume(ctx: &Ctx, args: BenchConsumeArgs) -> Result<()> {
         }
     }
     let (msgs_per_sec, mb_per_sec) = throughput(messages, bytes, elapsed);
+    let latency = pull_latency.per_second();
     if !ctx.json {
         let s = e2e.summary();
         eprintln!(
@@ -1391,8 +1401,9 @@ async fn bench_consume(ctx: &Ctx, args: BenchConsumeArgs) -> Result<()> {
         mb_per_sec,
         latency_us: pull_latency.summary(),
         per_second: Vec::new(),
+        latency_per_second: Vec::new(),
     };
-    finish_series(&mut report, series, args.limit.svg.as_deref())?;
+    finish_series(&mut report, series, latency, args.limit.svg.as_deref())?;
     ctx.print(&report, BenchReport::text)
 }
 
