@@ -52,8 +52,9 @@
 //!   Purge forgets slots below the purge point; the CommitLog files then go with retention.
 //! - **Commit.** Applying entries moves `MessageStore::set_committed_offset` to the end of the
 //!   last applied record, so consumers on any replica never see bytes a majority does not hold.
-//!   Consume-queue entries for uncommitted bytes may exist, but reads stop at the committed
-//!   offset and truncation removes them.
+//!   Consume-queue entries for uncommitted bytes may exist, but every reader stops at the
+//!   committed offset (pulls, the queue max offset of GET_MAX_OFFSET and the pull reply, view by
+//!   id, query by key, search by time) and truncation removes them.
 //! - **Refusal.** openraft has numbered an entry before the storage sees it, so a message the
 //!   leader's store refuses (too large, disk full) is logged as a blank entry and the proposer
 //!   gets the store's reason in [`RaftResponse::refused`]; the node keeps running.
