@@ -639,8 +639,8 @@ struct Growth {
 
 /// Expands the data PVC of each replica to `size` when it is smaller (never shrinks; the
 /// CRD refuses that at admission). Missing PVCs are left to the StatefulSet controller. A
-/// patch the API server refuses (a StorageClass without `allowVolumeExpansion`, a static
-/// volume) is reported, not returned as an error: the rest of the group must still be applied.
+/// patch the API server refuses (a StorageClass without `allowVolumeExpansion`) is reported,
+/// not returned as an error: the rest of the group must still be applied.
 async fn grow_pvcs(
     client: &Client,
     ns: &str,

@@ -1445,3 +1445,239 @@ async fn raft_group_label_follows_the_elected_leader() {
     let (ok, out) = c.kubectl(&["delete", "namespace", &ns, "--wait=false"], None);
     assert!(ok, "cleanup: {out}");
 }
+
+/// Waits until the claim is Bound (kube-controller-manager binds it to its static volume).
+async fn claim_bound(client: &kube::Client, ns: &str, name: &str) {
+    let pvcs: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+        Api::namespaced(client.clone(), ns);
+    eventually(Duration::from_secs(90), &format!("{name} bound"), || {
+        let pvcs = pvcs.clone();
+        async move {
+            let pvc = pvcs.get_opt(name).await.ok().flatten()?;
+            (pvc.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound")).then_some(())
+        }
+    })
+    .await;
+}
+
+async fn reconcile_now(client: &kube::Client, ns: &str, name: &str) {
+    let api: Api<BrokerGroup> = Api::namespaced(client.clone(), ns);
+    let bg = api.get(name).await.expect("group");
+    let ctx = std::sync::Arc::new(ferrum_operator::controller::Context::new(client.clone()));
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        ferrum_operator::controller::reconcile(std::sync::Arc::new(bg), ctx),
+    )
+    .await
+    .expect("reconcile in time")
+    .unwrap_or_else(|e| panic!("reconcile of {name} succeeds: {e}"));
+}
+
+async fn event_reasons(client: &kube::Client, ns: &str, about: &str) -> Vec<(String, String)> {
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
+    events
+        .list(&Default::default())
+        .await
+        .expect("events")
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(about))
+        .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+        .collect()
+}
+
+/// Volume growth on a StorageClass with and without `allowVolumeExpansion` (static volumes
+/// the controller manager binds), and pruning of what a smaller spec no longer asks for.
+#[tokio::test]
+async fn volume_growth_and_pruning_on_the_apiserver() {
+    let Some(c) = Cluster::from_env() else {
+        eprintln!(
+            "SKIPPED control_plane: FERRUM_KUBECONFIG is not set (start one with hack/k8s/up.sh)"
+        );
+        return;
+    };
+    c.setup();
+    let client = c.client().await;
+    let ns = c.namespace.as_str();
+    // StorageClasses and PersistentVolumes are cluster-wide: named after the namespace.
+    let fixed_class = format!("{ns}-fixed");
+    let grow_class = format!("{ns}-grow");
+    let mut cluster_objects = String::new();
+    for (class, expand, group) in [(&fixed_class, false, "fixed"), (&grow_class, true, "grow")] {
+        cluster_objects.push_str(&format!(
+            r#"---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {{ name: {class} }}
+provisioner: kubernetes.io/no-provisioner
+volumeBindingMode: Immediate
+allowVolumeExpansion: {expand}
+---
+apiVersion: v1
+kind: PersistentVolume
+metadata: {{ name: {class} }}
+spec:
+  capacity: {{ storage: 1Gi }}
+  accessModes: [ReadWriteOnce]
+  storageClassName: {class}
+  persistentVolumeReclaimPolicy: Retain
+  hostPath: {{ path: /nonexistent/{class} }}
+  claimRef: {{ namespace: {ns}, name: data-{group}-0 }}
+"#
+        ));
+    }
+    let (ok, out) = c.kubectl(&["apply", "-f", "-"], Some(&cluster_objects));
+    assert!(ok, "storage classes and volumes: {out}");
+
+    c.must_apply(&format!(
+        r#"apiVersion: ferrum.dev/v1alpha1
+kind: BrokerGroup
+metadata: {{ name: fixed }}
+spec:
+  clusterName: pf
+  mode: MasterSlave
+  replicas: 1
+  image: ferrum/broker:it
+  storage: {{ size: 1Gi, storageClassName: {fixed_class} }}
+  nameServer: {{ replicas: 1, image: ferrum/namesrv:it }}
+---
+apiVersion: ferrum.dev/v1alpha1
+kind: BrokerGroup
+metadata: {{ name: grow }}
+spec:
+  clusterName: pg
+  mode: MasterSlave
+  replicas: 1
+  image: ferrum/broker:it
+  storage: {{ size: 1Gi, storageClassName: {grow_class} }}
+  nameServer: {{ replicas: 2, image: ferrum/namesrv:it }}
+  externalAccess: {{ type: LoadBalancer }}
+"#
+    ));
+    reconcile_now(&client, ns, "fixed").await;
+    reconcile_now(&client, ns, "grow").await;
+    let svc: Api<Service> = Api::namespaced(client.clone(), ns);
+    let deps: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    svc.get("grow-0-external").await.expect("external Service");
+    svc.get("pg-namesrv-1")
+        .await
+        .expect("second NameServer Service");
+    deps.get("pg-namesrv-1").await.expect("second NameServer");
+    claim_bound(&client, ns, "data-fixed-0").await;
+    claim_bound(&client, ns, "data-grow-0").await;
+
+    // Both groups grow to 2Gi; "grow" also drops to one NameServer and no external access.
+    let api: Api<BrokerGroup> = Api::namespaced(client.clone(), ns);
+    let bigger = serde_json::json!({ "spec": { "storage": { "size": "2Gi" } } });
+    api.patch("fixed", &PatchParams::default(), &Patch::Merge(&bigger))
+        .await
+        .expect("fixed grows");
+    let smaller = serde_json::json!({ "spec": {
+        "storage": { "size": "2Gi" },
+        "nameServer": { "replicas": 1 },
+        "externalAccess": null
+    } });
+    api.patch("grow", &PatchParams::default(), &Patch::Merge(&smaller))
+        .await
+        .expect("grow grows and shrinks");
+    reconcile_now(&client, ns, "fixed").await;
+    reconcile_now(&client, ns, "grow").await;
+
+    // Without allowVolumeExpansion: Degraded with the apiserver's reason, a Warning Event,
+    // and the group is still applied.
+    let fixed = api.get("fixed").await.expect("fixed");
+    let degraded = fixed
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Degraded"))
+        .cloned()
+        .expect("Degraded");
+    assert_eq!(degraded.status, "True", "{degraded:?}");
+    assert_eq!(degraded.reason, "VolumeExpansionFailed");
+    assert!(
+        degraded.message.contains("data-fixed-0 to 2Gi refused"),
+        "{}",
+        degraded.message
+    );
+    assert_eq!(
+        fixed.status.as_ref().and_then(|s| s.observed_generation),
+        fixed.metadata.generation
+    );
+    let fixed_events = event_reasons(&client, ns, "fixed").await;
+    assert!(
+        fixed_events
+            .iter()
+            .any(|(r, _)| r == "VolumeExpansionFailed"),
+        "{fixed_events:?}"
+    );
+
+    // With it: the claim asks for 2Gi, the group is not Degraded, and the objects the
+    // smaller spec no longer wants are gone.
+    let pvcs: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> =
+        Api::namespaced(client.clone(), ns);
+    let claim = pvcs.get("data-grow-0").await.expect("claim");
+    let asked = claim
+        .spec
+        .as_ref()
+        .and_then(|s| s.resources.as_ref())
+        .and_then(|r| r.requests.as_ref())
+        .and_then(|r| r.get("storage"))
+        .map(|q| q.0.clone());
+    assert_eq!(asked.as_deref(), Some("2Gi"));
+    let grow = api.get("grow").await.expect("grow");
+    let degraded = grow
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Degraded"))
+        .cloned()
+        .expect("Degraded");
+    assert_eq!(degraded.status, "False", "{degraded:?}");
+    assert!(svc.get_opt("grow-0-external").await.expect("get").is_none());
+    assert!(svc.get_opt("pg-namesrv-1").await.expect("get").is_none());
+    let gone = deps.get_opt("pg-namesrv-1").await.expect("get");
+    assert!(
+        gone.is_none_or(|d| d.metadata.deletion_timestamp.is_some()),
+        "the second NameServer goes"
+    );
+    svc.get("pg-namesrv-0")
+        .await
+        .expect("the first NameServer stays");
+    svc.get("grow-headless")
+        .await
+        .expect("the headless Service stays");
+    let grow_events = event_reasons(&client, ns, "grow").await;
+    assert!(
+        grow_events.iter().any(|(r, _)| r == "VolumeExpanding"),
+        "{grow_events:?}"
+    );
+    let pruned = grow_events
+        .iter()
+        .find(|(r, _)| r == "Pruned")
+        .unwrap_or_else(|| panic!("a Pruned Event: {grow_events:?}"));
+    assert!(
+        pruned.1.contains("Service/grow-0-external")
+            && pruned.1.contains("Service/pg-namesrv-1")
+            && pruned.1.contains("Deployment/pg-namesrv-1"),
+        "{}",
+        pruned.1
+    );
+
+    let (ok, out) = c.kubectl(&["delete", "namespace", ns, "--wait=false"], None);
+    assert!(ok, "cleanup: {out}");
+    let (ok, out) = c.kubectl(
+        &[
+            "delete",
+            "--wait=false",
+            "storageclass",
+            &fixed_class,
+            &grow_class,
+        ],
+        None,
+    );
+    assert!(ok, "cleanup: {out}");
+    let (ok, out) = c.kubectl(
+        &["delete", "--wait=false", "pv", &fixed_class, &grow_class],
+        None,
+    );
+    assert!(ok, "cleanup: {out}");
+}
