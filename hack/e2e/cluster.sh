@@ -40,6 +40,8 @@
 #   FERRUM_E2E_MESSAGES=N     messages of step 3 (default 10000)
 #   FERRUM_E2E_JAVA_MESSAGES=N  messages of the Java client in step 3 (default 10000)
 #   FERRUM_E2E_RAFT=1         run step 6 (about 10 more minutes); FERRUM_E2E_RAFT_KILLS=N kills
+#   FERRUM_E2E_RAFT_KILL=sigkill  step 6 SIGKILLs the leader's container instead of deleting
+#                             its pod (default delete)
 #   FERRUM_E2E_KEEP=1         leave the cluster running at the end (and on failure)
 #   FERRUM_K8S_DIR            state dir of control plane + node (default: its own, so a
 #                             node-test's dir is left alone; only one node can run at a time)
@@ -518,7 +520,10 @@ r = json.load(sys.stdin)
 print(r["messages"], r["errors"], int(r["msgs_per_sec"]))')
 [ "$sent" = "$MESSAGES" ] && [ "$errors" = 0 ] || fail "produced $sent of $MESSAGES with $errors errors"
 status="$(tool_job topic-status 120 topic status "$TOPIC" --json)" || fail "ferrumctl topic status failed"
-read -r stored on_a on_b < <(printf '%s' "$status" | json_doc | python3 -c '
+# stored_by_group: from `ferrumctl topic status --json`, prints the messages the topic's queues
+# hold in all, on $GROUP and on $GROUP_B.
+stored_by_group() {
+  json_doc | python3 -c '
 import json, sys
 doc = json.load(sys.stdin)
 rows = doc if isinstance(doc, list) else doc.get("queues", [])
@@ -527,7 +532,9 @@ for q in rows:
     n = int(q.get("maxOffset", q.get("max_offset", 0))) - int(q.get("minOffset", q.get("min_offset", 0)))
     g = q.get("brokerName", q.get("broker_name", ""))
     by[g] = by.get(g, 0) + n
-print(sum(by.values()), by.get(sys.argv[1], 0), by.get(sys.argv[2], 0))' "$GROUP" "$GROUP_B")
+print(sum(by.values()), by.get(sys.argv[1], 0), by.get(sys.argv[2], 0))' "$GROUP" "$GROUP_B"
+}
+read -r stored on_a on_b < <(printf '%s' "$status" | stored_by_group)
 [ "$stored" = "$MESSAGES" ] || fail "the topic's queues hold $stored messages, expected $MESSAGES: $status"
 [ "$on_a" -gt 0 ] && [ "$on_b" -gt 0 ] || fail "messages did not land on both groups ($GROUP $on_a, $GROUP_B $on_b)"
 pass "3a. ferrumctl bench produce: $sent acknowledged, 0 errors ($rate msgs/s); queues hold $stored ($GROUP $on_a, $GROUP_B $on_b)"
@@ -557,7 +564,13 @@ grep -qx "produced sent=$JAVA_MESSAGES acked=$JAVA_MESSAGES failed=0" <<<"$java_
   || fail "the Java producer did not get $JAVA_MESSAGES acknowledgements: $(tail -5 <<<"$java_out")"
 grep -qx "summary acked=$JAVA_MESSAGES consumed=$JAVA_MESSAGES lost=0" <<<"$java_out" \
   || fail "the Java push consumer did not read back all $JAVA_MESSAGES: $(tail -5 <<<"$java_out")"
-pass "3c. Apache's Java client (DefaultMQProducer + DefaultMQPushConsumer, defaults): $JAVA_MESSAGES acknowledged, all read back"
+status="$(tool_job topic-status-java 120 topic status "$TOPIC" --json)" || fail "ferrumctl topic status failed"
+read -r stored2 on_a2 on_b2 < <(printf '%s' "$status" | stored_by_group)
+[ "$stored2" = $(( MESSAGES + JAVA_MESSAGES )) ] \
+  || fail "after the Java client the topic's queues hold $stored2 messages, expected $(( MESSAGES + JAVA_MESSAGES ))"
+[ "$on_a2" -gt "$on_a" ] && [ "$on_b2" -gt "$on_b" ] \
+  || fail "the Java client's messages did not land on both groups ($GROUP $on_a → $on_a2, $GROUP_B $on_b → $on_b2)"
+pass "3c. Apache's Java client (DefaultMQProducer + DefaultMQPushConsumer, defaults): $JAVA_MESSAGES acknowledged, all read back; on $GROUP +$(( on_a2 - on_a )), on $GROUP_B +$(( on_b2 - on_b ))"
 
 # --- 4. failover: master pod deleted, promotion by kubectl patch ------------------------------------
 # consume_distinct JOB COUNT: a fresh group reads COUNT messages from the beginning; prints
@@ -598,7 +611,7 @@ done
 before=$(( MESSAGES + JAVA_MESSAGES ))
 got="$(consume_distinct while-master-down "$before")" || fail "consuming from the slave while the master is down failed"
 [ "$got" = "$before" ] || fail "while the master is down a new group read $got of $before acknowledged messages"
-pass "4b. master down: a new group read all $before acknowledged messages from the slave"
+pass "4b. master down: a new group read all $before acknowledged messages ($GROUP's from its slave, $GROUP_B's from its master)"
 
 "${K[@]}" -n "$NS" patch brokergroup "$GROUP" --type merge -p '{"spec":{"promote":1}}' >/dev/null \
   || fail "kubectl patch promote refused"

@@ -9,7 +9,8 @@
 #       NameServer lists brokerId 0 (the leader, under the master Service) and 2 followers
 #   6b. each round: group steady (3 pods Ready, the master label on the pod whose Raft status
 #       says Leader, every NameServer lists 3 brokerIds), then
-#       `kubectl delete pod <leader> --grace-period=0 --force`; measured per round:
+#       `kubectl delete pod <leader> --grace-period=0 --force` (FERRUM_E2E_RAFT_KILL=sigkill:
+#       SIGKILL of its container through containerd instead); measured per round:
 #       (a) group failover: kill → every NameServer lists brokerId 0 again and one of the two
 #           former followers' ids is gone (the new leader re-registers as 0 and unregisters
 #           its follower id), polled every 100 ms from the host through the Services'
@@ -26,12 +27,20 @@
 #   6d. Topic and BrokerGroup deleted → its objects and the cluster's NameServers
 #       garbage-collected, its 3 PVCs kept (Bound)
 #
-# The kill is `kubectl delete pod --grace-period=0 --force`: the pod object goes at once, the
+# The default kill is `kubectl delete pod --grace-period=0 --force`: the pod object goes at once, the
 # kubelet then stops the container (SIGTERM first, so the broker may still answer for a
 # moment). Both figures count from the moment the delete is issued, so they include that.
 # shellcheck shell=bash
 
 RAFT_KILLS="${FERRUM_E2E_RAFT_KILLS:-10}"
+# delete: `kubectl delete pod --grace-period=0 --force` (the kubelet stops the broker with
+# SIGTERM); sigkill: SIGKILL of the leader's container through the node's containerd, the
+# crash issue E's figures are defined on (the pod is then deleted for a fresh one).
+RAFT_KILL="${FERRUM_E2E_RAFT_KILL:-delete}"
+case $RAFT_KILL in
+  delete|sigkill) ;;
+  *) fail "FERRUM_E2E_RAFT_KILL must be delete or sigkill, not '$RAFT_KILL'" ;;
+esac
 # Medians the run must meet: issue E's group failover goal, and issue G's for Apache's
 # Java producer with default settings addressing the group through its master Service.
 RAFT_GROUP_GOAL_MS=2000
@@ -177,17 +186,34 @@ for round in $(seq 1 "$RAFT_KILLS"); do
   leader="$(raft_leader)" || fail "round $round: no leader"
   before="$(raft_ids "${RNAMESRV_IPS[0]}")"
   followers="$(tr ' ' '\n' <<<"$before" | grep -vx 0 | tr '\n' ' ')"
+  cid=""
+  if [ "$RAFT_KILL" = sigkill ]; then
+    cid="$("${K[@]}" -n "$NS" get pod "$leader" -o jsonpath='{.status.containerStatuses[0].containerID}')"
+    cid="${cid#containerd://}"
+    [ -n "$cid" ] || fail "round $round: no container id of $leader"
+  fi
   sleep 3
   k_ms=$(date +%s%3N)
-  "${K[@]}" -n "$NS" delete pod "$leader" --grace-period=0 --force >/dev/null 2>&1 \
-    || fail "round $round: cannot delete $leader"
-  # (a): every NameServer lists 0 again and exactly one former follower id is left.
+  if [ "$RAFT_KILL" = sigkill ]; then
+    ctr --address "$CONTAINERD_SOCK" -n k8s.io task kill -s SIGKILL "$cid" >/dev/null \
+      || fail "round $round: cannot SIGKILL $leader's container $cid"
+  else
+    "${K[@]}" -n "$NS" delete pod "$leader" --grace-period=0 --force >/dev/null 2>&1 \
+      || fail "round $round: cannot delete $leader"
+  fi
+  # (a): every NameServer lists 0 again and exactly one former follower id is left. When
+  # namesrv-0 first lists no brokerId 0 is noted too: the old leader unregistered or its
+  # connection closed, before a new leader registered.
   done_ms=""
+  gone_ms=""
   end=$(( k_ms + 60000 ))
   while [ "$(date +%s%3N)" -lt "$end" ]; do
     all=1
     for addr in "${RNAMESRV_IPS[@]}"; do
       ids=" $(raft_ids "$addr") "
+      if [ -z "$gone_ms" ] && [ "$addr" = "${RNAMESRV_IPS[0]}" ] && [[ "$ids" != *" 0 "* ]]; then
+        gone_ms=$(date +%s%3N)
+      fi
       left=0
       for f in $followers; do [[ "$ids" == *" $f "* ]] && left=$((left + 1)); done
       if [[ "$ids" != *" 0 "* ]] || [ "$left" != 1 ]; then all=0; break; fi
@@ -198,7 +224,14 @@ for round in $(seq 1 "$RAFT_KILLS"); do
   [ -n "$done_ms" ] || fail "round $round: no new leader registered as brokerId 0 with every NameServer within 60 s of killing $leader"
   kills+=("$k_ms")
   group_ms+=($(( done_ms - k_ms )))
-  say "round $round: killed leader $leader (followers were ids $followers); new leader registered with every NameServer after $(( done_ms - k_ms )) ms"
+  unlisted="brokerId 0 never unlisted on namesrv-0 in between"
+  [ -z "$gone_ms" ] || unlisted="namesrv-0 listed no brokerId 0 from $(( gone_ms - k_ms )) ms"
+  say "round $round: $RAFT_KILL of leader $leader (followers were ids $followers); new leader registered with every NameServer after $(( done_ms - k_ms )) ms; $unlisted"
+  if [ "$RAFT_KILL" = sigkill ]; then
+    # A fresh pod instead of the kubelet's restart of the container, whose back-off grows
+    # with every kill of the same pod.
+    "${K[@]}" -n "$NS" delete pod "$leader" --wait=false >/dev/null 2>&1 || true
+  fi
 done
 wait_for 300 raft_steady || fail "Raft group not steady after the last round"
 sleep 5
