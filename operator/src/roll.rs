@@ -39,11 +39,10 @@ pub const REVISION_LABEL: &str = "controller-revision-hash";
 
 const BACKOFF_BASE_SECS: i64 = 10;
 const BACKOFF_MAX_SECS: i64 = 600;
-/// Promotion requests within one pass, `PROMOTE_RETRY` apart; later passes go on.
-const PROMOTE_ATTEMPTS: u32 = 8;
+/// Within one pass a promotion waits for the old master's pod to be gone and asks again every
+/// `PROMOTE_RETRY`, for about `PROMOTE_IN_PASS`; later passes go on.
 const PROMOTE_RETRY: Duration = Duration::from_millis(500);
-/// The most one pass spends on promotion requests.
-const PROMOTE_IN_PASS: Duration = Duration::from_secs(6);
+const PROMOTE_IN_PASS: Duration = Duration::from_secs(10);
 
 /// Why an ASYNC_MASTER group restarts its master in place despite promoteBeforeRestart.
 const NOT_SYNC_MASTER: &str = " (promoteBeforeRestart is not used unless the master runs as SYNC_MASTER: an ASYNC_MASTER acknowledges messages no slave holds yet, and the old master would drop them when it rejoins the promoted slave's epoch)";
@@ -1079,21 +1078,41 @@ async fn promote_phase(
 ) -> Result<i32, kube::Error> {
     let group = rc.bg.name_any();
     let ns = rc.bg.namespace().unwrap_or_default();
-    let mut answers = Vec::new();
-    for p in facts
+    let deadline = tokio::time::Instant::now() + PROMOTE_IN_PASS;
+    // The old template's pods other than the target, as the pass found them: the old master
+    // among them. A pod object goes only once its containers have stopped, and only then does
+    // no slave's commit log grow any more, so only then are the offsets compared.
+    let old: Vec<(String, String)> = facts
         .iter()
-        .filter(|p| p.exists && !p.terminating && !p.pending())
-    {
-        if let Ok(s) = rc
-            .admin
-            .broker_replica_status(&own_addr(rc, p.ordinal))
-            .await
+        .filter(|f| f.ordinal != target && f.exists && (f.terminating || f.pending()))
+        .filter_map(|f| {
+            let name = pod_name(&group, f.ordinal);
+            let uid = pods.iter().find(|p| p.name_any() == name)?.uid()?;
+            Some((name, uid))
+        })
+        .collect();
+    let pods_api: Api<Pod> = Api::namespaced(rc.ctx.client.clone(), &ns);
+    let selector = build::broker_selector(&group)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let best = loop {
+        let mut answers = Vec::new();
+        for p in facts
+            .iter()
+            .filter(|p| p.exists && !p.terminating && !p.pending())
         {
-            answers.push((p.ordinal, s.role, s.max_phy_offset));
+            if let Ok(s) = rc
+                .admin
+                .broker_replica_status(&own_addr(rc, p.ordinal))
+                .await
+            {
+                answers.push((p.ordinal, s.role, s.max_phy_offset));
+            }
         }
-    }
-    let best = match choose_promotion(target, &answers) {
-        PromotionChoice::Done(m) => {
+        let choice = choose_promotion(target, &answers);
+        if let PromotionChoice::Done(m) = choice {
             let pod = pod_name(&group, m);
             status.promoting = None;
             status.pod = Some(pod.clone());
@@ -1101,12 +1120,38 @@ async fn promote_phase(
             status.waiting_for = None;
             return Ok(m);
         }
-        PromotionChoice::Nobody => {
-            status.waiting_for =
-                Some("a slave running the current template to answer, to be promoted".to_owned());
-            return Ok(target);
+        let remaining: Vec<String> = match pods_api
+            .list(&ListParams::default().labels(&selector))
+            .await
+        {
+            Ok(list) => old
+                .iter()
+                .filter(|(name, uid)| {
+                    list.items
+                        .iter()
+                        .any(|p| p.name_any() == *name && p.uid().as_deref() == Some(uid))
+                })
+                .map(|(name, _)| name.clone())
+                .collect(),
+            Err(_) => old.iter().map(|(name, _)| name.clone()).collect(),
+        };
+        match choice {
+            PromotionChoice::Promote(best) if remaining.is_empty() => break best,
+            PromotionChoice::Nobody if remaining.is_empty() => {
+                status.waiting_for = Some(
+                    "a slave running the current template to answer, to be promoted".to_owned(),
+                );
+                return Ok(target);
+            }
+            _ if tokio::time::Instant::now() >= deadline => {
+                status.waiting_for = Some(format!(
+                    "the old pod of {} to stop, so that no slave's commit log grows any more",
+                    remaining.join(", ")
+                ));
+                return Ok(target);
+            }
+            _ => tokio::time::sleep(PROMOTE_RETRY).await,
         }
-        PromotionChoice::Promote(best) => best,
     };
     let new = pod_name(&group, best);
     status.pod = Some(new.clone());
@@ -1123,20 +1168,20 @@ async fn promote_phase(
     let sync = sync_master(rc.bg);
     let mut last_error = String::from("no answer in time");
     let attempts = async {
-        for attempt in 0..PROMOTE_ATTEMPTS {
-            if attempt > 0 {
-                tokio::time::sleep(PROMOTE_RETRY).await;
-            }
+        loop {
             match rc.admin.promote_broker(&addr, sync).await {
-                Ok(s) => return Ok(s.epoch),
+                Ok(s) => break s.epoch,
                 Err(e) => last_error = e.to_string(),
             }
+            tokio::time::sleep(PROMOTE_RETRY).await;
         }
-        Err(())
     };
     // A request cut short here may still promote the broker; the next pass then finds it
     // master (PromotionChoice::Done).
-    if let Ok(Ok(epoch)) = tokio::time::timeout(PROMOTE_IN_PASS, attempts).await {
+    let left = deadline
+        .saturating_duration_since(tokio::time::Instant::now())
+        .max(PROMOTE_RETRY * 4);
+    if let Ok(epoch) = tokio::time::timeout(left, attempts).await {
         status.promoting = None;
         status.reason = format!("{new} promoted to master in epoch {epoch}");
         status.waiting_for = None;

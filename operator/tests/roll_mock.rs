@@ -41,6 +41,8 @@ struct Scenario {
     refuse_eviction: bool,
     namesrv: String,
     brokers: BTreeMap<String, String>,
+    /// Pods evicted so far: gone from later lists, as once their containers have stopped.
+    evicted: Mutex<Vec<String>>,
 }
 
 impl Scenario {
@@ -52,6 +54,7 @@ impl Scenario {
             // Port 1 on loopback refuses at once: no broker answers, like pods that do not run.
             namesrv: "127.0.0.1:1".into(),
             brokers: BTreeMap::new(),
+            evicted: Mutex::new(Vec::new()),
         }
     }
 }
@@ -97,6 +100,7 @@ fn pod(i: i32, revision: &str, ready: bool) -> serde_json::Value {
     serde_json::json!({
         "metadata": {
             "name": format!("orders-{i}"), "namespace": NS,
+            "uid": format!("0b1c2d3e-0000-4000-8000-00000000010{i}"),
             "labels": {
                 "app.kubernetes.io/name": "ferrum-broker",
                 "app.kubernetes.io/instance": "orders",
@@ -143,7 +147,18 @@ fn answer(call: &Call, sc: &Scenario) -> (StatusCode, serde_json::Value) {
             "apiVersion": "ferrum.dev/v1alpha1", "kind": "BrokerGroupList",
             "metadata": { "resourceVersion": "9" }, "items": [sc.group]
         })),
-        "GET" if last == "pods" => ok(sc.pods.clone()),
+        "GET" if last == "pods" => {
+            let evicted = sc.evicted.lock().expect("evicted").clone();
+            let mut pods = sc.pods.clone();
+            if let Some(items) = pods["items"].as_array_mut() {
+                items.retain(|p| {
+                    !evicted
+                        .iter()
+                        .any(|e| p["metadata"]["name"].as_str() == Some(e))
+                });
+            }
+            ok(pods)
+        }
         // Other lists (objects the reconciler looks through): nothing there.
         "GET"
             if [
@@ -175,10 +190,15 @@ fn answer(call: &Call, sc: &Scenario) -> (StatusCode, serde_json::Value) {
                 "message": "Cannot evict pod as it would violate the pod's disruption budget."
             }),
         ),
-        "POST" if last == "eviction" => (
-            StatusCode::CREATED,
-            serde_json::json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success" }),
-        ),
+        "POST" if last == "eviction" => {
+            if let Some(name) = call.body["metadata"]["name"].as_str() {
+                sc.evicted.lock().expect("evicted").push(name.to_owned());
+            }
+            (
+                StatusCode::CREATED,
+                serde_json::json!({ "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success" }),
+            )
+        }
         "PATCH" if last == "status" => ok(sc.group.clone()),
         "PATCH" if call.path.contains("/pods/") => ok(serde_json::json!({
             "apiVersion": "v1", "kind": "Pod", "metadata": { "name": "p" }
