@@ -191,7 +191,10 @@ impl RaftBroker {
             }
         };
         if let Some(why) = written.refused {
-            return PutMessageResult::refused(PutMessageStatus::MessageIllegal, why);
+            let status = written
+                .refused_status
+                .unwrap_or(PutMessageStatus::MessageIllegal);
+            return PutMessageResult::refused(status, why);
         }
         let Some(records) = read_records(core, written.offset, written.len, count) else {
             return PutMessageResult::refused(

@@ -115,7 +115,7 @@ struct LogInner {
 }
 
 /// Why the leader's store refused proposed messages, by log index, until applied.
-type Refusals = Arc<Mutex<std::collections::HashMap<u64, String>>>;
+type Refusals = Arc<Mutex<std::collections::HashMap<u64, (PutMessageStatus, String)>>>;
 
 /// openraft's log storage over a [`MessageStore`]. Cheap to clone; clones share the log.
 #[derive(Debug, Clone)]
@@ -415,7 +415,7 @@ impl LogInner {
                     (status, _) => {
                         let why = format!("{status:?}: {}", put.remark.unwrap_or_default());
                         tracing::warn!(index = log_id.index, %why, "the CommitLog refused a proposed message");
-                        lock(&self.refusals).insert(log_id.index, why);
+                        lock(&self.refusals).insert(log_id.index, (status, why));
                         if self.store.max_phy_offset() != start {
                             return Err(werr(io_err(
                                 "the CommitLog moved while refusing a message",
@@ -805,11 +805,15 @@ impl RaftStateMachine<TypeConfig> for RaftStateMachineStore {
         for entry in entries {
             inner.last_applied = Some(entry.log_id);
             let response = match entry.payload {
-                EntryPayload::Blank => RaftResponse {
-                    offset: inner.applied_end,
-                    len: 0,
-                    refused: lock(&inner.refusals).remove(&entry.log_id.index),
-                },
+                EntryPayload::Blank => {
+                    let refusal = lock(&inner.refusals).remove(&entry.log_id.index);
+                    RaftResponse {
+                        offset: inner.applied_end,
+                        len: 0,
+                        refused_status: refusal.as_ref().map(|(status, _)| *status),
+                        refused: refusal.map(|(_, why)| why),
+                    }
+                }
                 EntryPayload::Membership(m) => {
                     inner.membership = StoredMembership::new(Some(entry.log_id), m);
                     RaftResponse::default()
@@ -819,7 +823,7 @@ impl RaftStateMachine<TypeConfig> for RaftStateMachineStore {
                     RaftResponse {
                         offset,
                         len: data.len() as u64,
-                        refused: None,
+                        ..RaftResponse::default()
                     }
                 }
                 EntryPayload::Normal(RaftRequest::Message(_) | RaftRequest::Batch(_)) => {
@@ -1177,8 +1181,52 @@ mod tests {
             why.contains("MessageIllegal") || why.contains("too"),
             "{why}"
         );
+        assert_eq!(
+            responses[0].refused_status,
+            Some(PutMessageStatus::MessageIllegal)
+        );
         assert_eq!(responses[1].refused, None);
+        assert_eq!(responses[1].refused_status, None);
         assert!(responses[1].len > 0);
+        store.shutdown().expect("store shuts down");
+    }
+
+    /// A full disk is not the message's fault: the proposer must hear ServiceNotAvailable, which
+    /// producers retry on another broker, not MessageIllegal, which they give up on.
+    #[test]
+    fn a_full_disk_refusal_keeps_its_status() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = ferrum_store::MessageStoreConfig::new(dir.path().join("store"));
+        config.mapped_file_size_commit_log = 64 * 1024;
+        config.clean_resource_interval = std::time::Duration::from_millis(20);
+        config.clean_file_forcibly_enable = false;
+        let store = MessageStore::open(config).expect("store opens");
+        store.set_disk_ratio_override(Some(0.99));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while store.disk_refusal().is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert!(
+            store.disk_refusal().is_some(),
+            "the store saw its disk full"
+        );
+        let (log, mut sm) = open_storage(&dir.path().join("raft"), store.clone()).expect("open");
+        let entries = {
+            let mut l = lock(&log.inner);
+            append(&mut l, vec![message(1)]);
+            l.entries(1..2).expect("read back")
+        };
+        assert!(matches!(entries[0].payload, EntryPayload::Blank));
+        let responses = futures::executor::block_on(sm.apply(entries)).expect("applied");
+        assert_eq!(
+            responses[0].refused_status,
+            Some(PutMessageStatus::ServiceNotAvailable)
+        );
+        let why = responses[0]
+            .refused
+            .as_deref()
+            .expect("the refusal is reported");
+        assert!(why.contains("diskSpaceWarningLevelRatio"), "{why}");
         store.shutdown().expect("store shuts down");
     }
 

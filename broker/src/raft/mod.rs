@@ -158,6 +158,11 @@ pub struct RaftResponse {
     pub len: u64,
     /// The store's status and remark when it refused the message (too large, disk full, …).
     pub refused: Option<String>,
+    /// The status of that refusal, so the proposer answers with the store's own code (a full
+    /// disk is SERVICE_NOT_AVAILABLE, which producers retry elsewhere). Local to the node that
+    /// applied the entry: responses never cross the wire.
+    #[serde(skip)]
+    pub refused_status: Option<ferrum_store::PutMessageStatus>,
 }
 
 /// The part of `MessageExtBrokerInner` a producer decides; the store adds the rest.
