@@ -313,7 +313,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_hung_renewal_is_abandoned_at_the_renew_deadline() {
         let start = Instant::now();
-        let reason = renew_until_lost(CLIENT_GO, start, || std::future::pending()).await;
+        let reason = renew_until_lost(CLIENT_GO, start, std::future::pending).await;
         assert_eq!(reason, LossReason::DeadlinePassed);
         assert_eq!(start.elapsed(), CLIENT_GO.renew_deadline);
     }
