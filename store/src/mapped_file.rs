@@ -51,6 +51,31 @@ pub fn offset_to_file_name(offset: i64) -> String {
     format!("{offset:020}")
 }
 
+const PAGE_SIZE: usize = 4096;
+
+/// What to fault in ahead of the write position: `None` while more than half of `window` past
+/// `wrote` is already faulted in (`done`), else the page-aligned range from `done` (or `wrote`)
+/// up to `wrote + window`, clamped to the file. Refilling at half the window batches the work
+/// into a few large calls instead of one per append.
+pub(crate) fn prefault_range(
+    wrote: usize,
+    done: usize,
+    file_size: usize,
+    window: usize,
+) -> Option<(usize, usize)> {
+    let low_water = wrote.saturating_add(window / 2).min(file_size);
+    if done >= low_water {
+        return None;
+    }
+    let start = done.max(wrote) / PAGE_SIZE * PAGE_SIZE;
+    let end = wrote
+        .saturating_add(window)
+        .div_ceil(PAGE_SIZE)
+        .saturating_mul(PAGE_SIZE)
+        .min(file_size);
+    (end > start).then(|| (start, end - start))
+}
+
 impl MappedFile {
     /// Opens or creates the file `dir/{offset:020}` with exactly `file_size` bytes.
     pub fn open(dir: &Path, file_from_offset: i64, file_size: usize) -> Result<Self, StoreError> {
@@ -213,6 +238,24 @@ impl MappedFile {
         }))
     }
 
+    /// Faults `[pos, pos + len)` in writable without touching its bytes (MADV_POPULATE_WRITE),
+    /// so the append that later writes there takes no page fault: the fault (a fresh page-cache
+    /// page, zeroed, then made writable by the filesystem) would otherwise run on the append path
+    /// under the store's write lock, where a preemption at the fault's exit stalls every sender.
+    /// Safe beside concurrent appends: the kernel only maps the pages, it never writes them.
+    pub fn prefault(&self, pos: usize, len: usize) -> std::io::Result<()> {
+        let end = pos.saturating_add(len).min(self.file_size);
+        if pos >= end {
+            return Ok(());
+        }
+        #[cfg(target_os = "linux")]
+        return self
+            .map
+            .advise_range(memmap2::Advice::PopulateWrite, pos, end - pos);
+        #[cfg(not(target_os = "linux"))]
+        Ok(())
+    }
+
     /// Flushes dirty pages if at least `least_pages` are dirty (0 = always); returns the new
     /// flushed position.
     pub fn flush(&self, least_pages: usize) -> Result<usize, StoreError> {
@@ -291,6 +334,53 @@ mod tests {
         f.truncate_to(10);
         assert_eq!(f.wrote_position(), 10);
         assert_eq!(&f.read_raw(10, 4).expect("raw")[..], &[0; 4]);
+    }
+
+    #[test]
+    fn prefault_range_refills_at_half_the_window_and_stops_at_the_end() {
+        const W: usize = 16 * PAGE_SIZE;
+        // Nothing faulted yet: from the write position's page to a window past it.
+        assert_eq!(
+            prefault_range(100, 0, 1 << 20, W),
+            Some((0, 17 * PAGE_SIZE))
+        );
+        assert_eq!(prefault_range(0, 0, 1 << 20, W), Some((0, W)));
+        // More than half the window still ahead: nothing to do.
+        assert_eq!(prefault_range(4 * PAGE_SIZE, W, 1 << 20, W), None);
+        // Half or less ahead: from where it stopped to a full window past the write position.
+        let wrote = 8 * PAGE_SIZE + 10;
+        assert_eq!(
+            prefault_range(wrote, W, 1 << 20, W),
+            Some((W, 9 * PAGE_SIZE))
+        );
+        // Clamped to the file, and done once the file's end is faulted in.
+        assert_eq!(
+            prefault_range(60 * PAGE_SIZE, 0, 64 * PAGE_SIZE, W),
+            Some((60 * PAGE_SIZE, 4 * PAGE_SIZE))
+        );
+        assert_eq!(
+            prefault_range(60 * PAGE_SIZE, 64 * PAGE_SIZE, 64 * PAGE_SIZE, W),
+            None
+        );
+        // A write position past what was faulted (a rewind or a new file) starts at its page.
+        assert_eq!(
+            prefault_range(40 * PAGE_SIZE + 1, PAGE_SIZE, 1 << 20, W),
+            Some((40 * PAGE_SIZE, 17 * PAGE_SIZE))
+        );
+    }
+
+    #[test]
+    fn prefault_keeps_the_bytes_and_appends_still_land() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = MappedFile::open(dir.path(), 0, 64 * 1024).expect("open");
+        assert!(f.append(b"before"));
+        f.prefault(0, 64 * 1024).expect("populate");
+        // Past the end is clamped, an empty range is a no-op.
+        f.prefault(60 * 1024, 1 << 20).expect("clamped");
+        f.prefault(64 * 1024, 10).expect("empty");
+        assert!(f.append(b"after"));
+        assert_eq!(&f.slice(0, 11).expect("written")[..], b"beforeafter");
+        assert_eq!(&f.read_raw(11, 8).expect("raw")[..], &[0; 8]);
     }
 
     #[test]
