@@ -1310,7 +1310,9 @@ impl Inner {
         }
         if offset > max {
             r.status = GetMessageStatus::OffsetOverflowBadly;
-            r.next_begin_offset = if min == 0 { min } else { max };
+            // RocketMQ before 4.9.4 sent a queue whose min offset is 0 back to 0, which made
+            // consumers read the whole queue again (apache/rocketmq#4215); since then it is max.
+            r.next_begin_offset = max;
             return r;
         }
         let min_phy = self.commit_log.min_offset();
