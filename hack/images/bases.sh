@@ -6,10 +6,18 @@
 #   runtime  distroless-like: only libc6, libgcc-s1, netbase and the CA bundle unpacked from
 #            Debian packages, /etc/passwd with nonroot (65532), USER 65532, no shell
 # Root filesystems are cached as tarballs under ~/.cache/ferrum/images-<suite>-rust<version>;
-# the podman images are (re)imported from them when missing. Prints the two image names.
+# the podman images are (re)imported from them when missing. Prints the image names.
+#
+#   bases.sh runtime   only the runtime base: what images of host-built binaries need
+#                      (hack/images/build.sh's default) and the java-client image
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 . "$here/env.sh"
+wanted="${1:-all}"
+case $wanted in
+  all|runtime) ;;
+  *) echo "bases.sh: say 'all' or 'runtime', not '$wanted'" >&2; exit 2 ;;
+esac
 
 if [ "$(id -u)" != 0 ]; then
   echo "bases.sh: debootstrap and rootful podman need root" >&2
@@ -24,7 +32,7 @@ have_image() { podman image exists "$1"; }
 
 # --- builder -------------------------------------------------------------------------
 builder_tar="$BASES_DIR/builder-rootfs.tar"
-if [ ! -f "$builder_tar" ]; then
+if [ "$wanted" = all ] && [ ! -f "$builder_tar" ]; then
   echo "debootstrap $DEBIAN_SUITE (minbase + gcc) for the builder base"
   root="$work/builder"
   debootstrap --variant=minbase --include=gcc,libc6-dev,ca-certificates \
@@ -49,7 +57,7 @@ if [ ! -f "$builder_tar" ]; then
   mv "$builder_tar.partial" "$builder_tar"
   rm -rf "$root"
 fi
-if ! have_image "$BUILDER_BASE"; then
+if [ "$wanted" = all ] && ! have_image "$BUILDER_BASE"; then
   echo "importing $BUILDER_BASE"
   podman import --quiet \
     --change 'ENV PATH=/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
@@ -101,5 +109,5 @@ if ! have_image "$RUNTIME_BASE"; then
     --change 'ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt' \
     "$runtime_tar" "$RUNTIME_BASE" >/dev/null
 fi
-echo "BUILDER_IMAGE=$BUILDER_BASE"
+[ "$wanted" = runtime ] || echo "BUILDER_IMAGE=$BUILDER_BASE"
 echo "RUNTIME_IMAGE=$RUNTIME_BASE"

@@ -36,7 +36,7 @@ if [ -f "$ARCHIVE" ] && podman image exists "$IMAGE"; then
   echo "$ARCHIVE"
   exit 0
 fi
-"$here/bases.sh" >/dev/null
+"$here/bases.sh" runtime >/dev/null
 start=$(date +%s)
 ctx="$(mktemp -d "${TMPDIR:-/tmp}/ferrum-java-client.XXXXXX")"
 trap 'rm -rf "$ctx"' EXIT
