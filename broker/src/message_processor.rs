@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use ferrum_protocol::headers::BoundaryType;
 use ferrum_protocol::headers::ConsumerSendMsgBackRequestHeader;
 use ferrum_protocol::headers::flags::pull_sys_flag;
 use ferrum_protocol::headers::{
@@ -658,14 +659,32 @@ impl BrokerCore {
             Ok(h) => h,
             Err(error) => return header_error(request, error),
         };
-        if let Err(error) = header.boundary() {
-            return header_error(request, error);
-        }
-        let offset = self.store.get_offset_in_queue_by_time(
-            &header.topic,
-            header.queue_id,
-            header.timestamp,
-        );
+        let boundary = match header.boundary() {
+            Ok(boundary) => boundary,
+            Err(error) => return header_error(request, error),
+        };
+        let offset = match boundary {
+            // The first message stored at or after the timestamp (the max offset if none was).
+            BoundaryType::Lower => self.store.get_offset_in_queue_by_time(
+                &header.topic,
+                header.queue_id,
+                header.timestamp,
+            ),
+            // The last message stored at or before it: the one before the first stored after
+            // it. With none, Apache answers 0; the queue's min offset is that where the queue
+            // starts at 0 and stays an offset that exists where it does not.
+            BoundaryType::Upper => {
+                let after = self.store.get_offset_in_queue_by_time(
+                    &header.topic,
+                    header.queue_id,
+                    header.timestamp.saturating_add(1),
+                );
+                let min = self
+                    .store
+                    .get_min_offset_in_queue(&header.topic, header.queue_id);
+                (after - 1).max(min)
+            }
+        };
         Reply::Command(
             request
                 .success_to()

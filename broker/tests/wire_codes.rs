@@ -171,30 +171,38 @@ async fn offsets_by_time_min_offset_and_earliest_store_time() {
     assert_eq!(stored.len(), 3);
     assert!(stored[0] < stored[1] && stored[1] < stored[2], "{stored:?}");
 
-    let search = |timestamp: i64| {
-        request(
-            RequestCode::SEARCH_OFFSET_BY_TIMESTAMP,
-            &[
-                ("topic", "Timed"),
-                ("queueId", "0"),
-                ("timestamp", &timestamp.to_string()),
-            ],
-        )
+    let search = |timestamp: i64, boundary: &str| {
+        let mut fields = vec![
+            ("topic", "Timed".to_owned()),
+            ("queueId", "0".to_owned()),
+            ("timestamp", timestamp.to_string()),
+        ];
+        if !boundary.is_empty() {
+            fields.push(("boundaryType", boundary.to_owned()));
+        }
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        request(RequestCode::SEARCH_OFFSET_BY_TIMESTAMP, &fields)
     };
-    // Between the first and second store time (1 ms before the second, so the nearest and the
-    // first-at-or-after answers of RocketMQ's versions agree): the second message.
-    for (timestamp, expected) in [
-        (stored[1] - 1, "1"),
-        (stored[1], "1"),
-        (stored[2], "2"),
-        (stored[0] - 10_000, "0"),
+    // Apache's ConsumeQueue.getOffsetInQueueByTime: a timestamp between two store times is the
+    // later message for the LOWER boundary (the default) and the earlier one for UPPER; before
+    // every message it is the min offset, after every message LOWER gives the max offset.
+    for (timestamp, boundary, expected) in [
+        (stored[1] - 1, "", "1"),
+        (stored[1] - 1, "LOWER", "1"),
+        (stored[1] - 1, "UPPER", "0"),
+        (stored[1], "", "1"),
+        (stored[2], "UPPER", "2"),
+        (stored[0] - 10_000, "", "0"),
+        (stored[2] + 10_000, "", "3"),
+        (stored[2] + 10_000, "UPPER", "2"),
+        (stored[0] - 10_000, "UPPER", "0"),
     ] {
-        let answer = conn.call(search(timestamp)).await;
+        let answer = conn.call(search(timestamp, boundary)).await;
         assert_eq!(answer.code, 0, "{:?}", answer.remark);
         assert_eq!(
             field(&answer, "offset"),
             Some(expected),
-            "search at {timestamp} (stored {stored:?})"
+            "search at {timestamp} {boundary} (stored {stored:?})"
         );
     }
 
