@@ -14,8 +14,9 @@
 # (DefaultLitePullConsumer subscribe + poll), retry-dlq (RECONSUME_LATER through %RETRY% into
 # %DLQ%, about 45 s because the broker uses RocketMQ's default delay levels), transaction
 # (TransactionMQProducer: commit, rollback, and UNKNOW committed later by checkLocalTransaction;
-# the broker checks every 0.5 s after 1 s instead of RocketMQ's 30 s / 6 s). With the 4.9.x
-# client: produce-consume with sync sends and a push consumer.
+# the broker checks every 0.5 s after 1 s instead of RocketMQ's 30 s / 6 s). The same sources
+# compile against the 4.9.x client (pom profile rocketmq4), whose API has every one of these
+# classes, so the whole set runs again with it, on its own topics and groups (Java4*).
 #
 # Environment: ROCKETMQ_CLIENT_VERSION (default: the pom's 5.x), FERRUM_M2 (local Maven
 # repository, default ~/.cache/ferrum/m2), CARGO (default cargo), CARGO_TARGET_DIR,
@@ -74,7 +75,8 @@ compile_client() {
         "$PROJECT"/src/main/java/io/ferrum/compat/*.java ||
         fail "the scenarios do not compile against rocketmq-client ($name)"
     printf '%s:%s' "$WORK/$name/classes" "$(cat "$WORK/$name/deps")" >"$WORK/$name/cp"
-    printf '  %s\n' "$(tr ':' '\n' <"$WORK/$name/deps" | grep -o 'rocketmq-client-[^/]*\.jar')"
+    tr ':' '\n' <"$WORK/$name/deps" | sed -n 's/.*\/\(rocketmq-client-[0-9][^/]*\)\.jar$/\1/p' >"$WORK/$name/version"
+    printf '  %s\n' "$(cat "$WORK/$name/version")"
 }
 
 mkdir -p "$M2"
@@ -127,10 +129,16 @@ create_topic() {
     fail "topic $1 never appeared on the NameServer"
 }
 
+# Each client version gets its own topics and groups (prefix Java for 5.x, Java4 for 4.9.x), so
+# one version's consumers never see the other's messages or offsets.
+PREFIXES=(Java)
+if [ "${FERRUM_COMPAT_CLIENT4:-1}" != 0 ]; then PREFIXES+=(Java4); fi
 step "creating topics with ferrumctl"
-for topic in JavaProduceConsume JavaOrderly JavaLitePull JavaRetryDlq Java4ProduceConsume JavaTransaction; do
-    create_topic "$topic" 4
-    printf '  %s: 4 queues, routed\n' "$topic"
+for prefix in "${PREFIXES[@]}"; do
+    for mode in ProduceConsume Orderly LitePull RetryDlq Transaction; do
+        create_topic "$prefix$mode" 4
+        printf '  %s: 4 queues, routed\n' "$prefix$mode"
+    done
 done
 
 PASSED=()
@@ -139,7 +147,7 @@ FAILED=()
 scenario() {
     local name=$1 client=$2 class=$3
     shift 3
-    step "scenario $name (rocketmq-client $client)"
+    step "scenario $name ($(cat "$WORK/$client/version"))"
     local started=$SECONDS
     mkdir -p "$WORK/$name"
     if timeout 300 java -Duser.home="$WORK/$name" -Drocketmq.client.logRoot="$WORK/$name/logs" \
@@ -158,17 +166,24 @@ scenario() {
     fi
 }
 
-scenario produce-consume client5 ProduceConsume "$NAMESRV" JavaProduceConsume JavaCompatPush \
-    sync,async,oneway,batch
-scenario orderly client5 Orderly "$NAMESRV" JavaOrderly JavaCompatOrderly
-scenario lite-pull client5 LitePull "$NAMESRV" JavaLitePull JavaCompatLitePull
-scenario transaction client5 Transaction "$NAMESRV" JavaTransaction JavaCompatTransaction
-if [ "${FERRUM_COMPAT_RETRY_DLQ:-1}" != 0 ]; then
-    scenario retry-dlq client5 RetryDlq "$NAMESRV" JavaRetryDlq JavaCompatRetry
-fi
+# run_client CLIENT SUFFIX PREFIX: every scenario with one client version; SUFFIX tells the
+# versions apart in the summary, PREFIX names their topics and groups.
+run_client() {
+    local client=$1 suffix=$2 p=$3
+    scenario "produce-consume$suffix" "$client" ProduceConsume "$NAMESRV" "${p}ProduceConsume" \
+        "${p}CompatPush" sync,async,oneway,batch
+    scenario "orderly$suffix" "$client" Orderly "$NAMESRV" "${p}Orderly" "${p}CompatOrderly"
+    scenario "lite-pull$suffix" "$client" LitePull "$NAMESRV" "${p}LitePull" "${p}CompatLitePull"
+    scenario "transaction$suffix" "$client" Transaction "$NAMESRV" "${p}Transaction" \
+        "${p}CompatTransaction"
+    if [ "${FERRUM_COMPAT_RETRY_DLQ:-1}" != 0 ]; then
+        scenario "retry-dlq$suffix" "$client" RetryDlq "$NAMESRV" "${p}RetryDlq" "${p}CompatRetry"
+    fi
+}
+
+run_client client5 "" Java
 if [ "${FERRUM_COMPAT_CLIENT4:-1}" != 0 ]; then
-    scenario produce-consume-4.9 client4 ProduceConsume "$NAMESRV" Java4ProduceConsume \
-        Java4CompatPush sync
+    run_client client4 -4.9 Java4
 fi
 
 step "summary after $((SECONDS - STARTED)) s"
