@@ -22,6 +22,12 @@
 #        and rocketmq-client 5.x, as hack/compat/cross-check.sh sets it): Apache's Java client
 #        produces for the Go, ferrumctl, Rust (if present) and Java consumers, and its push
 #        consumer reads what the Go producer, ferrumctl and the Rust producer sent.
+#   13. ferrumctl -> ferrumctl: `ferrumctl consume --json` reads what `ferrumctl message send` sent.
+#   14 (with FERRUM_COMPAT_RUST_CLIENT): ferrumctl -> rust and rust -> ferrumctl, which completes
+#        the matrix: every producer (Go, ferrumctl, Rust, Java) read by every consumer.
+#   15 (when FERRUM_COMPAT_JAVA4_CP is the classpath of the same classes and rocketmq-client
+#        4.9.x, as cross-check.sh sets it): the 4.9.x Java client produces for every consumer
+#        (Go, ferrumctl, Rust, Java 5.x, Java 4.9.x) and consumes what every producer sent.
 #
 # Environment: GO (default go), CARGO (default cargo), CARGO_TARGET_DIR, FERRUM_GO_MESSAGES
 # (default 200), GOMODCACHE / GOCACHE (default under ~/.cache/ferrum).
@@ -269,6 +275,81 @@ if [ -n "${FERRUM_COMPAT_JAVA_CP:-}" ]; then
     java_reads Ctl "$T_CTL" "$WORK/ctl-sent.txt"
     if [ -n "${FERRUM_COMPAT_RUST_CLIENT:-}" ]; then
         java_reads Rust "$T_RUST" "$WORK/rust-sent.txt"
+    fi
+fi
+
+step "13. ferrumctl -> ferrumctl: ferrumctl consume reads what ferrumctl sent"
+CTL_ALL=$(wc -l <"$WORK/ctl-sent.txt")
+timeout 60 "$CTL" -n "$NAMESRV" --json consume --from-beginning --count "$CTL_ALL" -g CtlReadsCtl "$T_CTL" \
+    >"$WORK/ctl-ctl.jsonl" 2>"$WORK/ctl-ctl.err" || { cat "$WORK/ctl-ctl.err" >&2; fail "ferrumctl consume of ferrumctl messages"; }
+"$GOC" canon -in "$WORK/ctl-ctl.jsonl" -expect "$WORK/ctl-sent.txt" -out "$WORK/ctl-ctl.txt" ||
+    fail "ferrumctl consume read different messages than ferrumctl sent"
+printf '  ok: %s ferrumctl messages identical in ferrumctl consume\n' "$CTL_ALL"
+
+if [ -n "${FERRUM_COMPAT_RUST_CLIENT:-}" ]; then
+    step "14. ferrumctl -> rust and rust -> ferrumctl"
+    "$FERRUM_COMPAT_RUST_CLIENT" consume "$NAMESRV" "$T_CTL" RustReadsCtl "$CTL_ALL" 60 "$WORK/rust-ctl.jsonl" \
+        >"$WORK/rust-ctl.log" 2>&1 || { tail -20 "$WORK/rust-ctl.log" >&2; show_logs; fail "Rust consumer of ferrumctl messages"; }
+    "$GOC" canon -in "$WORK/rust-ctl.jsonl" -expect "$WORK/ctl-sent.txt" -out "$WORK/rust-ctl.txt" ||
+        fail "the Rust consumer read different messages than ferrumctl sent"
+    printf '  ok: %s ferrumctl messages identical in the Rust consumer\n' "$CTL_ALL"
+    RUST_ALL=$(wc -l <"$WORK/rust-sent.txt")
+    timeout 60 "$CTL" -n "$NAMESRV" --json consume --from-beginning --count "$RUST_ALL" -g CtlReadsRust "$T_RUST" \
+        >"$WORK/ctl-rust.jsonl" 2>"$WORK/ctl-rust.err" || { cat "$WORK/ctl-rust.err" >&2; fail "ferrumctl consume of Rust messages"; }
+    "$GOC" canon -in "$WORK/ctl-rust.jsonl" -expect "$WORK/rust-sent.txt" -out "$WORK/ctl-rust.txt" ||
+        fail "ferrumctl read different messages than the Rust producer sent"
+    printf '  ok: %s Rust messages identical in ferrumctl consume\n' "$RUST_ALL"
+fi
+
+if [ -n "${FERRUM_COMPAT_JAVA4_CP:-}" ]; then
+    java4_cross() {
+        timeout 300 java -Duser.home="$WORK/java4-home" -Drocketmq.client.logRoot="$WORK/java4-logs" \
+            -cp "$FERRUM_COMPAT_JAVA4_CP" io.ferrum.compat.CrossCheck "$@"
+    }
+    # same_as NAME GOT.jsonl EXPECTED.txt: what a consumer wrote is what the producer sent.
+    same_as() {
+        "$GOC" canon -in "$2" -expect "$3" -out "$2.txt" || fail "$1 read different messages than were sent"
+        printf '  ok: %s messages identical: %s\n' "$(wc -l <"$3")" "$1"
+    }
+    T_JAVA4=Java4Cross
+    create_topic "$T_JAVA4"
+    step "15. java 4.9 -> everyone: Apache's 4.9.x Java client sends 100 messages"
+    java4_cross produce "$NAMESRV" "$T_JAVA4" 100 cross4 "$WORK/java4-sent.jsonl" >"$WORK/java4-produce.log" 2>&1 ||
+        { tail -20 "$WORK/java4-produce.log" >&2; show_logs; fail "Java 4.9 producer"; }
+    "$GOC" canon -in "$WORK/java4-sent.jsonl" -out "$WORK/java4-sent.txt" >/dev/null
+    "$GOC" consume -n "$NAMESRV" -t "$T_JAVA4" -g GoReadsJava4 -count 100 -timeout 60s \
+        -expect "$WORK/java4-sent.txt" -out "$WORK/go-reads-java4.txt" || { show_logs; fail "Go consumer of Java 4.9 messages"; }
+    printf '  ok: 100 messages identical: java 4.9 -> go\n'
+    timeout 60 "$CTL" -n "$NAMESRV" --json consume --from-beginning --count 100 -g CtlReadsJava4 "$T_JAVA4" \
+        >"$WORK/ctl-java4.jsonl" 2>"$WORK/ctl-java4.err" || { cat "$WORK/ctl-java4.err" >&2; fail "ferrumctl consume of Java 4.9 messages"; }
+    same_as "java 4.9 -> ferrumctl" "$WORK/ctl-java4.jsonl" "$WORK/java4-sent.txt"
+    if [ -n "${FERRUM_COMPAT_RUST_CLIENT:-}" ]; then
+        "$FERRUM_COMPAT_RUST_CLIENT" consume "$NAMESRV" "$T_JAVA4" RustReadsJava4 100 60 "$WORK/rust-java4.jsonl" \
+            >"$WORK/rust-java4.log" 2>&1 || { tail -20 "$WORK/rust-java4.log" >&2; show_logs; fail "Rust consumer of Java 4.9 messages"; }
+        same_as "java 4.9 -> rust" "$WORK/rust-java4.jsonl" "$WORK/java4-sent.txt"
+    fi
+    if [ -n "${FERRUM_COMPAT_JAVA_CP:-}" ]; then
+        java_cross consume "$NAMESRV" "$T_JAVA4" JavaReadsJava4 100 90 "$WORK/java5-java4.jsonl" >"$WORK/java5-java4.log" 2>&1 ||
+            { tail -20 "$WORK/java5-java4.log" >&2; show_logs; fail "Java 5.x consumer of Java 4.9 messages"; }
+        same_as "java 4.9 -> java 5.x" "$WORK/java5-java4.jsonl" "$WORK/java4-sent.txt"
+    fi
+
+    step "15. everyone -> java 4.9: the 4.9.x Java push consumer reads what every producer sent"
+    # java4_reads NAME TOPIC EXPECTED: a new 4.9.x group reads the whole topic.
+    java4_reads() {
+        java4_cross consume "$NAMESRV" "$2" "Java4Reads$1" "$(wc -l <"$3")" 90 "$WORK/java4-$1.jsonl" \
+            >"$WORK/java4-$1.log" 2>&1 || { tail -20 "$WORK/java4-$1.log" >&2; show_logs; fail "Java 4.9 consumer of $1 messages"; }
+        same_as "$1 -> java 4.9" "$WORK/java4-$1.jsonl" "$3"
+    }
+    java4_reads Java4 "$T_JAVA4" "$WORK/java4-sent.txt"
+    cat "$WORK/go-sent.txt" "$WORK/more-sent.txt" >"$WORK/go-all-java4.txt"
+    java4_reads Go "$T_GO" "$WORK/go-all-java4.txt"
+    java4_reads Ctl "$T_CTL" "$WORK/ctl-sent.txt"
+    if [ -n "${FERRUM_COMPAT_RUST_CLIENT:-}" ]; then
+        java4_reads Rust "$T_RUST" "$WORK/rust-sent.txt"
+    fi
+    if [ -n "${FERRUM_COMPAT_JAVA_CP:-}" ]; then
+        java4_reads Java5 "$T_JAVA" "$WORK/java-sent.txt"
     fi
 fi
 
