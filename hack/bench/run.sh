@@ -27,6 +27,9 @@
 #   ROCKETMQ_EXAMPLE_VERSION [5.5.0]  rocketmq-example from Maven Central (holds the Producer)
 #   BENCH_PERF [0]           1: `perf record -g` of ferrum-broker during its produce phase,
 #                            top symbols in target/bench/runs/ferrum.perf.txt
+#   BENCH_OFFCPU [0]         1: `perf record -a -e sched:sched_switch -g` during ferrum's fixed-rate
+#                            phase, classed by hack/bench/offcpu.py (preempted, blocked, lock
+#                            waits) in target/bench/runs/ferrum.offcpu.txt
 #   BENCH_LOOP_GIB [auto]    the stores go on a fresh ext4 filesystem in a sparse file of this
 #                            many GiB, mounted on a loop device (needs root), removed at exit;
 #                            `auto`: 16 when the data directory's filesystem is >= 70 % used
@@ -68,6 +71,7 @@ JAVA_BENCH_PEERS=${JAVA_BENCH_PEERS:-ferrum apache}
 ROCKETMQ_EXAMPLE_VERSION=${ROCKETMQ_EXAMPLE_VERSION:-5.5.0}
 BENCH_LOOP_GIB=${BENCH_LOOP_GIB:-auto}
 BENCH_PERF=${BENCH_PERF:-0}
+BENCH_OFFCPU=${BENCH_OFFCPU:-0}
 M2=${FERRUM_M2:-$HOME/.cache/ferrum/m2}
 RR_ROOT=$HOME/.cache/ferrum/rocketmq-rust-$RR_VERSION
 CARGO=${CARGO:-cargo}
@@ -535,12 +539,28 @@ rate_phase() {
     local name=$1
     step "$name: produce at a fixed offered rate of ${BENCH_RATE} msgs/s, ${BENCH_SECONDS}s"
     set_phase rate
+    local offcpu_pid= tids=
+    if [ "$BENCH_OFFCPU" = 1 ] && [ "$name" = ferrum ] && command -v perf >/dev/null; then
+        tids=$(ls "/proc/$BROKER_PID/task" | paste -sd,)
+        perf record -q -a -g -e sched:sched_switch -o "$WORK/offcpu.data" -- sleep "$BENCH_SECONDS" \
+            >"$WORK/offcpu-record.out" 2>&1 &
+        offcpu_pid=$!
+        track_pid "$offcpu_pid"
+    fi
     timeout $((BENCH_SECONDS + 120)) "$BIN/ferrumctl" -n "$NAMESRV" --json bench produce "$BENCH_TOPIC" \
         --rate "$BENCH_RATE" -c "$BENCH_CONCURRENCY" -s "$BENCH_SIZE" -d "$BENCH_SECONDS" \
         --group "bench-$name-producer" \
         >"$OUT/runs/$name.rate.json" 2>"$WORK/rate.err" ||
         { echo "$name: fixed-rate produce failed:"; tail -5 "$WORK/rate.err"; }
     keep_errors "$name" rate "$WORK/rate.err"
+    if [ -n "$offcpu_pid" ]; then
+        wait "$offcpu_pid" 2>/dev/null || true
+        perf script -i "$WORK/offcpu.data" 2>/dev/null |
+            python3 "$ROOT/hack/bench/offcpu.py" "$tids" >"$OUT/runs/$name.offcpu.txt" || true
+        note "off-CPU time of ferrum-broker's threads during the fixed-rate phase ($OUT/runs/$name.offcpu.txt):"
+        sed -n '1,14p' "$OUT/runs/$name.offcpu.txt" | sed 's/^/    /'
+        rm -f "$WORK/offcpu.data"
+    fi
     summary "$OUT/runs/$name.rate.json"
 }
 
