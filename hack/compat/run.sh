@@ -133,6 +133,7 @@ check "$WORK/unknown.out" 'CODE: 17 +DESC: No topic route info in name server fo
 bash "$ROOT/hack/compat/cross-check.sh"  # Go scenarios plus the Go/Rust/Java/ferrumctl matrix
 bash "$ROOT/hack/compat/java-client.sh"
 bash "$ROOT/hack/compat/admin-broker.sh"
+ROCKETMQ_VERSION=4.9.8 bash "$ROOT/hack/compat/admin-broker.sh"  # the last 4.9.x admin tool
 
 if [ "${FERRUM_COMPAT_JAVA_BROKER:-1}" = 0 ]; then
     step "compat: all checks passed (Java broker phase skipped)"
