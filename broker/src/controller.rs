@@ -281,6 +281,9 @@ async fn housekeeping(core: Arc<BrokerCore>, mut shutdown: watch::Receiver<bool>
 impl RunningBroker {
     /// Stops accepting, unregisters from the NameServers and persists the offsets.
     pub async fn shutdown(self) {
+        if let Some(raft) = self.core.raft.get() {
+            raft.hand_over_leadership(&self.core).await;
+        }
         let _ = self.shutdown.send(true);
         let _ = self.registrar.await;
         for task in self.tasks {
