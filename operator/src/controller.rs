@@ -478,6 +478,7 @@ async fn reconcile_once(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<(Acti
             &now,
         );
     }
+    let replica_statuses_observed = replica_statuses.is_some();
     let status = BrokerGroupStatus {
         observed_generation: bg.metadata.generation,
         conditions,
@@ -494,9 +495,11 @@ async fn reconcile_once(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<(Acti
                 .unwrap_or_default()
         }),
     };
-    // A pod turns Ready before its broker has registered with the NameServers, and the pod
-    // event that started this pass does not come again: look again soon until it has.
-    let settling = status.replicas.iter().any(|r| r.ready && !r.registered);
+    // A pod turns Ready before its broker has registered with the NameServers and before it
+    // answers for its role, and the pod event that started this pass does not come again:
+    // look again soon until the status has settled. Only what this pass observed counts (a
+    // paused or invalid group keeps its last status and is not looked at sooner).
+    let settling = replica_statuses_observed && crate::replicas::settling(&status.replicas);
     let patch = serde_json::json!({
         "apiVersion": "ferrum.dev/v1alpha1",
         "kind": "BrokerGroup",

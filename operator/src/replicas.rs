@@ -263,6 +263,25 @@ pub fn observed_master(statuses: &[ReplicaStatus]) -> Option<String> {
         .map(|r| r.pod.clone())
 }
 
+/// Whether `status.replicas` (as computed this pass) still waits on something that changes
+/// with no Kubernetes event to start another pass: a Ready pod whose broker has not
+/// registered, a replica whose role is not known yet, no registered master (or leader), or a
+/// slave whose lag is not known. Such a group is looked at again soon rather than at the
+/// next periodic pass.
+pub fn settling(statuses: &[ReplicaStatus]) -> bool {
+    if statuses.is_empty() {
+        return false;
+    }
+    let is_master = |r: &ReplicaStatus| matches!(r.role, ReplicaRole::Master | ReplicaRole::Leader);
+    let registered_master = statuses.iter().any(|r| is_master(r) && r.registered);
+    !registered_master
+        || statuses.iter().any(|r| {
+            (r.ready && !r.registered)
+                || r.role == ReplicaRole::Unknown
+                || (!is_master(r) && r.replication_lag_bytes.is_none())
+        })
+}
+
 /// What the NameServers and the brokers said about one group.
 #[derive(Debug, Clone, Default)]
 pub struct Observed {
@@ -687,5 +706,66 @@ mod tests {
                 (2, "g-2.g-headless.mq.svc:10911".to_owned())
             ])
         );
+    }
+
+    fn replica(
+        role: ReplicaRole,
+        ready: bool,
+        registered: bool,
+        lag: Option<i64>,
+    ) -> ReplicaStatus {
+        ReplicaStatus {
+            pod: "g-0".into(),
+            role,
+            ready,
+            registered,
+            replication_lag_bytes: lag,
+            epoch: None,
+        }
+    }
+
+    #[test]
+    fn settling_until_every_replica_is_known_and_a_master_registered() {
+        use ReplicaRole::*;
+        let settled = [
+            replica(Master, true, true, None),
+            replica(Slave, true, true, Some(0)),
+        ];
+        assert!(!settling(&settled));
+        assert!(!settling(&[]), "no replicas: nothing to wait for");
+        assert!(!settling(&[
+            replica(Leader, true, true, None),
+            replica(Follower, true, true, Some(3)),
+        ]));
+        // A fresh replica: Ready, registered, but its role not read yet.
+        assert!(settling(&[
+            replica(Master, true, true, None),
+            replica(Unknown, true, true, None),
+        ]));
+        // A Ready pod whose broker has not registered.
+        assert!(settling(&[
+            replica(Master, true, true, None),
+            replica(Slave, true, false, Some(0)),
+        ]));
+        // An in-place master restart: the pod is back, nobody claims master yet.
+        assert!(settling(&[
+            replica(Unknown, true, true, None),
+            replica(Slave, true, true, Some(0)),
+        ]));
+        // The master answers but is not registered (yet).
+        assert!(settling(&[
+            replica(Master, true, false, None),
+            replica(Slave, true, true, Some(0)),
+        ]));
+        // No replica claims master at all.
+        assert!(settling(&[
+            replica(Slave, true, true, Some(0)),
+            replica(Slave, true, true, Some(0)),
+        ]));
+        // A slave whose lag is not known.
+        assert!(settling(&[
+            replica(Master, true, true, None),
+            replica(Slave, true, true, None),
+        ]));
     }
 }
