@@ -885,7 +885,10 @@ async fn randomized_fault_schedules_lose_nothing_and_never_diverge() {
         "seed {seed}: nothing was acknowledged"
     );
     // The live consumer's reads are checked too; a drill where it read nothing checked none.
-    assert!(outcome.consumed > 0, "seed {seed}: the consumer read nothing");
+    assert!(
+        outcome.consumed > 0,
+        "seed {seed}: the consumer read nothing"
+    );
 }
 
 #[test]
