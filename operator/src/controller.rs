@@ -233,12 +233,35 @@ async fn reconcile_once(bg: Arc<BrokerGroup>, ctx: Arc<Context>) -> Result<(Acti
         if bg.spec.mode == BrokerMode::MasterSlave
             && let Some(target) = bg.spec.promote.filter(|p| *p != master)
         {
-            match promote(&ctx, &bg, &admin, &observed, target).await {
-                Ok(()) => {
-                    master = target;
-                    observed = observe(master).await;
+            // The cached object can predate the status written right after a promotion (a
+            // pass started by the pod label change that promotion made): promoting again
+            // would be refused, since the target is master by now, and the old master
+            // written back. The stored status, as listed at the start of this pass, decides.
+            let stored = siblings
+                .iter()
+                .find(|g| g.uid() == bg.uid())
+                .and_then(|g| g.status.as_ref())
+                .and_then(|s| s.master_ordinal);
+            if stored == Some(target) {
+                master = target;
+                observed = observe(master).await;
+            } else {
+                match promote(&ctx, &bg, &admin, &observed, target).await {
+                    Ok(()) => {
+                        master = target;
+                        // Recorded at once: a later step of this pass may fail, and the
+                        // next pass must not take the old master for the current one.
+                        let patch = serde_json::json!({ "status": {
+                            "masterOrdinal": target,
+                            "master": build::pod_name(&id.name, target),
+                        }});
+                        groups
+                            .patch_status(&id.name, &PatchParams::default(), &Patch::Merge(&patch))
+                            .await?;
+                        observed = observe(master).await;
+                    }
+                    Err(why) => promotion_problem = Some(why),
                 }
-                Err(why) => promotion_problem = Some(why),
             }
         }
         let owners = siblings

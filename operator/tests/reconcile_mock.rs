@@ -902,3 +902,60 @@ async fn a_paused_group_applies_nothing_and_says_so() {
     assert_eq!(paused["status"], "True", "{paused}");
     assert_eq!(status_condition(&calls, "Progressing")["reason"], "Paused");
 }
+
+/// A pass started from a cached object older than the status written right after a
+/// promotion: the stored status already names the promoted replica, so it is not promoted
+/// again (which would be refused, the target being master by then) and the status keeps it.
+#[tokio::test]
+async fn a_stale_cached_status_does_not_undo_a_promotion() {
+    let mut bg = group(serde_json::json!({ "promote": 1 }));
+    bg["status"] = serde_json::json!({ "masterOrdinal": 0, "master": "orders-0" });
+    let mut fresh = bg.clone();
+    fresh["status"] = serde_json::json!({ "masterOrdinal": 1, "master": "orders-1" });
+    // The pass lists the groups from the API server; that list holds the stored status.
+    let hook: Hook = Arc::new(move |call: &Call| {
+        (call.method == "GET" && call.path.ends_with("/brokergroups")).then(|| {
+            (
+                StatusCode::OK,
+                serde_json::json!({
+                    "apiVersion": "ferrum.dev/v1alpha1", "kind": "BrokerGroupList",
+                    "metadata": { "resourceVersion": "8" }, "items": [fresh.clone()]
+                }),
+            )
+        })
+    });
+    let calls = calls_of_one_reconcile_with(bg, hook).await;
+    assert!(
+        events_with_reason(&calls, "PromotionRefused").is_empty(),
+        "{calls:?}"
+    );
+    assert!(
+        events_with_reason(&calls, "Promoted").is_empty(),
+        "{calls:?}"
+    );
+    let status = calls
+        .iter()
+        .rfind(|c| c.method == "PATCH" && c.path.ends_with("/orders/status"))
+        .expect("status patch");
+    assert_eq!(status.body["status"]["masterOrdinal"], 1, "{status:?}");
+    assert_eq!(status.body["status"]["master"], "orders-1", "{status:?}");
+}
+
+/// Without a promotion recorded anywhere, a target that does not answer is refused and told
+/// in an Event, and the status keeps the old master.
+#[tokio::test]
+async fn an_unreachable_promotion_target_is_refused_and_the_master_kept() {
+    let mut bg = group(serde_json::json!({ "promote": 1 }));
+    bg["status"] = serde_json::json!({ "masterOrdinal": 0, "master": "orders-0" });
+    let calls = calls_of_one_reconcile(bg).await;
+    assert_eq!(
+        events_with_reason(&calls, "PromotionRefused").len(),
+        1,
+        "{calls:?}"
+    );
+    let status = calls
+        .iter()
+        .rfind(|c| c.method == "PATCH" && c.path.ends_with("/orders/status"))
+        .expect("status patch");
+    assert_eq!(status.body["status"]["masterOrdinal"], 0, "{status:?}");
+}
