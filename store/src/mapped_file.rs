@@ -258,34 +258,22 @@ impl MappedFile {
 
     /// Flushes dirty pages if at least `least_pages` are dirty (0 = always); returns the new
     /// flushed position.
-    ///
-    /// With a threshold (the periodic flush of ASYNC_FLUSH) only whole pages are written: the
-    /// page holding the write position stays dirty until a later flush. Writeback locks each
-    /// page it writes, and an append into that page would wait for the disk write under the
-    /// store's write lock (seen as `block_page_mkwrite` waiting for the page lock for up to
-    /// 14 ms). Without a threshold (SYNC_FLUSH, the thorough flush, shutdown) everything written
-    /// is flushed.
     pub fn flush(&self, least_pages: usize) -> Result<usize, StoreError> {
+        const PAGE: usize = 4096;
         let wrote = self.wrote_position();
         let flushed = self.flushed_position();
-        let target = if least_pages > 0 && wrote < self.file_size {
-            wrote / PAGE_SIZE * PAGE_SIZE
-        } else {
-            wrote
-        };
-        if target <= flushed {
+        if wrote <= flushed {
             return Ok(flushed);
         }
-        if least_pages > 0 && (target / PAGE_SIZE).saturating_sub(flushed / PAGE_SIZE) < least_pages
-        {
+        if least_pages > 0 && (wrote / PAGE).saturating_sub(flushed / PAGE) < least_pages {
             return Ok(flushed);
         }
-        let start = flushed / PAGE_SIZE * PAGE_SIZE;
+        let start = flushed / PAGE * PAGE;
         self.map
-            .flush_range(start, target - start)
+            .flush_range(start, wrote - start)
             .map_err(|e| StoreError::io(&self.path, e))?;
-        self.flushed.store(target, Ordering::Release);
-        Ok(target)
+        self.flushed.store(wrote, Ordering::Release);
+        Ok(wrote)
     }
 
     /// Flushes the whole mapping, e.g. after zeroing a truncated tail.
@@ -403,12 +391,6 @@ mod tests {
         assert_eq!(f.flush(4).expect("flush"), 0);
         assert_eq!(f.flush(0).expect("flush"), 5000);
         assert!(f.append(&[1; 20_000]));
-        // The page holding the write position (25,000) is left for a later flush.
-        assert_eq!(f.flush(4).expect("flush"), 6 * 4096);
-        assert_eq!(f.flush(1).expect("flush"), 6 * 4096);
-        assert_eq!(f.flush(0).expect("flush"), 25_000);
-        // A full file is flushed to its end whatever the threshold.
-        assert!(f.append(&[1; 64 * 1024 - 25_000]));
-        assert_eq!(f.flush(4).expect("flush"), 64 * 1024);
+        assert_eq!(f.flush(4).expect("flush"), 25_000);
     }
 }
