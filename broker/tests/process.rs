@@ -11,7 +11,7 @@ use ferrum_protocol::route::{KVTable, TopicConfigSerializeWrapper};
 use ferrum_protocol::{RemotingCommand, RequestCode, ResponseCode, SerializeType};
 use tokio::net::TcpStream;
 
-use common::{Conn, Proc, request, spawn_reading_first_line, start_namesrv_with};
+use common::{Conn, Proc, pull, request, send_v2, spawn_reading_first_line, start_namesrv_with};
 
 const STEP: Duration = Duration::from_secs(10);
 
@@ -503,42 +503,6 @@ async fn registers_with_a_real_namesrv_and_unregisters_on_sigterm() {
         .await,
         "broker unregistered on SIGTERM"
     );
-}
-
-fn send_v2(topic: &str, queue_id: i32, body: &[u8], properties: &str) -> RemotingCommand {
-    request(
-        RequestCode::SEND_MESSAGE_V2,
-        &[
-            ("a", "PG"),
-            ("b", topic),
-            ("c", "TBW102"),
-            ("d", "4"),
-            ("e", &queue_id.to_string()),
-            ("f", "0"),
-            ("g", "1700000000000"),
-            ("h", "0"),
-            ("i", properties),
-        ],
-    )
-    .with_body(body.to_vec())
-}
-
-fn pull(topic: &str, queue_id: i32, offset: i64, suspend_millis: i64) -> RemotingCommand {
-    let sys_flag = if suspend_millis > 0 { 2 } else { 0 };
-    request(
-        RequestCode::PULL_MESSAGE,
-        &[
-            ("consumerGroup", "CG"),
-            ("topic", topic),
-            ("queueId", &queue_id.to_string()),
-            ("queueOffset", &offset.to_string()),
-            ("maxMsgNums", "32"),
-            ("sysFlag", &sys_flag.to_string()),
-            ("commitOffset", "0"),
-            ("suspendTimeoutMillis", &suspend_millis.to_string()),
-            ("subVersion", "0"),
-        ],
-    )
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use ferrum_protocol::body::{LockBatchRequestBody, LockBatchResponseBody, Message
 use ferrum_protocol::message::{self, MessageExt};
 use ferrum_protocol::{RemotingCommand, RequestCode, ResponseCode};
 
-use common::{Conn, Proc, request, spawn_reading_first_line};
+use common::{Conn, Proc, pull, request, send_v2, spawn_reading_first_line};
 
 /// A broker with its store in `store` and the given extra `key=value` settings.
 fn start_broker(store: &Path, sets: &[&str]) -> Proc {
@@ -34,42 +34,6 @@ fn start_broker(store: &Path, sets: &[&str]) -> Proc {
         .expect("address in the start line")
         .to_owned();
     Proc { child, addr }
-}
-
-fn send_v2(topic: &str, queue_id: i32, body: &[u8], properties: &str) -> RemotingCommand {
-    request(
-        RequestCode::SEND_MESSAGE_V2,
-        &[
-            ("a", "PG"),
-            ("b", topic),
-            ("c", "TBW102"),
-            ("d", "4"),
-            ("e", &queue_id.to_string()),
-            ("f", "0"),
-            ("g", "1700000000000"),
-            ("h", "0"),
-            ("i", properties),
-        ],
-    )
-    .with_body(body.to_vec())
-}
-
-fn pull(topic: &str, queue_id: i32, offset: i64, suspend_millis: i64) -> RemotingCommand {
-    let sys_flag = if suspend_millis > 0 { 2 } else { 0 };
-    request(
-        RequestCode::PULL_MESSAGE,
-        &[
-            ("consumerGroup", "CG"),
-            ("topic", topic),
-            ("queueId", &queue_id.to_string()),
-            ("queueOffset", &offset.to_string()),
-            ("maxMsgNums", "32"),
-            ("sysFlag", &sys_flag.to_string()),
-            ("commitOffset", "0"),
-            ("suspendTimeoutMillis", &suspend_millis.to_string()),
-            ("subVersion", "0"),
-        ],
-    )
 }
 
 fn remark(answer: &RemotingCommand) -> &str {

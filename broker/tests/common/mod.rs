@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ferrum_protocol::{RemotingCodec, RemotingCommand};
+use ferrum_protocol::{RemotingCodec, RemotingCommand, RequestCode};
 use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::Framed;
@@ -199,6 +199,44 @@ pub fn request(code: impl Into<i32>, fields: &[(&str, &str)]) -> RemotingCommand
         request.ext_fields.insert((*k).to_owned(), (*v).to_owned());
     }
     request
+}
+
+/// SEND_MESSAGE_V2 from producer group PG to `queue_id` of `topic` (TBW102 as the default topic).
+pub fn send_v2(topic: &str, queue_id: i32, body: &[u8], properties: &str) -> RemotingCommand {
+    request(
+        RequestCode::SEND_MESSAGE_V2,
+        &[
+            ("a", "PG"),
+            ("b", topic),
+            ("c", "TBW102"),
+            ("d", "4"),
+            ("e", &queue_id.to_string()),
+            ("f", "0"),
+            ("g", "1700000000000"),
+            ("h", "0"),
+            ("i", properties),
+        ],
+    )
+    .with_body(body.to_vec())
+}
+
+/// PULL_MESSAGE for consumer group CG, held up to `suspend_millis` when that is above 0.
+pub fn pull(topic: &str, queue_id: i32, offset: i64, suspend_millis: i64) -> RemotingCommand {
+    let sys_flag = if suspend_millis > 0 { 2 } else { 0 };
+    request(
+        RequestCode::PULL_MESSAGE,
+        &[
+            ("consumerGroup", "CG"),
+            ("topic", topic),
+            ("queueId", &queue_id.to_string()),
+            ("queueOffset", &offset.to_string()),
+            ("maxMsgNums", "32"),
+            ("sysFlag", &sys_flag.to_string()),
+            ("commitOffset", "0"),
+            ("suspendTimeoutMillis", &suspend_millis.to_string()),
+            ("subVersion", "0"),
+        ],
+    )
 }
 
 /// One remoting connection; answers are matched to requests by opaque.
